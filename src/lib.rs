@@ -1,0 +1,14 @@
+//! Samza standalone coordination on Azure Storage.
+//!
+//! The core is plain Rust with no JNI types; `jni` is the only module that touches the JVM.
+
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod redact;
+pub mod runtime;
+pub mod storage;
+
+mod jni;
+
+pub use error::{Error, ErrorKind, Result};

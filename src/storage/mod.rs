@@ -1,0 +1,292 @@
+//! Azure Storage primitives behind small traits, so the SDK can be swapped without touching
+//! the coordination protocol: [`LeaseStore`] (blob leases), [`DocumentStore`] (versioned block
+//! blobs), [`TableStore`] (Table Storage entities).
+//!
+//! [`AzureStorage`] implements all three on the Azure SDK crates; see `docs/storage.md` for
+//! why those crates and how they are configured.
+
+mod azure;
+mod document;
+mod lease;
+pub mod names;
+pub mod retry;
+mod table;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{Error, ErrorKind, Result};
+
+pub use azure::{AzureStorage, StorageStats, StorageStatsSnapshot};
+pub use names::BlobRef;
+
+/// An entity-group transaction holds at most this many operations (service limit).
+pub const MAX_BATCH_OPERATIONS: usize = 100;
+
+/// A lease id. Always a UUID: Azure requires it (Azurite does not check).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub Uuid);
+
+impl LeaseId {
+    pub fn random() -> Self {
+        LeaseId(Uuid::new_v4())
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Uuid::parse_str(s).map(LeaseId).map_err(|_| {
+            Error::new(
+                ErrorKind::BadRequest,
+                format!("lease id must be a UUID, found '{s}'"),
+            )
+        })
+    }
+}
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LeaseId({})", self.0)
+    }
+}
+
+/// How long a lease lasts unless renewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseDuration {
+    /// 15 to 60 seconds (service limits).
+    Seconds(u8),
+    Infinite,
+}
+
+impl LeaseDuration {
+    pub fn seconds(secs: u64) -> Result<Self> {
+        if (15..=60).contains(&secs) {
+            Ok(LeaseDuration::Seconds(secs as u8))
+        } else {
+            Err(Error::new(
+                ErrorKind::BadRequest,
+                format!("lease duration must be 15-60 seconds or infinite, found {secs}"),
+            ))
+        }
+    }
+
+    /// From the wire convention shared with Java: -1 = infinite.
+    pub fn from_secs_or_infinite(secs: i64) -> Result<Self> {
+        if secs == -1 {
+            Ok(LeaseDuration::Infinite)
+        } else if secs < 0 {
+            Err(Error::new(
+                ErrorKind::BadRequest,
+                format!("lease duration must be 15-60 seconds or -1 (infinite), found {secs}"),
+            ))
+        } else {
+            LeaseDuration::seconds(secs as u64)
+        }
+    }
+}
+
+/// An opaque version tag from storage, compared for equality only (Azurite's are not
+/// monotonic). Kept verbatim, quotes included.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ETag(pub String);
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ETag({})", self.0)
+    }
+}
+
+/// A document's bytes and the version they were read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    pub body: Bytes,
+    pub etag: ETag,
+}
+
+/// Answer of a cheap change check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    Changed(ETag),
+}
+
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Acquires a lease, proposing `proposed` as its id (a random UUID if `None`).
+    async fn acquire_lease(
+        &self,
+        blob: &BlobRef,
+        duration: LeaseDuration,
+        proposed: Option<LeaseId>,
+    ) -> Result<LeaseId>;
+    /// Renews within `deadline` (defaults to the policy's), so a renew never outlives the lease.
+    async fn renew_lease(
+        &self,
+        blob: &BlobRef,
+        lease: LeaseId,
+        deadline: Option<Duration>,
+    ) -> Result<()>;
+    async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()>;
+    /// Breaks whoever holds the lease; returns the seconds until it can be acquired.
+    async fn break_lease(&self, blob: &BlobRef, break_period: Duration) -> Result<Duration>;
+    async fn change_lease(
+        &self,
+        blob: &BlobRef,
+        lease: LeaseId,
+        proposed: LeaseId,
+    ) -> Result<LeaseId>;
+}
+
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// Creates the container if it does not exist; returns whether it was created.
+    async fn ensure_container(&self, container: &str) -> Result<bool>;
+    /// Writes only if the blob does not exist (If-None-Match: *).
+    async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag>;
+    async fn read_document(&self, blob: &BlobRef) -> Result<Document>;
+    /// `None` when the blob still has `known` (HTTP 304: no body transferred).
+    async fn read_document_if_changed(
+        &self,
+        blob: &BlobRef,
+        known: &ETag,
+    ) -> Result<Option<Document>>;
+    /// HEAD with If-None-Match: the cheapest way to learn whether a new version exists.
+    async fn check_document(&self, blob: &BlobRef, known: &ETag) -> Result<Change>;
+    /// Replaces the document. `if_match` makes it a compare-and-swap; `lease` fences it: storage
+    /// rejects it with [`ErrorKind::LeaseLost`] unless `lease` is the blob's active lease.
+    async fn replace_document(
+        &self,
+        blob: &BlobRef,
+        body: Bytes,
+        if_match: Option<&ETag>,
+        lease: Option<LeaseId>,
+    ) -> Result<ETag>;
+    async fn delete_document(
+        &self,
+        blob: &BlobRef,
+        if_match: Option<&ETag>,
+        lease: Option<LeaseId>,
+    ) -> Result<()>;
+}
+
+/// A table row. Property values are JSON in the Table service's wire form: typed values other
+/// than strings, booleans and 32-bit ints carry `Name@odata.type` annotations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entity {
+    pub partition_key: String,
+    pub row_key: String,
+    pub properties: Map<String, Value>,
+    /// Set on read; used by callers for If-Match.
+    pub etag: Option<ETag>,
+}
+
+impl Entity {
+    pub fn new(partition_key: impl Into<String>, row_key: impl Into<String>) -> Self {
+        Entity {
+            partition_key: partition_key.into(),
+            row_key: row_key.into(),
+            properties: Map::new(),
+            etag: None,
+        }
+    }
+
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.properties.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.properties.get(name).and_then(Value::as_str)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    ETag(ETag),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    Replace,
+    Merge,
+}
+
+/// Where a partition query stopped; pass back to continue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    pub next_partition_key: String,
+    pub next_row_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    pub entities: Vec<Entity>,
+    pub continuation: Option<Continuation>,
+}
+
+/// One operation of an entity-group transaction (all in one partition).
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchOp {
+    Insert(Entity),
+    Upsert(Entity, WriteMode),
+    Update(Entity, IfMatch, WriteMode),
+    Delete { row_key: String, if_match: IfMatch },
+}
+
+#[async_trait]
+pub trait TableStore: Send + Sync {
+    /// Creates the table if absent; returns whether it was created.
+    async fn ensure_table(&self, table: &str) -> Result<bool>;
+    async fn delete_table(&self, table: &str) -> Result<()>;
+    async fn insert_entity(&self, table: &str, entity: &Entity) -> Result<ETag>;
+    async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag>;
+    async fn update_entity(
+        &self,
+        table: &str,
+        entity: &Entity,
+        if_match: &IfMatch,
+        mode: WriteMode,
+    ) -> Result<ETag>;
+    async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity>;
+    /// One page of a partition, optionally narrowed by an OData `$filter` (ANDed with the
+    /// partition), at most `page_size` rows.
+    async fn query_partition(
+        &self,
+        table: &str,
+        partition_key: &str,
+        filter: Option<&str>,
+        page_size: Option<u32>,
+        continuation: Option<Continuation>,
+    ) -> Result<Page>;
+    /// Atomic: all operations apply or none. Returns the new ETag of each operation (`None`
+    /// for deletes). Any failed operation fails the whole call with its error.
+    async fn batch(
+        &self,
+        table: &str,
+        partition_key: &str,
+        ops: Vec<BatchOp>,
+    ) -> Result<Vec<Option<ETag>>>;
+    async fn delete_entity(
+        &self,
+        table: &str,
+        partition_key: &str,
+        row_key: &str,
+        if_match: &IfMatch,
+    ) -> Result<()>;
+}

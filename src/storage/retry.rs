@@ -1,0 +1,172 @@
+//! Our own retry loop. The SDK's is switched off: its default (8 tries, ~82 s to give up)
+//! would outlive a lease many times over.
+//!
+//! Bounded exponential backoff with full jitter, a cap on attempts, and an overall deadline
+//! that also cuts the last attempt short. A write whose earlier attempt may have reached
+//! storage and whose retry then conflicts is reported as [`ErrorKind::OutcomeUnknown`], never
+//! as a clean conflict: the first attempt may have been the one that won.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::config::RequestPolicy;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Whether repeating the operation is harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Reads, and writes whose repetition has the same effect (upsert, break, renew).
+    Idempotent,
+    /// Conditional or create-only writes: a repeat can report a conflict with our own success.
+    Conditional,
+}
+
+/// Delay before attempt `attempt` (1-based count of failures so far): full jitter over an
+/// exponentially growing, capped window.
+pub fn backoff(policy: &RequestPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .backoff_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let cap = exp.min(policy.backoff_max);
+    let millis = cap.as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
+}
+
+/// Runs `op` until it succeeds, fails permanently, or the policy's budget is spent.
+pub async fn with_retry<T, F, Fut>(
+    policy: &RequestPolicy,
+    deadline: Option<Duration>,
+    idempotency: Idempotency,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let budget = deadline.unwrap_or(policy.deadline);
+    let start = Instant::now();
+    let mut attempt = 0u32;
+    let mut ambiguous = false;
+    loop {
+        attempt += 1;
+        let remaining = budget.saturating_sub(start.elapsed());
+        let result = match tokio::time::timeout(remaining, op()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                ErrorKind::Transient,
+                format!("no answer within the {} ms deadline", budget.as_millis()),
+            )),
+        };
+        let err = match result {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if ambiguous
+            && idempotency == Idempotency::Conditional
+            && matches!(
+                err.kind(),
+                ErrorKind::PreconditionFailed | ErrorKind::AlreadyExists
+            )
+        {
+            return Err(err
+                .with_kind(ErrorKind::OutcomeUnknown)
+                .context("an earlier attempt may have been applied before this conflict"));
+        }
+        if !err.kind().is_transient() {
+            return Err(err);
+        }
+        ambiguous = true;
+        let delay = backoff(policy, attempt);
+        if attempt >= policy.max_attempts || start.elapsed() + delay >= budget {
+            let err = err.context(format!(
+                "gave up after {attempt} attempt(s) in {} ms",
+                start.elapsed().as_millis()
+            ));
+            return Err(if idempotency == Idempotency::Conditional {
+                err.with_kind(ErrorKind::OutcomeUnknown)
+            } else {
+                err
+            });
+        }
+        tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying storage request");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn policy() -> RequestPolicy {
+        RequestPolicy {
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(4),
+            deadline: Duration::from_secs(5),
+            ..RequestPolicy::default()
+        }
+    }
+
+    #[test]
+    fn backoff_stays_within_cap() {
+        let p = RequestPolicy::default();
+        for attempt in 1..40 {
+            assert!(backoff(&p, attempt) <= p.backoff_max);
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_errors_retry_up_to_max_attempts() {
+        let calls = AtomicU32::new(0);
+        let r: Result<()> = with_retry(&policy(), None, Idempotency::Idempotent, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Error::new(ErrorKind::Transient, "503"))
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Transient);
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_do_not_retry() {
+        let calls = AtomicU32::new(0);
+        let r: Result<()> = with_retry(&policy(), None, Idempotency::Idempotent, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Error::new(ErrorKind::PreconditionFailed, "412"))
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::PreconditionFailed);
+    }
+
+    #[tokio::test]
+    async fn conflict_after_ambiguous_failure_is_outcome_unknown() {
+        let calls = AtomicU32::new(0);
+        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(Error::new(ErrorKind::Transient, "timeout"))
+            } else {
+                Err(Error::new(ErrorKind::PreconditionFailed, "412"))
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
+    }
+
+    #[tokio::test]
+    async fn deadline_cuts_a_hanging_attempt() {
+        let p = RequestPolicy {
+            deadline: Duration::from_millis(50),
+            ..policy()
+        };
+        let r: Result<()> = with_retry(&p, None, Idempotency::Idempotent, || async {
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Transient);
+    }
+}

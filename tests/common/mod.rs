@@ -1,0 +1,153 @@
+//! Azurite harness for cargo integration tests.
+//!
+//! One Azurite per test binary, on free loopback ports with a temporary data folder, started
+//! through `scripts/azurite` (the same launcher the JUnit tests and the demo use). It is
+//! spawned from a dedicated thread that lives as long as the process and asks the kernel to
+//! SIGKILL Azurite when that thread dies (PR_SET_PDEATHSIG), so no Azurite outlives the test
+//! binary, whether it passes, panics or is killed.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use samza_azure_coordinator::config::{StorageConfig, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+use samza_azure_coordinator::storage::AzureStorage;
+
+pub struct Azurite {
+    pub blob_port: u16,
+    pub table_port: u16,
+    pub pid: u32,
+}
+
+impl Azurite {
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};\
+             BlobEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT};TableEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT}",
+            self.blob_port, self.table_port
+        )
+    }
+
+    pub fn config(&self) -> StorageConfig {
+        StorageConfig::from_connection_string(&self.connection_string()).expect("valid test config")
+    }
+
+    pub fn storage(&self) -> AzureStorage {
+        AzureStorage::new(&self.config()).expect("storage client")
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_listening(port: u16, child: &mut Child, bound: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("azurite exited early with {status}"));
+        }
+        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("azurite did not listen on {port} within {bound:?}"))
+}
+
+fn spawn() -> Result<(Child, Azurite, tempfile::TempDir), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::Builder::new()
+        .prefix("azurite-cargo-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let (blob, queue, table) = (free_port(), free_port(), free_port());
+    let mut cmd = Command::new(root.join("scripts/azurite"));
+    cmd.arg("run")
+        .arg(dir.path())
+        .args([blob.to_string(), queue.to_string(), table.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start scripts/azurite: {e}"))?;
+    let ready = wait_listening(blob, &mut child, Duration::from_secs(60))
+        .and_then(|_| wait_listening(table, &mut child, Duration::from_secs(10)));
+    if let Err(e) = ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    let pid = child.id();
+    Ok((
+        child,
+        Azurite {
+            blob_port: blob,
+            table_port: table,
+            pid,
+        },
+        dir,
+    ))
+}
+
+/// The binary's Azurite, started on first use.
+pub fn azurite() -> &'static Azurite {
+    static INSTANCE: OnceLock<Azurite> = OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("azurite-owner".into())
+            .spawn(move || {
+                // Ports picked free can be taken before Azurite binds them: try a few times.
+                let mut last = String::new();
+                for _ in 0..3 {
+                    match spawn() {
+                        Ok((mut child, info, dir)) => {
+                            tx.send(Ok(info)).ok();
+                            // Park for the life of the process; PDEATHSIG fires when this
+                            // thread (and so the process) ends.
+                            let _ = child.wait();
+                            drop(dir);
+                            return;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                tx.send(Err(last)).ok();
+            })
+            .expect("spawn azurite owner thread");
+        rx.recv()
+            .expect("azurite owner thread")
+            .unwrap_or_else(|e| panic!("Azurite did not start: {e}"))
+    })
+}
+
+/// A name unique within this test run, valid for containers and tables.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
