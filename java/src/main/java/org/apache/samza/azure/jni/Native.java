@@ -1,0 +1,92 @@
+package org.apache.samza.azure.jni;
+
+/**
+ * Every native method of the core, in one place. Handles are {@code long}s owned by a {@link
+ * NativeHandle} subclass; call these only through those wrappers, which guarantee a handle is
+ * live for the duration of a call.
+ *
+ * <p>Errors arrive as subclasses of {@link
+ * org.apache.samza.azure.errors.AzureCoordinationException}; a native panic arrives as {@link
+ * org.apache.samza.azure.errors.NativePanicException}.
+ */
+public final class Native {
+  static {
+    NativeLibrary.load();
+    NativeLogBridge.start();
+  }
+
+  private Native() {}
+
+  /** Forces loading (and the log bridge) without doing anything else. */
+  public static void ensureLoaded() {
+    // The static initialiser did the work.
+  }
+
+  // ---- runtime, logging, diagnostics ----
+
+  public static native String version();
+
+  static native void initLogging(int maxLevel);
+
+  static native void setLogLevel(int maxLevel);
+
+  /** {@code [dropped, level, target, message, ...]} or null if nothing arrived in time. */
+  static native String[] pollLogs(long timeoutMillis, int max);
+
+  /** Stops the shared runtime; later native calls fail with an exception. Idempotent. */
+  public static native void shutdownRuntime(long timeoutMillis);
+
+  public static native boolean isRuntimeRunning();
+
+  /** A round trip through the boundary and the async runtime that does nothing. */
+  public static native void noop();
+
+  /** Returns {@code size} bytes produced on the async runtime. */
+  public static native byte[] echo(int size);
+
+  /** Fails with the exception class for {@code code}; for tests of the error mapping. */
+  public static native void testThrow(String code, String message);
+
+  /** Panics natively, on the runtime or on the calling thread; for tests. */
+  public static native void testPanic(String message, boolean onRuntime);
+
+  /** Emits a native log record (1 = ERROR ... 5 = TRACE); for tests. */
+  public static native void testLog(int level, String message);
+
+  // ---- storage (use AzureStorageClient) ----
+
+  public static native long storageOpen(String[] keys, String[] values);
+
+  public static native void storageClose(long handle);
+
+  public static native long[] storageStats(long handle);
+
+  public static native boolean ensureContainer(long handle, String container);
+
+  public static native String leaseAcquire(
+      long handle, String container, String blob, int seconds, String proposedLeaseId);
+
+  public static native void leaseRenew(long handle, String container, String blob, String leaseId);
+
+  public static native void leaseRelease(long handle, String container, String blob, String leaseId);
+
+  public static native long leaseBreak(long handle, String container, String blob, int periodSeconds);
+
+  public static native String leaseChange(
+      long handle, String container, String blob, String leaseId, String proposedLeaseId);
+
+  public static native String docCreate(long handle, String container, String blob, byte[] body);
+
+  public static native Object[] docRead(long handle, String container, String blob);
+
+  public static native Object[] docReadIfChanged(
+      long handle, String container, String blob, String knownEtag);
+
+  public static native String docCheck(long handle, String container, String blob, String knownEtag);
+
+  public static native String docReplace(
+      long handle, String container, String blob, byte[] body, String ifMatch, String leaseId);
+
+  public static native void docDelete(
+      long handle, String container, String blob, String ifMatch, String leaseId);
+}
