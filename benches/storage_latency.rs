@@ -1,1 +1,173 @@
-fn main() {}
+//! Sequential latency of the storage primitives against a local Azurite.
+//!
+//! `cargo bench --bench storage_latency`; `BENCH_OPS` sets the measured operations per
+//! primitive (default 1000), each after a warm-up. Starts its own Azurite through the test
+//! harness, which kills it when this process ends. Azurite is one Node process, so these
+//! figures measure Azurite as much as the client.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use samza_azure_coordinator::storage::{
+    AzureStorage, BlobRef, Change, DocumentStore, ETag, Entity, LeaseDuration, LeaseStore,
+    TableStore, WriteMode,
+};
+
+const WARMUP_OPS: usize = 50;
+const DEFAULT_OPS: usize = 1000;
+const BLOB_BYTES: usize = 10 * 1024;
+
+struct Row {
+    op: &'static str,
+    samples: Vec<Duration>,
+}
+
+/// Runs `op` `WARMUP_OPS` times unmeasured, then `ops` times measured, one at a time.
+async fn measure<F, Fut>(op: &'static str, ops: usize, mut f: F) -> Row
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for _ in 0..WARMUP_OPS {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(ops);
+    for _ in 0..ops {
+        let start = Instant::now();
+        f().await;
+        samples.push(start.elapsed());
+    }
+    Row { op, samples }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn print_table(rows: &mut [Row]) {
+    println!("| op | ops | median ms | p99 ms | mean ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for row in rows.iter_mut() {
+        row.samples.sort_unstable();
+        let n = row.samples.len();
+        let mean = row.samples.iter().sum::<Duration>() / n as u32;
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.3} |",
+            row.op,
+            n,
+            ms(percentile(&row.samples, 50.0)),
+            ms(percentile(&row.samples, 99.0)),
+            ms(mean)
+        );
+    }
+}
+
+async fn run(s: &AzureStorage, ops: usize) -> Vec<Row> {
+    let container = common::unique("bench");
+    s.ensure_container(&container).await.expect("container");
+    let mut rows = Vec::new();
+
+    let lease_blob = BlobRef::new(&container, "lease").expect("blob name");
+    s.create_document(&lease_blob, Bytes::from_static(b"lease"))
+        .await
+        .expect("lease blob");
+    let lease = s
+        .acquire_lease(&lease_blob, LeaseDuration::Seconds(60), None)
+        .await
+        .expect("acquire lease");
+    rows.push(
+        measure("lease renew", ops, || async {
+            s.renew_lease(&lease_blob, lease, None)
+                .await
+                .expect("renew lease");
+        })
+        .await,
+    );
+    s.release_lease(&lease_blob, lease)
+        .await
+        .expect("release lease");
+
+    let doc = BlobRef::new(&container, "doc").expect("blob name");
+    let body = Bytes::from(vec![b'x'; BLOB_BYTES]);
+    let created = s.create_document(&doc, body.clone()).await.expect("doc");
+    // The current ETag: each put is conditional on it and replaces it.
+    let etag = RefCell::new(created);
+    rows.push(
+        measure("blob put 10 KiB (If-Match)", ops, || async {
+            let known = etag.borrow().clone();
+            let next = s
+                .replace_document(&doc, body.clone(), Some(&known), None)
+                .await
+                .expect("conditional put");
+            *etag.borrow_mut() = next;
+        })
+        .await,
+    );
+    let etag: ETag = etag.into_inner();
+    rows.push(
+        measure("unchanged check (HEAD, 304)", ops, || async {
+            let change = s.check_document(&doc, &etag).await.expect("check");
+            assert_eq!(change, Change::Unchanged);
+        })
+        .await,
+    );
+
+    let table = common::unique("bench");
+    s.ensure_table(&table).await.expect("table");
+    let entity = Entity::new("job", "p1")
+        .with("host", "bench-host")
+        .with("generation", 7)
+        .with("payload", "x".repeat(256));
+    rows.push(
+        measure("table upsert (Replace)", ops, || async {
+            s.upsert_entity(&table, &entity, WriteMode::Replace)
+                .await
+                .expect("upsert");
+        })
+        .await,
+    );
+    rows.push(
+        measure("table point read", ops, || async {
+            s.get_entity(&table, "job", "p1").await.expect("get");
+        })
+        .await,
+    );
+    rows
+}
+
+fn main() {
+    let ops = match std::env::var("BENCH_OPS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .expect("BENCH_OPS must be a positive integer"),
+        Err(_) => DEFAULT_OPS,
+    };
+    let azurite = common::azurite();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut rows = runtime.block_on(async {
+        let storage = azurite.storage();
+        run(&storage, ops).await
+    });
+    println!(
+        "storage_latency: {ops} sequential ops per row after {WARMUP_OPS} warm-up, \
+         Azurite pid {} on 127.0.0.1\n",
+        azurite.pid
+    );
+    print_table(&mut rows);
+}

@@ -64,12 +64,30 @@ fn wait_listening(port: u16, child: &mut Child, bound: Duration) -> Result<(), S
     Err(format!("azurite did not listen on {port} within {bound:?}"))
 }
 
+/// Azurite's data folder, under cargo's target tmp dir and named by our pid. The process
+/// usually ends before any destructor could delete it, so each start first removes the
+/// folders of processes that are gone.
+fn data_dir() -> Result<tempfile::TempDir, String> {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("azurite");
+    std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().unwrap_or("");
+            if !pid.is_empty() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .tempdir_in(&base)
+        .map_err(|e| e.to_string())
+}
+
 fn spawn() -> Result<(Child, Azurite, tempfile::TempDir), String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::Builder::new()
-        .prefix("azurite-cargo-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let dir = data_dir()?;
     let (blob, queue, table) = (free_port(), free_port(), free_port());
     let mut cmd = Command::new(root.join("scripts/azurite"));
     cmd.arg("run")

@@ -70,7 +70,8 @@ public final class Azurite implements AutoCloseable {
             Integer.toString(blob),
             Integer.toString(queue),
             Integer.toString(table));
-    pb.redirectOutput(ProcessBuilder.Redirect.DISCARD);
+    // Java 8 has no Redirect.DISCARD; Azurite runs --silent, so this file stays small.
+    pb.redirectOutput(dir.resolve("azurite.out").toFile());
     pb.redirectError(ProcessBuilder.Redirect.INHERIT);
     Process p = pb.start();
     Azurite a = new Azurite(p, dir, blob, table);
@@ -126,10 +127,6 @@ public final class Azurite implements AutoCloseable {
     Map<String, String> c = new HashMap<>();
     c.put("azure.storage.connect", connectionString());
     return c;
-  }
-
-  public long pid() {
-    return process.pid();
   }
 
   public boolean isAlive() {
