@@ -14,10 +14,10 @@ import org.apache.samza.azure.storage.Document;
 import org.apache.samza.azure.testing.Azurite;
 
 /**
- * Two processors, each with its own native storage client, elect a leader with a blob lease on
- * a local Azurite; the leader publishes a document with fenced writes; the follower takes over
- * when the leader stalls, and storage rejects the stalled leader's late write. Every step is
- * printed as it happens.
+ * Two processors, each with its own native storage client, elect a leader with a blob lease on a
+ * local Azurite; the leader publishes a document with fenced writes; the follower takes over when
+ * the leader stalls, and storage rejects the stalled leader's late write. Every step is printed as
+ * it happens.
  */
 public final class LeaseElectionDemo {
   private static final String CONTAINER = "samza-demo";
@@ -39,7 +39,9 @@ public final class LeaseElectionDemo {
     try (Azurite azurite = Azurite.start();
         AzureStorageClient a = AzureStorageClient.open(azurite.config());
         AzureStorageClient b = AzureStorageClient.open(azurite.config())) {
-      say("demo", "Azurite up: blob port " + azurite.blobPort + ", table port " + azurite.tablePort);
+      say(
+          "demo",
+          "Azurite up: blob port " + azurite.blobPort + ", table port " + azurite.tablePort);
       say("demo", "native core " + Native.version() + " loaded from " + NativeLibrary.loadedFrom());
 
       a.ensureContainer(CONTAINER);
@@ -62,7 +64,9 @@ public final class LeaseElectionDemo {
       say(leaderName, "won the election: lease " + lease + " (" + LEASE_SECONDS + " s)");
       say(followerName, "lost the election (LeaseHeldException): stays a follower");
 
-      etag = leader.replaceDocument(CONTAINER, DOC, utf8("version=1 leader=" + leaderName), etag, lease);
+      etag =
+          leader.replaceDocument(
+              CONTAINER, DOC, utf8("version=1 leader=" + leaderName), etag, lease);
       say(leaderName, "published version=1 with a write fenced by its lease (etag " + etag + ")");
 
       try {
@@ -82,13 +86,19 @@ public final class LeaseElectionDemo {
       follower.breakLease(CONTAINER, DOC, 0);
       String newLease = follower.acquireLease(CONTAINER, DOC, LEASE_SECONDS, null);
       double takeoverMs = (System.nanoTime() - t0) / 1e6;
-      say(followerName, String.format("broke the stale lease and took over in %.1f ms: lease %s", takeoverMs, newLease));
-      etag = follower.replaceDocument(CONTAINER, DOC, utf8("version=2 leader=" + followerName), known, newLease);
+      say(
+          followerName,
+          String.format(
+              "broke the stale lease and took over in %.1f ms: lease %s", takeoverMs, newLease));
+      etag =
+          follower.replaceDocument(
+              CONTAINER, DOC, utf8("version=2 leader=" + followerName), known, newLease);
       say(followerName, "published version=2 (etag " + etag + ")");
 
       try {
         // Not even conditioned on an ETag: the lease alone fences it.
-        leader.replaceDocument(CONTAINER, DOC, utf8("version=2 from the stale leader"), null, lease);
+        leader.replaceDocument(
+            CONTAINER, DOC, utf8("version=2 from the stale leader"), null, lease);
         say(leaderName, "UNEXPECTED: the stale leader's write was accepted");
         System.exit(1);
       } catch (LeaseLostException e) {

@@ -12,8 +12,8 @@ import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 
 /**
- * Cost of one call through the JNI boundary that blocks on the native async runtime: {@code
- * noop} carries nothing, {@code echo} brings back 10 KiB produced on the runtime.
+ * Cost of one call through the JNI boundary that blocks on the native async runtime: {@code noop}
+ * carries nothing, {@code echo} brings back 10 KiB produced on the runtime.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)

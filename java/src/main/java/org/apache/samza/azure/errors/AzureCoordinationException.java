@@ -4,8 +4,8 @@ import org.apache.samza.SamzaException;
 
 /**
  * Base of every exception thrown by the Azure coordinator. {@link #code()} is a stable string
- * shared with the native core, one per error kind; subclasses exist so callers can catch the
- * kinds they can act on. Messages never contain secrets.
+ * shared with the native core, one per error kind; subclasses exist so callers can catch the kinds
+ * they can act on. Messages never contain secrets.
  */
 public class AzureCoordinationException extends SamzaException {
   private static final long serialVersionUID = 1L;

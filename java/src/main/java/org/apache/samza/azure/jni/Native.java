@@ -2,8 +2,8 @@ package org.apache.samza.azure.jni;
 
 /**
  * Every native method of the core, in one place. Handles are {@code long}s owned by a {@link
- * NativeHandle} subclass; call these only through those wrappers, which guarantee a handle is
- * live for the duration of a call.
+ * NativeHandle} subclass; call these only through those wrappers, which guarantee a handle is live
+ * for the duration of a call.
  *
  * <p>Errors arrive as subclasses of {@link
  * org.apache.samza.azure.errors.AzureCoordinationException}; a native panic arrives as {@link
@@ -68,9 +68,11 @@ public final class Native {
 
   public static native void leaseRenew(long handle, String container, String blob, String leaseId);
 
-  public static native void leaseRelease(long handle, String container, String blob, String leaseId);
+  public static native void leaseRelease(
+      long handle, String container, String blob, String leaseId);
 
-  public static native long leaseBreak(long handle, String container, String blob, int periodSeconds);
+  public static native long leaseBreak(
+      long handle, String container, String blob, int periodSeconds);
 
   public static native String leaseChange(
       long handle, String container, String blob, String leaseId, String proposedLeaseId);
@@ -82,7 +84,8 @@ public final class Native {
   public static native Object[] docReadIfChanged(
       long handle, String container, String blob, String knownEtag);
 
-  public static native String docCheck(long handle, String container, String blob, String knownEtag);
+  public static native String docCheck(
+      long handle, String container, String blob, String knownEtag);
 
   public static native String docReplace(
       long handle, String container, String blob, byte[] body, String ifMatch, String leaseId);

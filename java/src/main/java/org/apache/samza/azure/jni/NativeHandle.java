@@ -8,6 +8,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongConsumer;
+import java.util.function.LongFunction;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -16,17 +17,18 @@ import org.slf4j.LoggerFactory;
  *
  * <ul>
  *   <li>{@link #close()} is idempotent and thread-safe.
- *   <li>Calls borrow the handle ({@link #borrow()} / {@link #giveBack()}); the native object is
- *       freed only when it is closed <em>and</em> no call is in flight, so a close racing a call
- *       never frees memory under it. Borrowing after close throws {@link IllegalStateException}.
+ *   <li>Calls borrow the handle ({@link #call} / {@link #run}); the native object is freed only
+ *       when it is closed <em>and</em> no call is in flight, so a close racing a call never frees
+ *       memory under it. Borrowing after close throws {@link IllegalStateException}.
  *   <li>A forgotten close is caught by a safety net that works on Java 8: a {@link
- *       PhantomReference} queue drained by one daemon thread frees the object and logs a
- *       warning. The phantom captures only the handle and a static destructor, never the owner.
+ *       PhantomReference} queue drained by one daemon thread frees the object and logs a warning.
+ *       The phantom captures only the handle and a static destructor, never the owner.
  * </ul>
  */
 public abstract class NativeHandle implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(NativeHandle.class);
   private static final ReferenceQueue<NativeHandle> QUEUE = new ReferenceQueue<>();
+
   /** Keeps releasers reachable until they run. */
   private static final Set<Releaser> LIVE = Collections.newSetFromMap(new ConcurrentHashMap<>());
 
@@ -46,12 +48,32 @@ public abstract class NativeHandle implements AutoCloseable {
   }
 
   /** Marks a call in progress and returns the handle. Pair with {@link #giveBack()} in finally. */
-  protected final long borrow() {
+  private long borrow() {
     return releaser.borrow();
   }
 
-  protected final void giveBack() {
+  private void giveBack() {
     releaser.giveBack();
+  }
+
+  /** Runs {@code op} with the handle borrowed for its duration. */
+  protected final <T> T call(LongFunction<T> op) {
+    long handle = borrow();
+    try {
+      return op.apply(handle);
+    } finally {
+      giveBack();
+    }
+  }
+
+  /** Like {@link #call(LongFunction)} for operations without a result. */
+  protected final void run(LongConsumer op) {
+    long handle = borrow();
+    try {
+      op.accept(handle);
+    } finally {
+      giveBack();
+    }
   }
 
   public final boolean isClosed() {

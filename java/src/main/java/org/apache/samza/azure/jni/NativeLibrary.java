@@ -18,20 +18,23 @@ import org.apache.samza.azure.errors.NativeLibraryException;
 /**
  * Finds and loads the native core, once per JVM.
  *
- * <p>Order: an explicit file ({@value #PROP_PATH}); then {@code System.loadLibrary}, so an
- * operator can provide the library through {@code java.library.path}; then the copy inside
- * this jar under {@code native/<os>-<arch>[-musl]/}, extracted to {@value #PROP_DIR} (default
- * {@code <java.io.tmpdir>/samza-azure-native}). Extraction is content-addressed and atomic, so
- * several JVMs starting at once are safe. If the extracted file cannot be mapped (a
- * {@code noexec} temp dir) and no directory was configured, a directory under
- * {@code user.home} is tried before giving up. Every failure names the path, OS, arch and libc.
+ * <p>Order: an explicit file ({@value #PROP_PATH}); then {@code System.loadLibrary}, so an operator
+ * can provide the library through {@code java.library.path}; then the copy inside this jar under
+ * {@code native/<os>-<arch>[-musl]/}, extracted to {@value #PROP_DIR} (default {@code
+ * <java.io.tmpdir>/samza-azure-native}). Extraction is content-addressed and atomic, so several
+ * JVMs starting at once are safe. If the extracted file cannot be mapped (a {@code noexec} temp
+ * dir) and no directory was configured, a directory under {@code user.home} is tried before giving
+ * up. Every failure names the path, OS, arch and libc.
  */
 public final class NativeLibrary {
   public static final String NAME = "samza_azure_coordinator";
+
   /** Absolute path of a library file to load instead of searching. */
   public static final String PROP_PATH = "samza.azure.native.path";
+
   /** Directory to extract the bundled library into. */
   public static final String PROP_DIR = "samza.azure.native.dir";
+
   /** Set to "false" to skip {@code System.loadLibrary} and always use the bundled copy. */
   public static final String PROP_USE_LIBRARY_PATH = "samza.azure.native.useLibraryPath";
 
@@ -174,7 +177,8 @@ public final class NativeLibrary {
       }
       try {
         // Atomic rename: a concurrent JVM sees either no file or a complete one.
-        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        Files.move(
+            tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
       } catch (AtomicMoveNotSupportedException e) {
         Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
       }

@@ -5,10 +5,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Moves native log records into slf4j. One Java daemon thread pulls batches from the native
- * queue, so no native thread ever attaches to the JVM. Logger names are the Rust module path
- * with {@code ::} replaced by {@code .}, under {@value #ROOT}; the native side forwards only
- * what the {@value #ROOT} logger has enabled (re-read with {@link #refreshLevel()}).
+ * Moves native log records into slf4j. One Java daemon thread pulls batches from the native queue,
+ * so no native thread ever attaches to the JVM. Logger names are the Rust module path with {@code
+ * ::} replaced by {@code .}, under {@value #ROOT}; the native side forwards only what the {@value
+ * #ROOT} logger has enabled (re-read with {@link #refreshLevel()}).
  */
 public final class NativeLogBridge {
   public static final String ROOT = "samza_azure_coordinator";

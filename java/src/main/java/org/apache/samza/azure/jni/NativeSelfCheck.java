@@ -2,9 +2,9 @@ package org.apache.samza.azure.jni;
 
 /**
  * Operator check: {@code java -cp <our jar>:<samza and slf4j jars>
- * org.apache.samza.azure.jni.NativeSelfCheck} loads the native library exactly as a job would
- * and prints where it came from. With {@code --shutdown} it also stops the native runtime and
- * checks that later calls fail cleanly instead of hanging.
+ * org.apache.samza.azure.jni.NativeSelfCheck} loads the native library exactly as a job would and
+ * prints where it came from. With {@code --shutdown} it also stops the native runtime and checks
+ * that later calls fail cleanly instead of hanging.
  */
 public final class NativeSelfCheck {
   private NativeSelfCheck() {}

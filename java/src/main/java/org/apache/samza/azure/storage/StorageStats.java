@@ -16,6 +16,12 @@ public final class StorageStats {
 
   @Override
   public String toString() {
-    return "StorageStats{requests=" + requests + ", errors=" + errors + ", latencyMicros=" + latencyMicros + "}";
+    return "StorageStats{requests="
+        + requests
+        + ", errors="
+        + errors
+        + ", latencyMicros="
+        + latencyMicros
+        + "}";
   }
 }

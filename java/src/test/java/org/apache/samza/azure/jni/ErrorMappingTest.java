@@ -46,7 +46,9 @@ public class ErrorMappingTest {
         assertEquals(e.getKey(), e.getValue(), ex.getClass());
         assertEquals(e.getKey(), ex.code());
         assertTrue(ex.getMessage(), ex.getMessage().contains("detail for " + e.getKey()));
-        assertTrue("a SamzaException, so Samza's handlers treat it as theirs", ex instanceof SamzaException);
+        assertTrue(
+            "a SamzaException, so Samza's handlers treat it as theirs",
+            ex instanceof SamzaException);
       }
     }
   }

@@ -69,6 +69,7 @@ public class LogBridgeTest {
     // Records arrive in order, so once the WARN is here the others would have been too.
     Await.until("WARN line", 10_000, () -> find("warn-should-arrive") != null);
     assertEquals(Level.WARN, find("warn-should-arrive").getLevel());
-    assertFalse(events().stream().anyMatch(e -> e.getFormattedMessage().contains("should-be-filtered")));
+    assertFalse(
+        events().stream().anyMatch(e -> e.getFormattedMessage().contains("should-be-filtered")));
   }
 }

@@ -16,8 +16,8 @@ import java.util.concurrent.TimeUnit;
 import org.junit.Test;
 
 /**
- * Fresh JVMs with only the built jar, Samza and slf4j on the classpath: the library must load
- * from the jar alone, concurrently, and shut down cleanly.
+ * Fresh JVMs with only the built jar, Samza and slf4j on the classpath: the library must load from
+ * the jar alone, concurrently, and shut down cleanly.
  */
 public class NativeLoaderTest {
 
@@ -38,7 +38,9 @@ public class NativeLoaderTest {
     cp.add(jar);
     for (String entry : System.getProperty("java.class.path").split(File.pathSeparator)) {
       String name = new File(entry).getName();
-      if (name.startsWith("samza-api-") || name.startsWith("samza-core_") || name.startsWith("slf4j-api-")) {
+      if (name.startsWith("samza-api-")
+          || name.startsWith("samza-core_")
+          || name.startsWith("slf4j-api-")) {
         cp.add(entry);
       }
     }

@@ -25,8 +25,8 @@ import org.apache.samza.azure.errors.StorageAlreadyExistsException;
 import org.apache.samza.azure.errors.StorageAuthenticationException;
 import org.apache.samza.azure.errors.StorageNotFoundException;
 import org.apache.samza.azure.jni.NativeLogBridge;
-import org.apache.samza.azure.testing.Azurite;
 import org.apache.samza.azure.testing.Await;
+import org.apache.samza.azure.testing.Azurite;
 import org.junit.AfterClass;
 import org.junit.BeforeClass;
 import org.junit.Test;
@@ -170,7 +170,8 @@ public class AzureStorageClientTest {
           10_000,
           () -> {
             synchronized (appender.list) {
-              return appender.list.stream().anyMatch(e -> e.getFormattedMessage().contains("secret-test-marker"));
+              return appender.list.stream()
+                  .anyMatch(e -> e.getFormattedMessage().contains("secret-test-marker"));
             }
           });
     } finally {

@@ -14,10 +14,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
 /**
- * Azurite for JUnit tests: started through {@code scripts/azurite} (the launcher the cargo
- * tests and the demo use) on free loopback ports with a temporary data folder, strict mode.
- * {@link #close()} stops it and waits for it to exit; a JVM shutdown hook does the same if a
- * test forgets.
+ * Azurite for JUnit tests: started through {@code scripts/azurite} (the launcher the cargo tests
+ * and the demo use) on free loopback ports with a temporary data folder, strict mode. {@link
+ * #close()} stops it and waits for it to exit; a JVM shutdown hook does the same if a test forgets.
  */
 public final class Azurite implements AutoCloseable {
   public static final String ACCOUNT = "devstoreaccount1";
