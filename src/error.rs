@@ -85,6 +85,9 @@ pub struct Error {
     status: Option<u16>,
     /// Storage error code such as `LeaseIdMismatchWithLeaseOperation`.
     storage_code: Option<String>,
+    /// The request never left this process (e.g. connection refused), so it cannot have
+    /// been applied; retries after it are not ambiguous.
+    not_sent: bool,
 }
 
 impl Error {
@@ -94,6 +97,7 @@ impl Error {
             message: crate::redact::scrub(&message.into()),
             status: None,
             storage_code: None,
+            not_sent: false,
         }
     }
 
@@ -132,6 +136,16 @@ impl Error {
 
     pub fn storage_code(&self) -> Option<&str> {
         self.storage_code.as_deref()
+    }
+
+    /// Marks a failure that happened before the request reached storage.
+    pub fn mark_not_sent(mut self) -> Self {
+        self.not_sent = true;
+        self
+    }
+
+    pub fn not_sent(&self) -> bool {
+        self.not_sent
     }
 
     /// Same error, reclassified (e.g. a conflict after an ambiguous retry).

@@ -73,3 +73,19 @@ pub fn is_running() -> bool {
         State::Running(_)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_on_refuses_to_run_on_a_runtime_thread() {
+        assert_eq!(block_on(async { 7 }).unwrap(), 7);
+        let inner = handle().unwrap().block_on(async {
+            tokio::spawn(async { block_on(async {}).map_err(|e| e.kind()) })
+                .await
+                .unwrap()
+        });
+        assert_eq!(inner, Err(crate::ErrorKind::Internal));
+    }
+}

@@ -64,6 +64,12 @@ async fn server_that_never_answers_fails_within_the_deadline() {
         start.elapsed()
     );
     assert!(!e.to_string().contains(WRONG_KEY));
+    // The request was sent and never answered: a conditional write may have been applied.
+    let e = s
+        .create_document(&blob, Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
     drop(listener);
 }
 
@@ -86,6 +92,13 @@ async fn closed_port_is_transient_after_bounded_retries() {
     assert!(e.message().contains("3 attempt"), "{e}");
     assert_eq!(s.stats().requests, 1);
     assert_eq!(s.stats().errors, 1);
+    // Nothing reached storage, so even a conditional write is known not to have happened.
+    let blob = BlobRef::new("closedport", "doc").unwrap();
+    let e = s
+        .create_document(&blob, Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
 }
 
 /// Drives errors with a known account key and a known SAS signature, with every log line at

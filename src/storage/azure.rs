@@ -179,16 +179,35 @@ pub(super) fn classify(e: azure_core::Error) -> Error {
                 .map(|m| m.lines().next().unwrap_or("").to_owned());
             from_status(*status, error_code.as_deref(), message.as_deref())
         }
-        SdkKind::Io => Error::new(
-            ErrorKind::Transient,
-            format!("transport error: {}", source_chain(&e)),
-        ),
+        SdkKind::Io => {
+            let err = Error::new(
+                ErrorKind::Transient,
+                format!("transport error: {}", source_chain(&e)),
+            );
+            if failed_to_connect(&e) {
+                err.mark_not_sent()
+            } else {
+                err
+            }
+        }
         SdkKind::Credential => Error::new(ErrorKind::Authentication, "credential error"),
         SdkKind::DataConversion => {
             Error::internal(format!("unexpected response: {}", source_chain(&e)))
         }
         _ => Error::internal(source_chain(&e)),
     }
+}
+
+/// True when the HTTP client could not even connect: nothing was sent.
+fn failed_to_connect(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            return r.is_connect();
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {

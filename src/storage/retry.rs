@@ -77,14 +77,14 @@ where
         if !err.kind().is_transient() {
             return Err(err);
         }
-        ambiguous = true;
+        ambiguous |= !err.not_sent();
         let delay = backoff(policy, attempt);
         if attempt >= policy.max_attempts || start.elapsed() + delay >= budget {
             let err = err.context(format!(
                 "gave up after {attempt} attempt(s) in {} ms",
                 start.elapsed().as_millis()
             ));
-            return Err(if idempotency == Idempotency::Conditional {
+            return Err(if ambiguous && idempotency == Idempotency::Conditional {
                 err.with_kind(ErrorKind::OutcomeUnknown)
             } else {
                 err
@@ -151,6 +151,38 @@ mod tests {
             } else {
                 Err(Error::new(ErrorKind::PreconditionFailed, "412"))
             }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
+    }
+
+    #[tokio::test]
+    async fn failures_before_sending_are_not_ambiguous() {
+        let calls = AtomicU32::new(0);
+        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(Error::new(ErrorKind::Transient, "connection refused").mark_not_sent())
+            } else {
+                Err(Error::new(ErrorKind::PreconditionFailed, "412"))
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::PreconditionFailed);
+        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
+            Err(Error::new(ErrorKind::Transient, "connection refused").mark_not_sent())
+        })
+        .await;
+        assert_eq!(
+            r.unwrap_err().kind(),
+            ErrorKind::Transient,
+            "never sent: not applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn exhausted_conditional_write_is_outcome_unknown() {
+        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
+            Err(Error::new(ErrorKind::Transient, "503"))
         })
         .await;
         assert_eq!(r.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
