@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod logging;
 pub mod redact;
 pub mod runtime;
