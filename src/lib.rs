@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod lease;
 pub mod logging;
+pub mod membership;
 pub mod redact;
 pub mod runtime;
 pub mod storage;

@@ -1,0 +1,229 @@
+//! Processor membership in a table: one row per processor, refreshed by heartbeats.
+//!
+//! Liveness is judged on storage's clock only: every write stamps the row's `Timestamp` on
+//! the server, and a snapshot compares rows with the newest `Timestamp` it contains (the
+//! observer heartbeats itself first, so that is "server now" to within one request). No
+//! local clock is ever compared with a server timestamp.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::{ETag, Entity, IfMatch, TableStore, WriteMode};
+
+/// The partition holding membership rows.
+pub const PARTITION: &str = "members";
+
+/// One processor as storage last saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub processor_id: String,
+    /// Heartbeats written so far (0 at registration).
+    pub heartbeats: u64,
+    /// Server time of the row's last write.
+    pub server_time: OffsetDateTime,
+    pub etag: ETag,
+}
+
+/// All rows at one moment, with liveness judged on server time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub members: Vec<Member>,
+    /// The newest server timestamp among the rows: storage's "now" as seen by this snapshot.
+    pub server_now: Option<OffsetDateTime>,
+}
+
+impl Snapshot {
+    /// Members whose last heartbeat is within `timeout` of the newest one, sorted by id.
+    pub fn live(&self, timeout: Duration) -> Vec<&Member> {
+        self.split(timeout).0
+    }
+
+    /// Members whose last heartbeat is older than `timeout` (by server time).
+    pub fn dead(&self, timeout: Duration) -> Vec<&Member> {
+        self.split(timeout).1
+    }
+
+    fn split(&self, timeout: Duration) -> (Vec<&Member>, Vec<&Member>) {
+        let Some(now) = self.server_now else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut sorted: Vec<&Member> = self.members.iter().collect();
+        sorted.sort_by(|a, b| a.processor_id.cmp(&b.processor_id));
+        sorted
+            .into_iter()
+            .partition(|m| now - m.server_time <= timeout)
+    }
+}
+
+/// This processor's handle on the membership table.
+pub struct Membership<'a> {
+    store: &'a dyn TableStore,
+    table: String,
+    processor_id: String,
+    heartbeats: u64,
+}
+
+impl<'a> Membership<'a> {
+    pub fn new(store: &'a dyn TableStore, table: &str, processor_id: &str) -> Result<Self> {
+        crate::storage::names::validate_table(table)?;
+        crate::storage::names::validate_key("processor id", processor_id)?;
+        if processor_id.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "processor id must not be empty",
+            ));
+        }
+        Ok(Membership {
+            store,
+            table: table.to_owned(),
+            processor_id: processor_id.to_owned(),
+            heartbeats: 0,
+        })
+    }
+
+    fn row(&self) -> Entity {
+        Entity::new(PARTITION, self.processor_id.clone())
+            .with("heartbeats", self.heartbeats.to_string())
+            .with("heartbeats@odata.type", "Edm.Int64")
+    }
+
+    /// Creates the table if needed and writes this processor's row (replacing a row left by
+    /// an earlier run with the same id).
+    pub async fn register(&mut self) -> Result<()> {
+        self.store.ensure_table(&self.table).await?;
+        self.heartbeats = 0;
+        self.store
+            .upsert_entity(&self.table, &self.row(), WriteMode::Replace)
+            .await
+            .map(|_| ())
+    }
+
+    /// Refreshes the row's server timestamp.
+    pub async fn heartbeat(&mut self) -> Result<()> {
+        self.heartbeats += 1;
+        self.store
+            .upsert_entity(&self.table, &self.row(), WriteMode::Replace)
+            .await
+            .map(|_| ())
+    }
+
+    /// Graceful leave: the row goes at once, so the leader need not wait for a timeout.
+    pub async fn leave(&self) -> Result<()> {
+        match self
+            .store
+            .delete_entity(&self.table, PARTITION, &self.processor_id, &IfMatch::Any)
+            .await
+        {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads every row (following continuations).
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut members = Vec::new();
+        let mut continuation = None;
+        loop {
+            let page = self
+                .store
+                .query_partition(&self.table, PARTITION, None, Some(1000), continuation)
+                .await?;
+            for e in page.entities {
+                members.push(parse_member(e)?);
+            }
+            continuation = page.continuation;
+            if continuation.is_none() {
+                break;
+            }
+        }
+        let server_now = members.iter().map(|m| m.server_time).max();
+        Ok(Snapshot {
+            members,
+            server_now,
+        })
+    }
+
+    /// Deletes rows judged dead in `snapshot`, each only if unchanged since (If-Match), so a
+    /// processor that heartbeats meanwhile keeps its row. Returns the ids removed.
+    pub async fn remove_dead(&self, snapshot: &Snapshot, timeout: Duration) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for m in snapshot.dead(timeout) {
+            match self
+                .store
+                .delete_entity(
+                    &self.table,
+                    PARTITION,
+                    &m.processor_id,
+                    &IfMatch::ETag(m.etag.clone()),
+                )
+                .await
+            {
+                Ok(()) => removed.push(m.processor_id.clone()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::PreconditionFailed | ErrorKind::NotFound
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn parse_member(e: Entity) -> Result<Member> {
+    let stamp = e
+        .get_str("Timestamp")
+        .ok_or_else(|| Error::internal(format!("membership row {} has no Timestamp", e.row_key)))?;
+    let server_time = OffsetDateTime::parse(stamp, &Rfc3339).map_err(|err| {
+        Error::internal(format!(
+            "membership row {}: bad Timestamp '{stamp}': {err}",
+            e.row_key
+        ))
+    })?;
+    let heartbeats = match e.properties.get("heartbeats") {
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    };
+    let etag = e
+        .etag
+        .clone()
+        .ok_or_else(|| Error::internal(format!("membership row {} has no ETag", e.row_key)))?;
+    Ok(Member {
+        processor_id: e.row_key,
+        heartbeats,
+        server_time,
+        etag,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, secs: i64) -> Member {
+        Member {
+            processor_id: id.into(),
+            heartbeats: 0,
+            server_time: OffsetDateTime::from_unix_timestamp(1_000_000 + secs).unwrap(),
+            etag: ETag(id.into()),
+        }
+    }
+
+    #[test]
+    fn liveness_is_relative_to_the_newest_row() {
+        let snap = Snapshot {
+            members: vec![member("c", 0), member("a", 10), member("b", 3)],
+            server_now: Some(OffsetDateTime::from_unix_timestamp(1_000_010).unwrap()),
+        };
+        let ids = |v: Vec<&Member>| v.iter().map(|m| m.processor_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(snap.live(Duration::from_secs(7))), ["a", "b"]);
+        assert_eq!(ids(snap.dead(Duration::from_secs(7))), ["c"]);
+        assert_eq!(ids(snap.live(Duration::from_secs(10))), ["a", "b", "c"]);
+    }
+}

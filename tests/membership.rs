@@ -1,0 +1,115 @@
+//! Membership rows and server-time liveness against a real Azurite.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{azurite, unique};
+use samza_azure_coordinator::membership::Membership;
+use samza_azure_coordinator::storage::AzureStorage;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn ids(v: Vec<&samza_azure_coordinator::membership::Member>) -> Vec<String> {
+    v.into_iter().map(|m| m.processor_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn heartbeats_keep_members_live_and_silence_makes_them_dead() {
+    let s: Vec<AzureStorage> = (0..3).map(|_| azurite().storage()).collect();
+    let table = unique("members");
+    let mut a = Membership::new(&s[0], &table, "proc-a").unwrap();
+    let mut b = Membership::new(&s[1], &table, "proc-b").unwrap();
+    let mut c = Membership::new(&s[2], &table, "proc-c").unwrap();
+    for m in [&mut a, &mut b, &mut c] {
+        m.register().await.unwrap();
+    }
+    let snap = a.snapshot().await.unwrap();
+    assert_eq!(ids(snap.live(TIMEOUT)), ["proc-a", "proc-b", "proc-c"]);
+
+    // a and b keep heartbeating; c falls silent. Judged on server time only.
+    let start = Instant::now();
+    let snap = loop {
+        a.heartbeat().await.unwrap();
+        b.heartbeat().await.unwrap();
+        let snap = a.snapshot().await.unwrap();
+        if !snap.dead(TIMEOUT).is_empty() {
+            break snap;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "silent member never judged dead"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        start.elapsed() >= TIMEOUT - Duration::from_millis(300),
+        "judged dead too soon: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(ids(snap.dead(TIMEOUT)), ["proc-c"]);
+    assert_eq!(ids(snap.live(TIMEOUT)), ["proc-a", "proc-b"]);
+    assert!(
+        snap.members
+            .iter()
+            .find(|m| m.processor_id == "proc-a")
+            .unwrap()
+            .heartbeats
+            > 0
+    );
+
+    assert_eq!(a.remove_dead(&snap, TIMEOUT).await.unwrap(), ["proc-c"]);
+    let after = a.snapshot().await.unwrap();
+    assert_eq!(ids(after.live(TIMEOUT)), ["proc-a", "proc-b"]);
+    assert!(after.dead(TIMEOUT).is_empty());
+}
+
+#[tokio::test]
+async fn a_member_that_heartbeats_after_the_snapshot_is_not_removed() {
+    let (s1, s2) = (azurite().storage(), azurite().storage());
+    let table = unique("members");
+    let mut leader = Membership::new(&s1, &table, "leader").unwrap();
+    let mut slow = Membership::new(&s2, &table, "slow").unwrap();
+    leader.register().await.unwrap();
+    slow.register().await.unwrap();
+    let start = Instant::now();
+    let snap = loop {
+        leader.heartbeat().await.unwrap();
+        let snap = leader.snapshot().await.unwrap();
+        if !snap.dead(TIMEOUT).is_empty() {
+            break snap;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The slow processor was only paused: it heartbeats before the leader acts on the snapshot.
+    slow.heartbeat().await.unwrap();
+    assert!(
+        leader.remove_dead(&snap, TIMEOUT).await.unwrap().is_empty(),
+        "a live row was removed"
+    );
+    leader.heartbeat().await.unwrap();
+    assert_eq!(
+        ids(leader.snapshot().await.unwrap().live(TIMEOUT)),
+        ["leader", "slow"]
+    );
+}
+
+#[tokio::test]
+async fn graceful_leave_removes_the_row_at_once() {
+    let s = azurite().storage();
+    let table = unique("members");
+    let mut a = Membership::new(&s, &table, "a").unwrap();
+    let mut b = Membership::new(&s, &table, "b").unwrap();
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    b.leave().await.unwrap();
+    b.leave().await.unwrap(); // idempotent
+    assert_eq!(ids(a.snapshot().await.unwrap().live(TIMEOUT)), ["a"]);
+    b.register().await.unwrap();
+    assert_eq!(ids(a.snapshot().await.unwrap().live(TIMEOUT)), ["a", "b"]);
+    let e = Membership::new(&s, &table, "bad/id")
+        .err()
+        .expect("invalid id");
+    assert!(e.message().contains("processor id"), "{e}");
+}
