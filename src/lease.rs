@@ -190,14 +190,13 @@ async fn run(
         };
         match command {
             Some(Command::Stop) => {
+                // Publish first: nobody should act as leader while the release is in flight.
+                state.send_replace(LeaseState::Stopped);
                 if let Some((lease, _, _)) = held.take() {
-                    // Publish first: nobody should act as leader while the release is in flight.
-                    state.send_replace(LeaseState::Stopped);
                     if let Err(e) = store.release_lease(&blob, lease).await {
                         tracing::warn!(blob = %blob, error = %e, "lease release failed; it will lapse");
                     }
                 }
-                state.send_replace(LeaseState::Stopped);
                 return;
             }
             Some(Command::TakeOver) if held.is_none() => {

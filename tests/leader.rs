@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{azurite, unique};
+use common::{azurite, lease_blob};
 use samza_azure_coordinator::config::{StorageConfig, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 use samza_azure_coordinator::lease::{LeaseKeeper, LeaseState, LeaseTiming};
 use samza_azure_coordinator::storage::{
@@ -24,17 +24,6 @@ fn fast() -> LeaseTiming {
         acquire_interval: Duration::from_millis(300),
         safety_margin: Duration::from_secs(1),
     }
-}
-
-async fn lease_blob() -> BlobRef {
-    let s = azurite().storage();
-    let container = unique("leader");
-    s.ensure_container(&container).await.unwrap();
-    let blob = BlobRef::new(&container, "leader").unwrap();
-    s.create_document(&blob, Bytes::from_static(b"leader"))
-        .await
-        .unwrap();
-    blob
 }
 
 fn keeper(blob: &BlobRef, timing: LeaseTiming) -> LeaseKeeper {
@@ -74,7 +63,7 @@ async fn await_one_leader(keepers: &[LeaseKeeper], bound: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_among_three_and_its_lease_fences_writes() {
-    let blob = lease_blob().await;
+    let blob = lease_blob(&azurite().storage(), "leader").await;
     let keepers: Vec<LeaseKeeper> = (0..3).map(|_| keeper(&blob, fast())).collect();
     let leader = await_one_leader(&keepers, Duration::from_secs(10)).await;
     let lease = keepers[leader].state().lease().unwrap();
@@ -99,7 +88,7 @@ async fn one_leader_among_three_and_its_lease_fences_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_hands_over_within_the_acquire_interval() {
-    let blob = lease_blob().await;
+    let blob = lease_blob(&azurite().storage(), "leader").await;
     let mut keepers: Vec<LeaseKeeper> = (0..2).map(|_| keeper(&blob, fast())).collect();
     let leader = await_one_leader(&keepers, Duration::from_secs(10)).await;
     let mut other = keepers[1 - leader].subscribe();
@@ -110,7 +99,7 @@ async fn graceful_stop_hands_over_within_the_acquire_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lease_is_taken_steps_down() {
-    let blob = lease_blob().await;
+    let blob = lease_blob(&azurite().storage(), "leader").await;
     let k = keeper(&blob, fast());
     let mut rx = k.subscribe();
     let LeaseState::Leader { lease, term } =
@@ -150,7 +139,7 @@ async fn a_leader_whose_lease_is_taken_steps_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn take_over_breaks_a_crashed_leaders_lease() {
-    let blob = lease_blob().await;
+    let blob = lease_blob(&azurite().storage(), "leader").await;
     let crashed = keeper(&blob, fast());
     await_state(
         &mut crashed.subscribe(),
@@ -225,7 +214,7 @@ async fn silent_proxy(target: u16) -> (u16, Arc<AtomicBool>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_cut_off_from_storage_steps_down_before_its_lease_can_lapse() {
-    let blob = lease_blob().await;
+    let blob = lease_blob(&azurite().storage(), "leader").await;
     let (port, silent) = silent_proxy(azurite().blob_port).await;
     let cfg = StorageConfig::from_connection_string(&format!(
         "AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};TableEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT}",

@@ -4,22 +4,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{azurite, unique};
+use common::{azurite, lease_blob, unique};
 use samza_azure_coordinator::storage::{
     AzureStorage, BlobRef, DocumentStore, LeaseDuration, LeaseId, LeaseStore,
 };
 use samza_azure_coordinator::ErrorKind;
-
-async fn lease_blob(s: &AzureStorage) -> BlobRef {
-    let container = unique("lease");
-    s.ensure_container(&container).await.unwrap();
-    let blob = BlobRef::new(&container, "leader").unwrap();
-    s.create_document(&blob, Bytes::from_static(b"lease"))
-        .await
-        .unwrap();
-    blob
-}
 
 /// Retries `acquire` until it succeeds or `bound` passes: storage decides when a lease frees.
 async fn acquire_within(s: &AzureStorage, blob: &BlobRef, bound: Duration) -> LeaseId {
@@ -41,7 +30,7 @@ async fn acquire_within(s: &AzureStorage, blob: &BlobRef, bound: Duration) -> Le
 #[tokio::test]
 async fn acquire_conflict_renew_release() {
     let (a, b) = (azurite().storage(), azurite().storage());
-    let blob = lease_blob(&a).await;
+    let blob = lease_blob(&a, "lease").await;
     let id = a
         .acquire_lease(&blob, LeaseDuration::seconds(15).unwrap(), None)
         .await
@@ -70,7 +59,7 @@ async fn acquire_conflict_renew_release() {
 #[tokio::test]
 async fn proposed_id_is_used_and_reacquire_by_holder_is_idempotent() {
     let s = azurite().storage();
-    let blob = lease_blob(&s).await;
+    let blob = lease_blob(&s, "lease").await;
     let proposed = LeaseId::random();
     let id = s
         .acquire_lease(&blob, LeaseDuration::Seconds(20), Some(proposed))
@@ -88,7 +77,7 @@ async fn proposed_id_is_used_and_reacquire_by_holder_is_idempotent() {
 #[tokio::test]
 async fn infinite_lease_and_immediate_break() {
     let (a, b) = (azurite().storage(), azurite().storage());
-    let blob = lease_blob(&a).await;
+    let blob = lease_blob(&a, "lease").await;
     let id = a
         .acquire_lease(&blob, LeaseDuration::Infinite, None)
         .await
@@ -106,7 +95,7 @@ async fn infinite_lease_and_immediate_break() {
 #[tokio::test]
 async fn break_with_period_blocks_acquire_until_it_ends() {
     let (a, b) = (azurite().storage(), azurite().storage());
-    let blob = lease_blob(&a).await;
+    let blob = lease_blob(&a, "lease").await;
     a.acquire_lease(&blob, LeaseDuration::Seconds(60), None)
         .await
         .unwrap();
@@ -130,7 +119,7 @@ async fn break_with_period_blocks_acquire_until_it_ends() {
 #[tokio::test]
 async fn change_moves_the_lease_to_a_new_id() {
     let s = azurite().storage();
-    let blob = lease_blob(&s).await;
+    let blob = lease_blob(&s, "lease").await;
     let old = s
         .acquire_lease(&blob, LeaseDuration::Seconds(15), None)
         .await
@@ -145,7 +134,7 @@ async fn change_moves_the_lease_to_a_new_id() {
 #[tokio::test]
 async fn expired_lease_is_taken_over_and_old_holder_cannot_renew() {
     let (a, b) = (azurite().storage(), azurite().storage());
-    let blob = lease_blob(&a).await;
+    let blob = lease_blob(&a, "lease").await;
     let old = a
         .acquire_lease(&blob, LeaseDuration::Seconds(15), None)
         .await

@@ -24,11 +24,12 @@ impl HandleType for AzureStorage {
     const NAME: &'static str = "AzureStorage";
 }
 
+fn null_argument(what: &str) -> BridgeError {
+    Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into()
+}
+
 fn string(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<String> {
-    if s.is_null() {
-        return Err(Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into());
-    }
-    Ok(s.try_to_string(env)?)
+    opt_string(env, s)?.ok_or_else(|| null_argument(what))
 }
 
 fn opt_string(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<String>> {
@@ -45,7 +46,7 @@ fn strings(
     what: &str,
 ) -> BridgeResult<Vec<String>> {
     if arr.is_null() {
-        return Err(Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into());
+        return Err(null_argument(what));
     }
     let n = arr.len(env)?;
     let mut out = Vec::with_capacity(n);
@@ -58,7 +59,7 @@ fn strings(
 
 fn bytes(env: &Env<'_>, arr: &JByteArray<'_>, what: &str) -> BridgeResult<Bytes> {
     if arr.is_null() {
-        return Err(Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into());
+        return Err(null_argument(what));
     }
     Ok(Bytes::from(env.convert_byte_array(arr)?))
 }

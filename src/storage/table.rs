@@ -76,6 +76,14 @@ fn sdk_if_match(m: &IfMatch) -> IfMatchCondition {
     }
 }
 
+/// A write conditioned on an ETag can report a conflict with its own earlier success.
+fn idempotency(m: &IfMatch) -> Idempotency {
+    match m {
+        IfMatch::Any => Idempotency::Idempotent,
+        IfMatch::ETag(_) => Idempotency::Conditional,
+    }
+}
+
 /// OData string literal: single quotes doubled.
 pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -190,10 +198,7 @@ impl TableStore for AzureStorage {
             .table_client(table)
             .partition_key_client(entity.partition_key.clone())
             .entity_client(entity.row_key.clone());
-        let idempotency = match if_match {
-            IfMatch::Any => Idempotency::Idempotent,
-            IfMatch::ETag(_) => Idempotency::Conditional,
-        };
+        let idempotency = idempotency(if_match);
         self.run(
             format!("update {table}/{}/{}", entity.partition_key, entity.row_key),
             idempotency,
@@ -449,10 +454,7 @@ impl TableStore for AzureStorage {
             .table_client(table)
             .partition_key_client(partition_key.to_owned())
             .entity_client(row_key.to_owned());
-        let idempotency = match if_match {
-            IfMatch::Any => Idempotency::Idempotent,
-            IfMatch::ETag(_) => Idempotency::Conditional,
-        };
+        let idempotency = idempotency(if_match);
         self.run(
             format!("delete {table}/{partition_key}/{row_key}"),
             idempotency,

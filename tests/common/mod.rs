@@ -159,6 +159,22 @@ pub fn azurite() -> &'static Azurite {
     })
 }
 
+/// A fresh container holding one small blob named `leader`, ready to be leased.
+pub async fn lease_blob(
+    storage: &AzureStorage,
+    prefix: &str,
+) -> samza_azure_coordinator::storage::BlobRef {
+    use samza_azure_coordinator::storage::{BlobRef, DocumentStore};
+    let container = unique(prefix);
+    storage.ensure_container(&container).await.unwrap();
+    let blob = BlobRef::new(&container, "leader").unwrap();
+    storage
+        .create_document(&blob, bytes::Bytes::from_static(b"leader"))
+        .await
+        .unwrap();
+    blob
+}
+
 /// A name unique within this test run, valid for containers and tables.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
