@@ -26,6 +26,22 @@ pub struct Member {
     /// Server time of the row's last write.
     pub server_time: OffsetDateTime,
     pub etag: ETag,
+    /// The protocol state the processor last reported.
+    pub state: MemberState,
+}
+
+/// What a processor reports about itself in its row, so the leader can run the barrier from
+/// the same query that judges liveness.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberState {
+    /// Highest JobModel version this processor has acknowledged: it has stopped every container
+    /// the version takes away from it.
+    pub acked: u64,
+    /// Version whose container is running here (0: none).
+    pub running: u64,
+    /// Changes whenever this processor may have lost its containers without the model
+    /// changing (a restart with the same id, a self-fence), so the leader knows to rebalance.
+    pub incarnation: String,
 }
 
 /// All rows at one moment, with liveness judged on server time.
@@ -65,6 +81,7 @@ pub struct Membership<'a> {
     table: String,
     processor_id: String,
     heartbeats: u64,
+    state: MemberState,
 }
 
 impl<'a> Membership<'a> {
@@ -82,13 +99,32 @@ impl<'a> Membership<'a> {
             table: table.to_owned(),
             processor_id: processor_id.to_owned(),
             heartbeats: 0,
+            state: MemberState::default(),
         })
+    }
+
+    pub fn processor_id(&self) -> &str {
+        &self.processor_id
+    }
+
+    /// Sets what the next write reports.
+    pub fn set_state(&mut self, state: MemberState) {
+        self.state = state;
+    }
+
+    pub fn state(&self) -> &MemberState {
+        &self.state
     }
 
     fn row(&self) -> Entity {
         Entity::new(PARTITION, self.processor_id.clone())
             .with("heartbeats", self.heartbeats.to_string())
             .with("heartbeats@odata.type", "Edm.Int64")
+            .with("acked", self.state.acked.to_string())
+            .with("acked@odata.type", "Edm.Int64")
+            .with("running", self.state.running.to_string())
+            .with("running@odata.type", "Edm.Int64")
+            .with("incarnation", self.state.incarnation.clone())
     }
 
     /// Creates the table if needed and writes this processor's row (replacing a row left by
@@ -185,10 +221,16 @@ fn parse_member(e: Entity) -> Result<Member> {
             e.row_key
         ))
     })?;
-    let heartbeats = match e.properties.get("heartbeats") {
+    let int = |name: &str| match e.properties.get(name) {
         Some(Value::String(s)) => s.parse().unwrap_or(0),
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
         _ => 0,
+    };
+    let heartbeats = int("heartbeats");
+    let state = MemberState {
+        acked: int("acked"),
+        running: int("running"),
+        incarnation: e.get_str("incarnation").unwrap_or_default().to_owned(),
     };
     let etag = e
         .etag
@@ -199,6 +241,7 @@ fn parse_member(e: Entity) -> Result<Member> {
         heartbeats,
         server_time,
         etag,
+        state,
     })
 }
 
@@ -212,6 +255,7 @@ mod tests {
             heartbeats: 0,
             server_time: OffsetDateTime::from_unix_timestamp(1_000_000 + secs).unwrap(),
             etag: ETag(id.into()),
+            state: MemberState::default(),
         }
     }
 

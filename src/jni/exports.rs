@@ -24,15 +24,15 @@ impl HandleType for AzureStorage {
     const NAME: &'static str = "AzureStorage";
 }
 
-fn null_argument(what: &str) -> BridgeError {
+pub(super) fn null_argument(what: &str) -> BridgeError {
     Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into()
 }
 
-fn string(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<String> {
+pub(super) fn string(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<String> {
     opt_string(env, s)?.ok_or_else(|| null_argument(what))
 }
 
-fn opt_string(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<String>> {
+pub(super) fn opt_string(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<String>> {
     if s.is_null() {
         Ok(None)
     } else {
@@ -40,7 +40,7 @@ fn opt_string(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<String>> {
     }
 }
 
-fn strings(
+pub(super) fn strings(
     env: &mut Env<'_>,
     arr: &JObjectArray<'_, JString<'_>>,
     what: &str,
@@ -82,7 +82,9 @@ fn opt_lease_id(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<LeaseId>>
 }
 
 /// Runs a core future on the shared runtime from this (Java) thread.
-fn block<T>(fut: impl std::future::Future<Output = crate::Result<T>>) -> BridgeResult<T> {
+pub(super) fn block<T>(
+    fut: impl std::future::Future<Output = crate::Result<T>>,
+) -> BridgeResult<T> {
     Ok(runtime::block_on(fut)??)
 }
 

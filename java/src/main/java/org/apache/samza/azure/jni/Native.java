@@ -92,4 +92,28 @@ public final class Native {
 
   public static native void docDelete(
       long handle, String container, String blob, String ifMatch, String leaseId);
+
+  // ---- coordinator (use NativeCoordinator) ----
+
+  public static native long coordinatorStart(String[] keys, String[] values, String processorId);
+
+  public static native void coordinatorClose(long handle);
+
+  /** {@code [kind, version, payload, members...]}, or null if nothing came in time. */
+  public static native String[] coordinatorNextEvent(long handle, long timeoutMillis);
+
+  /** Throws the error the coordinator stopped with, if any. */
+  public static native void coordinatorThrowFailure(long handle);
+
+  /** Exactly one of {@code model} and {@code failure} is non-null. */
+  public static native void coordinatorComputed(
+      long handle, long version, String model, String failure);
+
+  public static native void coordinatorPrepared(long handle, long version, boolean stopped);
+
+  public static native void coordinatorReleased(long handle);
+
+  public static native void coordinatorStop(long handle);
+
+  public static native long[] coordinatorMetrics(long handle);
 }

@@ -1,0 +1,238 @@
+package org.apache.samza.azure;
+
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import org.apache.samza.SamzaException;
+import org.apache.samza.application.SamzaApplication;
+import org.apache.samza.application.descriptors.ApplicationDescriptor;
+import org.apache.samza.application.descriptors.ApplicationDescriptorImpl;
+import org.apache.samza.application.descriptors.ApplicationDescriptorUtil;
+import org.apache.samza.azure.errors.AzureConfigException;
+import org.apache.samza.config.ApplicationConfig;
+import org.apache.samza.config.Config;
+import org.apache.samza.config.JobConfig;
+import org.apache.samza.config.MapConfig;
+import org.apache.samza.context.ExternalContext;
+import org.apache.samza.execution.LocalJobPlanner;
+import org.apache.samza.job.ApplicationStatus;
+import org.apache.samza.metrics.MetricsReporter;
+import org.apache.samza.processor.StreamProcessor;
+import org.apache.samza.runtime.ApplicationRunner;
+import org.apache.samza.runtime.ProcessorContext;
+import org.apache.samza.runtime.ProcessorIdGenerator;
+import org.apache.samza.runtime.ProcessorLifecycleListener;
+import org.apache.samza.task.TaskFactory;
+import org.apache.samza.task.TaskFactoryUtil;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Runs a Samza application (high- or low-level API) in this JVM, coordinated through Azure Storage:
+ * {@code app.runner.class=org.apache.samza.azure.AzureApplicationRunner}.
+ *
+ * <p>Samza 1.8's LocalApplicationRunner only accepts the coordinator factories it knows, so this
+ * runner does the same job with {@link AzureJobCoordinatorFactory}: it plans the jobs with
+ * LocalJobPlanner (its constructor without the whitelist) and starts one StreamProcessor per job.
+ * The processor id is {@code processor.id}, else the {@code app.processor-id-generator.class}
+ * generator, else a random UUID.
+ */
+public final class AzureApplicationRunner implements ApplicationRunner {
+  private static final Logger LOG = LoggerFactory.getLogger(AzureApplicationRunner.class);
+  private static final String FACTORY_KEY = "job.coordinator.factory";
+
+  // Samza's own signatures use the raw types.
+  @SuppressWarnings("rawtypes")
+  private final ApplicationDescriptorImpl<? extends ApplicationDescriptor> appDesc;
+
+  private final Set<StreamProcessor> processors = ConcurrentHashMap.newKeySet();
+  private final CountDownLatch finished = new CountDownLatch(1);
+  private final AtomicInteger live = new AtomicInteger();
+  private final AtomicInteger toStart = new AtomicInteger();
+  private final AtomicReference<Throwable> failure = new AtomicReference<>();
+  private volatile ApplicationStatus status = ApplicationStatus.New;
+
+  @SuppressWarnings("rawtypes")
+  public AzureApplicationRunner(SamzaApplication app, Config config) {
+    this.appDesc = ApplicationDescriptorUtil.getAppDescriptor(app, withOurFactory(config));
+  }
+
+  static Config withOurFactory(Config config) {
+    String factory = config.get(FACTORY_KEY);
+    String ours = AzureJobCoordinatorFactory.class.getName();
+    if (factory != null && !factory.equals(ours)) {
+      throw new AzureConfigException(
+          FACTORY_KEY + ": AzureApplicationRunner runs only " + ours + ", found " + factory);
+    }
+    Map<String, String> copy = new HashMap<>(config);
+    copy.put(FACTORY_KEY, ours);
+    return new MapConfig(copy);
+  }
+
+  static String processorId(Config config) {
+    ApplicationConfig app = new ApplicationConfig(config);
+    String id = app.getProcessorId();
+    if (id != null && !id.trim().isEmpty()) {
+      return id;
+    }
+    String generator = app.getAppProcessorIdGeneratorClass();
+    if (generator != null && !generator.trim().isEmpty()) {
+      try {
+        return ((ProcessorIdGenerator) Class.forName(generator).newInstance())
+            .generateProcessorId(config);
+      } catch (ReflectiveOperationException | ClassCastException e) {
+        throw new AzureConfigException(
+            ApplicationConfig.APP_PROCESSOR_ID_GENERATOR_CLASS
+                + ": expected a ProcessorIdGenerator class with a public no-argument constructor,"
+                + " found "
+                + generator);
+      }
+    }
+    return UUID.randomUUID().toString();
+  }
+
+  @Override
+  public void run(ExternalContext externalContext) {
+    try {
+      List<JobConfig> jobs =
+          new LocalJobPlanner(appDesc, null, UUID.randomUUID().toString(), null).prepareJobs();
+      if (jobs.isEmpty()) {
+        throw new SamzaException("No jobs to run.");
+      }
+      for (JobConfig job : jobs) {
+        processors.add(createProcessor(job, Optional.ofNullable(externalContext)));
+      }
+      live.set(processors.size());
+      toStart.set(processors.size());
+      for (StreamProcessor p : processors) {
+        p.start();
+      }
+    } catch (Throwable t) {
+      processors.forEach(StreamProcessor::stop);
+      status = ApplicationStatus.unsuccessfulFinish(t);
+      finished.countDown();
+      throw new SamzaException("Failed to start application: " + t.getMessage(), t);
+    }
+  }
+
+  private StreamProcessor createProcessor(Config jobConfig, Optional<ExternalContext> context) {
+    TaskFactory<?> taskFactory = TaskFactoryUtil.getTaskFactory(appDesc);
+    String processorId = processorId(jobConfig);
+    Map<String, MetricsReporter> reporters = new HashMap<>();
+    appDesc
+        .getMetricsReporterFactories()
+        .forEach(
+            (name, factory) ->
+                reporters.put(name, factory.getMetricsReporter(name, processorId, jobConfig)));
+    LOG.info("Starting job {} as processor {}", new JobConfig(jobConfig).getName(), processorId);
+    return new StreamProcessor(
+        processorId,
+        jobConfig,
+        reporters,
+        taskFactory,
+        appDesc.getApplicationContainerContextFactory(),
+        appDesc.getApplicationTaskContextFactory(),
+        context,
+        sp -> new Listener(sp, jobConfig),
+        null,
+        null);
+  }
+
+  @Override
+  public void kill() {
+    processors.forEach(StreamProcessor::stop);
+  }
+
+  @Override
+  public ApplicationStatus status() {
+    return status;
+  }
+
+  @Override
+  public void waitForFinish() {
+    waitForFinish(Duration.ZERO);
+  }
+
+  @Override
+  public boolean waitForFinish(Duration timeout) {
+    try {
+      if (timeout.toMillis() < 1) {
+        finished.await();
+        return true;
+      }
+      return finished.await(timeout.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new SamzaException("interrupted waiting for the application to finish", e);
+    }
+  }
+
+  private final class Listener implements ProcessorLifecycleListener {
+    private final StreamProcessor processor;
+    private final ProcessorLifecycleListener user;
+
+    Listener(StreamProcessor processor, Config jobConfig) {
+      this.processor = processor;
+      this.user =
+          appDesc
+              .getProcessorLifecycleListenerFactory()
+              .createInstance(new ProcessorContext() {}, jobConfig);
+    }
+
+    @Override
+    public void beforeStart() {
+      user.beforeStart();
+    }
+
+    @Override
+    public void afterStart() {
+      if (toStart.decrementAndGet() == 0) {
+        status = ApplicationStatus.Running;
+      }
+      user.afterStart();
+    }
+
+    @Override
+    public void afterStop() {
+      try {
+        user.afterStop();
+      } finally {
+        ended(null);
+      }
+    }
+
+    @Override
+    public void afterFailure(Throwable t) {
+      try {
+        user.afterFailure(t);
+      } finally {
+        if (failure.compareAndSet(null, t)) {
+          // One processor failing fails the application: stop the others.
+          processors.stream().filter(p -> p != processor).forEach(StreamProcessor::stop);
+        }
+        ended(t);
+      }
+    }
+
+    private void ended(Throwable t) {
+      processors.remove(processor);
+      if (live.decrementAndGet() == 0) {
+        Throwable first = failure.get();
+        status =
+            first == null
+                ? ApplicationStatus.SuccessfulFinish
+                : ApplicationStatus.unsuccessfulFinish(first);
+        finished.countDown();
+      }
+    }
+  }
+}

@@ -1,0 +1,276 @@
+package org.apache.samza.azure.coordinator;
+
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.samza.config.Config;
+import org.apache.samza.coordinator.JobCoordinator;
+import org.apache.samza.coordinator.JobCoordinatorListener;
+import org.apache.samza.job.model.ContainerModel;
+import org.apache.samza.job.model.JobModel;
+import org.apache.samza.metrics.MetricsRegistry;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Samza standalone coordination on Azure Storage. The protocol runs natively (see
+ * docs/protocol.md); this class turns its events into {@link JobCoordinatorListener} calls on one
+ * thread of its own, and computes JobModels when this processor leads.
+ *
+ * <p>Listener contract: {@code onJobModelExpired} always precedes {@code onNewJobModel}; the last
+ * call is exactly one of {@code onCoordinatorStop} / {@code onCoordinatorFailure}; the listener is
+ * never called with a lock of ours held; {@link #stop()} is idempotent, never blocks and may be
+ * called from any thread, including listener callbacks.
+ */
+public final class AzureJobCoordinator implements JobCoordinator {
+  private static final Logger LOG = LoggerFactory.getLogger(AzureJobCoordinator.class);
+  private static final String[] NATIVE_PREFIXES = {
+    "azure.storage.", "sensitive.azure.storage.", "job.coordinator.azure."
+  };
+  private static final String[] NATIVE_KEYS = {"job.name", "job.id"};
+  private static final long POLL_MILLIS = 500;
+
+  private final String processorId;
+  private final Config config;
+  private final CoordinatorMetrics metrics;
+  private final JobModels models;
+  private final AtomicBoolean started = new AtomicBoolean();
+  private final AtomicBoolean stopRequested = new AtomicBoolean();
+  private final AtomicBoolean finished = new AtomicBoolean();
+  private volatile JobCoordinatorListener listener;
+  private volatile NativeCoordinator coordinator;
+  private volatile JobModel jobModel;
+
+  // Touched only by the event thread.
+  private ContainerModel running;
+  private boolean containerStopped = true;
+
+  public AzureJobCoordinator(String processorId, Config config, MetricsRegistry registry) {
+    this.processorId = Objects.requireNonNull(processorId, "processorId");
+    this.config = Objects.requireNonNull(config, "config");
+    this.metrics = new CoordinatorMetrics(registry);
+    this.models = new JobModels(config, registry);
+  }
+
+  /** Only the keys the native side reads cross the boundary; nothing else of the config. */
+  static Map<String, String> nativeConfig(Config config) {
+    Map<String, String> out = new HashMap<>();
+    for (Map.Entry<String, String> e : config.entrySet()) {
+      String k = e.getKey();
+      boolean wanted = Arrays.asList(NATIVE_KEYS).contains(k);
+      for (String prefix : NATIVE_PREFIXES) {
+        wanted |= k.startsWith(prefix);
+      }
+      if (wanted && e.getValue() != null) {
+        out.put(k, e.getValue());
+      }
+    }
+    return out;
+  }
+
+  @Override
+  public void start() {
+    if (!started.compareAndSet(false, true)) {
+      return;
+    }
+    if (stopRequested.get()) {
+      finish(null);
+      return;
+    }
+    // Bad config fails here, with an exception naming the key.
+    coordinator = NativeCoordinator.start(nativeConfig(config), processorId);
+    Thread t = new Thread(this::eventLoop, "samza-azure-coordinator-" + processorId);
+    t.setDaemon(true);
+    t.start();
+    if (stopRequested.get()) {
+      coordinator.stop();
+    }
+  }
+
+  @Override
+  public void stop() {
+    if (!stopRequested.compareAndSet(false, true)) {
+      return;
+    }
+    NativeCoordinator c = coordinator;
+    if (c != null) {
+      c.stop();
+    } else if (!started.get()) {
+      // Never started: nothing to leave, but the listener still gets its last call.
+      finish(null);
+    }
+  }
+
+  /** Still abstract in Samza 1.8's JobCoordinator, so it must be implemented. */
+  @Deprecated
+  @Override
+  public String getProcessorId() {
+    return processorId;
+  }
+
+  @Override
+  public void setListener(JobCoordinatorListener listener) {
+    this.listener = listener;
+  }
+
+  @Override
+  public JobModel getJobModel() {
+    return jobModel;
+  }
+
+  private void eventLoop() {
+    NativeCoordinator c = coordinator;
+    Throwable failure = null;
+    try {
+      while (true) {
+        String[] event = c.nextEvent(POLL_MILLIS);
+        metrics.update(c.metrics());
+        if (event == null) {
+          continue;
+        }
+        if ("stopped".equals(event[0])) {
+          if ("1".equals(event[1])) {
+            try {
+              c.throwFailure();
+            } catch (Throwable t) {
+              failure = failure == null ? t : failure;
+            }
+          }
+          break;
+        }
+        try {
+          handle(c, event);
+        } catch (Throwable t) {
+          // Leave the group cleanly (the native side still asks us to release).
+          LOG.error("coordinator event '{}' failed; stopping", event[0], t);
+          failure = failure == null ? t : failure;
+          stopRequested.set(true);
+          c.stop();
+          if ("release".equals(event[0])) {
+            c.released();
+          }
+        }
+      }
+    } catch (Throwable t) {
+      failure = t;
+    } finally {
+      c.close();
+      models.close();
+    }
+    finish(failure);
+  }
+
+  private void handle(NativeCoordinator c, String[] event) {
+    switch (event[0]) {
+      case "leader":
+        LOG.info(
+            "Processor {} {} the leader",
+            processorId,
+            "1".equals(event[1]) ? "is" : "is no longer");
+        break;
+      case "compute":
+        compute(
+            c, Long.parseLong(event[1]), event[2], Arrays.asList(event).subList(3, event.length));
+        break;
+      case "prepare":
+        prepare(c, Long.parseLong(event[1]), models.read(event[2]));
+        break;
+      case "start":
+        start(Long.parseLong(event[1]), models.read(event[2]));
+        break;
+      case "fence":
+        LOG.warn("Processor {} lost contact with storage; stopping its container", processorId);
+        expire();
+        break;
+      case "release":
+        expire();
+        c.released();
+        break;
+      default:
+        throw new IllegalStateException("unknown coordinator event " + event[0]);
+    }
+  }
+
+  private void compute(NativeCoordinator c, long version, String previous, List<String> members) {
+    String model;
+    try {
+      LOG.info("Computing job model version {} for processors {}", version, members);
+      model = models.compute(members, models.read(previous));
+    } catch (RuntimeException e) {
+      LOG.warn("Computing job model version {} failed", version, e);
+      c.computeFailed(version, String.valueOf(e));
+      return;
+    }
+    c.computed(version, model);
+  }
+
+  private void prepare(NativeCoordinator c, long version, JobModel model) {
+    ContainerModel next = model.getContainers().get(processorId);
+    boolean changed = !Objects.equals(next, running) || (next != null && containerStopped);
+    if (changed) {
+      LOG.info(
+          "Job model version {} changes processor {}'s work; stopping its container",
+          version,
+          processorId);
+      expire();
+    }
+    c.prepared(version, containerStopped);
+  }
+
+  private void start(long version, JobModel model) {
+    jobModel = model;
+    ContainerModel next = model.getContainers().get(processorId);
+    if (next == null) {
+      LOG.info("Job model version {} gives processor {} no work", version, processorId);
+      return;
+    }
+    if (containerStopped) {
+      LOG.info(
+          "Starting job model version {} on processor {}: tasks {}",
+          version,
+          processorId,
+          next.getTasks().keySet());
+      running = next;
+      containerStopped = false;
+      listener().onNewJobModel(processorId, model);
+    }
+  }
+
+  /** Stops the container (synchronously, in StreamProcessor) if one may be running. */
+  private void expire() {
+    if (!containerStopped || running == null) {
+      // Also before the first model: StreamProcessor only accepts a model after an expiry.
+      listener().onJobModelExpired();
+    }
+    running = null;
+    containerStopped = true;
+  }
+
+  private JobCoordinatorListener listener() {
+    JobCoordinatorListener l = listener;
+    if (l == null) {
+      throw new IllegalStateException("setListener was not called before start");
+    }
+    return l;
+  }
+
+  private void finish(Throwable failure) {
+    if (!finished.compareAndSet(false, true)) {
+      return;
+    }
+    JobCoordinatorListener l = listener;
+    if (l == null) {
+      return;
+    }
+    if (failure == null) {
+      LOG.info("Coordinator of processor {} stopped", processorId);
+      l.onCoordinatorStop();
+    } else {
+      LOG.error("Coordinator of processor {} failed", processorId, failure);
+      l.onCoordinatorFailure(failure);
+    }
+  }
+}

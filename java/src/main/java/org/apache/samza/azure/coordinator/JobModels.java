@@ -1,0 +1,126 @@
+package org.apache.samza.azure.coordinator;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.samza.SamzaException;
+import org.apache.samza.config.Config;
+import org.apache.samza.config.MapConfig;
+import org.apache.samza.container.TaskName;
+import org.apache.samza.container.grouper.task.GrouperMetadataImpl;
+import org.apache.samza.coordinator.JobModelCalculator;
+import org.apache.samza.coordinator.MetadataResourceUtil;
+import org.apache.samza.job.model.ContainerModel;
+import org.apache.samza.job.model.JobModel;
+import org.apache.samza.job.model.TaskModel;
+import org.apache.samza.metrics.MetricsRegistry;
+import org.apache.samza.runtime.LocationId;
+import org.apache.samza.serializers.model.SamzaObjectMapper;
+import org.apache.samza.system.StreamMetadataCache;
+import org.apache.samza.system.SystemAdmins;
+import org.apache.samza.system.SystemStreamPartition;
+import org.apache.samza.util.SystemClock;
+
+/**
+ * Computes JobModels (leader) and reads published ones (everyone). Published models carry no
+ * config: it is stripped before serialization, so no secret ever reaches storage, and each
+ * processor runs with its own config.
+ */
+final class JobModels implements AutoCloseable {
+  static final String TASK_GROUPER = "task.name.grouper.factory";
+  static final String GROUP_BY_CONTAINER_IDS =
+      "org.apache.samza.container.grouper.task.GroupByContainerIdsFactory";
+  private static final int METADATA_CACHE_TTL_MS = 5000;
+
+  private final Config config;
+  private final MetricsRegistry registry;
+  private final ObjectMapper mapper = SamzaObjectMapper.getObjectMapper();
+  private SystemAdmins systemAdmins;
+  private StreamMetadataCache metadataCache;
+
+  JobModels(Config config, MetricsRegistry registry) {
+    this.config = withDefaultGrouper(config);
+    this.registry = registry;
+  }
+
+  /**
+   * Standalone assigns tasks to the live processor ids, which only GroupByContainerIds does;
+   * Samza's default (GroupByContainerCount) would invent ids "0".."n-1".
+   */
+  static Config withDefaultGrouper(Config config) {
+    if (config.containsKey(TASK_GROUPER)) {
+      return config;
+    }
+    Map<String, String> copy = new HashMap<>(config);
+    copy.put(TASK_GROUPER, GROUP_BY_CONTAINER_IDS);
+    return new MapConfig(copy);
+  }
+
+  /** The model for {@code processors}, given the previous one (null if none), as JSON. */
+  String compute(List<String> processors, JobModel previous) {
+    if (metadataCache == null) {
+      systemAdmins = new SystemAdmins(config, getClass().getSimpleName());
+      systemAdmins.start();
+      metadataCache =
+          new StreamMetadataCache(systemAdmins, METADATA_CACHE_TTL_MS, SystemClock.instance());
+    }
+    // The processor list reaches the groupers only through the locality map's keys.
+    Map<String, LocationId> processorLocality = new HashMap<>();
+    for (String p : processors) {
+      processorLocality.put(p, new LocationId(p));
+    }
+    Map<TaskName, Integer> changelogPartitions = new HashMap<>();
+    Map<TaskName, String> previousOwner = new HashMap<>();
+    Map<TaskName, List<SystemStreamPartition>> previousSsps = new HashMap<>();
+    if (previous != null) {
+      for (ContainerModel container : previous.getContainers().values()) {
+        for (TaskModel task : container.getTasks().values()) {
+          changelogPartitions.put(
+              task.getTaskName(), task.getChangelogPartition().getPartitionId());
+          previousOwner.put(task.getTaskName(), container.getId());
+          previousSsps.put(task.getTaskName(), new ArrayList<>(task.getSystemStreamPartitions()));
+        }
+      }
+    }
+    GrouperMetadataImpl grouperMetadata =
+        new GrouperMetadataImpl(processorLocality, new HashMap<>(), previousSsps, previousOwner);
+    JobModel model =
+        JobModelCalculator.INSTANCE.calculateJobModel(
+            config, changelogPartitions, metadataCache, grouperMetadata);
+    // Checkpoint and changelog resources, idempotently, before anyone runs the model.
+    new MetadataResourceUtil(model, registry, config).createResources();
+    return write(new JobModel(new MapConfig(), model.getContainers()));
+  }
+
+  String write(JobModel model) {
+    try {
+      return mapper.writeValueAsString(model);
+    } catch (IOException e) {
+      throw new SamzaException("could not serialize the job model", e);
+    }
+  }
+
+  /** Null for an empty string (no model yet). */
+  JobModel read(String json) {
+    if (json == null || json.isEmpty()) {
+      return null;
+    }
+    try {
+      return mapper.readValue(json, JobModel.class);
+    } catch (IOException e) {
+      throw new SamzaException("could not parse the published job model", e);
+    }
+  }
+
+  @Override
+  public void close() {
+    if (systemAdmins != null) {
+      systemAdmins.stop();
+      systemAdmins = null;
+      metadataCache = null;
+    }
+  }
+}

@@ -1,0 +1,59 @@
+package org.apache.samza.azure.coordinator;
+
+import java.util.Map;
+import org.apache.samza.azure.jni.Native;
+import org.apache.samza.azure.jni.NativeHandle;
+
+/**
+ * The native protocol task of one processor (membership, leadership, JobModel document, barrier).
+ * It runs on the native runtime; this object only exchanges events and answers with it. All methods
+ * are thread-safe and none blocks except {@link #nextEvent}.
+ */
+final class NativeCoordinator extends NativeHandle {
+  private NativeCoordinator(long handle) {
+    super(handle, Native::coordinatorClose);
+  }
+
+  /** Validates the config (errors name the key) and starts the protocol. */
+  static NativeCoordinator start(Map<String, String> config, String processorId) {
+    Native.ensureLoaded();
+    String[] keys = config.keySet().toArray(new String[0]);
+    String[] values = new String[keys.length];
+    for (int i = 0; i < keys.length; i++) {
+      values[i] = config.get(keys[i]);
+    }
+    return new NativeCoordinator(Native.coordinatorStart(keys, values, processorId));
+  }
+
+  String[] nextEvent(long timeoutMillis) {
+    return call(h -> Native.coordinatorNextEvent(h, timeoutMillis));
+  }
+
+  void throwFailure() {
+    run(Native::coordinatorThrowFailure);
+  }
+
+  void computed(long version, String model) {
+    run(h -> Native.coordinatorComputed(h, version, model, null));
+  }
+
+  void computeFailed(long version, String failure) {
+    run(h -> Native.coordinatorComputed(h, version, null, failure));
+  }
+
+  void prepared(long version, boolean stopped) {
+    run(h -> Native.coordinatorPrepared(h, version, stopped));
+  }
+
+  void released() {
+    run(Native::coordinatorReleased);
+  }
+
+  void stop() {
+    run(Native::coordinatorStop);
+  }
+
+  long[] metrics() {
+    return call(Native::coordinatorMetrics);
+  }
+}

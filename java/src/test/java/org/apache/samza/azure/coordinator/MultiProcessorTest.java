@@ -1,0 +1,114 @@
+package org.apache.samza.azure.coordinator;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertNotEquals;
+import static org.junit.Assert.assertNotNull;
+import static org.junit.Assert.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.samza.azure.testing.Await;
+import org.apache.samza.azure.testing.Azurite;
+import org.apache.samza.azure.testing.job.ProcessorCluster;
+import org.junit.AfterClass;
+import org.junit.BeforeClass;
+import org.junit.Test;
+
+/**
+ * Real Samza 1.8 processors, one JVM each, coordinated by our factory through a real Azurite,
+ * consuming a real (file-based) Samza input system. Every step ends with each partition owned by
+ * exactly one live processor that is processing messages, and no partition is ever held by two
+ * processors at overlapping times.
+ */
+public class MultiProcessorTest {
+  private static final int PARTITIONS = 8;
+  private static Azurite azurite;
+
+  @BeforeClass
+  public static void startAzurite() throws Exception {
+    azurite = Azurite.start();
+  }
+
+  @AfterClass
+  public static void stopAzurite() {
+    azurite.close();
+  }
+
+  private static ProcessorCluster cluster(String job) throws Exception {
+    Path dir = Files.createTempDirectory("samza-azure-cluster");
+    Map<String, String> config = new HashMap<>(azurite.config());
+    config.put("job.name", job);
+    List<String> jvmArgs =
+        new ArrayList<>(Arrays.asList(System.getProperty("samza.azure.test.jvmargs").split(" ")));
+    return new ProcessorCluster(
+        dir, config, PARTITIONS, jvmArgs, System.getProperty("samza.azure.test.classpath"));
+  }
+
+  private static void awaitSettled(ProcessorCluster c, String step, List<String> expected)
+      throws Exception {
+    long since = System.currentTimeMillis();
+    try {
+      Await.until(step, 60_000, () -> check(c, expected, since));
+      System.out.printf(
+          "%s: settled in %d ms%n%s", step, System.currentTimeMillis() - since, c.describe());
+    } catch (AssertionError e) {
+      StringBuilder sb = new StringBuilder(e.getMessage()).append("\nholds: ").append(c.holds());
+      for (String id : expected) {
+        sb.append("\n--- ").append(id).append(" ---\n").append(c.tail(id, 30));
+      }
+      throw new AssertionError(sb.toString());
+    }
+    assertEquals("overlapping holds after " + step, new ArrayList<String>(), c.overlaps());
+  }
+
+  private static boolean check(ProcessorCluster c, List<String> expected, long since) {
+    try {
+      return c.settled(expected, since);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  @Test
+  public void joinGracefulStopFollowerCrashAndLeaderCrash() throws Exception {
+    try (ProcessorCluster c = cluster("lifecycle")) {
+      for (String id : Arrays.asList("p1", "p2", "p3")) {
+        c.start(id);
+      }
+      awaitSettled(c, "3 processors sharing 8 partitions", Arrays.asList("p1", "p2", "p3"));
+
+      c.start("p4");
+      awaitSettled(c, "p4 joining", Arrays.asList("p1", "p2", "p3", "p4"));
+
+      String leader = c.leader();
+      assertNotNull("one processor leads", leader);
+      List<String> live = new ArrayList<>(Arrays.asList("p1", "p2", "p3", "p4"));
+      String follower = live.stream().filter(p -> !p.equals(leader)).findFirst().get();
+      int code = c.stop(follower);
+      // 143: the JVM's exit status after SIGTERM once its shutdown hooks finished.
+      assertTrue("exit status " + code, code == 0 || code == 143);
+      String out = c.tail(follower, 200);
+      assertTrue(out, out.contains("left the group") && out.contains("Coordinator of processor"));
+      live.remove(follower);
+      awaitSettled(c, "graceful stop of " + follower, live);
+
+      String crashed = live.stream().filter(p -> !p.equals(leader)).findFirst().get();
+      c.kill(crashed);
+      live.remove(crashed);
+      awaitSettled(c, "kill -9 of follower " + crashed, live);
+
+      c.kill(leader);
+      live.remove(leader);
+      awaitSettled(c, "kill -9 of leader " + leader, live);
+      String next = c.leader();
+      assertNotNull("a new leader", next);
+      assertNotEquals(leader, next);
+      assertTrue(c.overlaps().isEmpty());
+    }
+  }
+}

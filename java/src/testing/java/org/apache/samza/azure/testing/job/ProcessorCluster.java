@@ -1,0 +1,331 @@
+package org.apache.samza.azure.testing.job;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Runs {@link OwnershipApp} on several processors, one JVM each, over a shared file input whose
+ * partitions get a new line every 50 ms. Reads back the ownership logs the tasks write, to tell who
+ * holds which partition and whether two processors ever held one at the same time.
+ */
+public final class ProcessorCluster implements AutoCloseable {
+  private final Path dir;
+  private final Path configFile;
+  private final int partitions;
+  private final List<String> jvmArgs;
+  private final String classpath;
+  private final Map<String, Process> processes = new ConcurrentHashMap<>();
+  private final Map<String, Long> endedAt = new ConcurrentHashMap<>();
+  private final Thread feeder;
+  private volatile boolean feeding = true;
+
+  /**
+   * @param config Samza config shared by all processors (storage, job name, timing)
+   * @param jvmArgs extra JVM flags for each processor (Samza needs --add-opens on Java 17)
+   * @param classpath the processors' classpath (this project's classes and Samza)
+   */
+  public ProcessorCluster(
+      Path dir, Map<String, String> config, int partitions, List<String> jvmArgs, String classpath)
+      throws IOException {
+    this.dir = dir;
+    this.partitions = partitions;
+    this.jvmArgs = jvmArgs;
+    this.classpath = classpath;
+    Path input = dir.resolve("input").resolve("input");
+    Files.createDirectories(input);
+    for (int p = 0; p < partitions; p++) {
+      Files.createFile(input.resolve(String.valueOf(p)));
+    }
+    Properties props = new Properties();
+    props.putAll(config);
+    props.put("job.name", config.getOrDefault("job.name", "ownership"));
+    props.put("systems.fs.dir", dir.resolve("input").toString());
+    props.put("systems.fs.default.stream.samza.offset.default", "upcoming");
+    props.put("ownership.log.dir", dir.toString());
+    props.put("task.shutdown.ms", "10000");
+    configFile = dir.resolve("processor.properties");
+    try (OutputStream out = Files.newOutputStream(configFile)) {
+      props.store(out, "written by ProcessorCluster");
+    }
+    Files.write(
+        dir.resolve("logback.xml"),
+        ("<configuration><appender name=\"OUT\" class=\"ch.qos.logback.core.ConsoleAppender\">"
+                + "<encoder><pattern>%d{HH:mm:ss.SSS} %-5level [%thread] %logger{30} - %msg%n"
+                + "</pattern></encoder></appender>"
+                + "<logger name=\"org.apache.samza.azure\" level=\"INFO\"/>"
+                + "<logger name=\"samza_azure_coordinator\" level=\"INFO\"/>"
+                + "<root level=\"WARN\"><appender-ref ref=\"OUT\"/></root></configuration>")
+            .getBytes(StandardCharsets.UTF_8));
+    feeder = new Thread(this::feed, "input-feeder");
+    feeder.setDaemon(true);
+    feeder.start();
+  }
+
+  private void feed() {
+    long n = 0;
+    try {
+      while (feeding) {
+        for (int p = 0; p < partitions; p++) {
+          Path file = dir.resolve("input").resolve("input").resolve(String.valueOf(p));
+          Files.write(
+              file, ("m" + n + "\n").getBytes(StandardCharsets.UTF_8), StandardOpenOption.APPEND);
+        }
+        n++;
+        Thread.sleep(50);
+      }
+    } catch (IOException | InterruptedException e) {
+      // stopped
+    }
+  }
+
+  public void start(String id) throws IOException {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(new File(System.getProperty("java.home"), "bin/java").getPath());
+    cmd.addAll(jvmArgs);
+    cmd.add("-Xmx256m");
+    cmd.add("-Dlogback.configurationFile=" + dir.resolve("logback.xml"));
+    cmd.add("-cp");
+    cmd.add(classpath);
+    cmd.add(ProcessorMain.class.getName());
+    cmd.add(configFile.toString());
+    cmd.add(id);
+    Process p =
+        new ProcessBuilder(cmd)
+            .redirectErrorStream(true)
+            .redirectOutput(dir.resolve(id + ".out").toFile())
+            .start();
+    processes.put(id, p);
+    endedAt.remove(id);
+  }
+
+  public boolean isRunning(String id) {
+    Process p = processes.get(id);
+    return p != null && p.isAlive();
+  }
+
+  /** SIGTERM: Samza stops the processor gracefully. Returns the exit code. */
+  public int stop(String id) throws InterruptedException {
+    Process p = processes.get(id);
+    p.destroy();
+    if (!p.waitFor(60, TimeUnit.SECONDS)) {
+      throw new AssertionError(id + " did not stop within 60 s of SIGTERM");
+    }
+    endedAt.put(id, System.currentTimeMillis());
+    return p.exitValue();
+  }
+
+  /** SIGKILL. Its partitions count as released at the moment it is dead. */
+  public void kill(String id) throws InterruptedException {
+    Process p = processes.get(id);
+    p.destroyForcibly().waitFor();
+    endedAt.put(id, System.currentTimeMillis());
+  }
+
+  /** SIGSTOP / SIGCONT by pid. */
+  public void signal(String id, String signal) throws IOException, InterruptedException {
+    String pid = new String(Files.readAllBytes(dir.resolve(id + ".pid")), StandardCharsets.UTF_8);
+    Process kill = new ProcessBuilder("kill", "-" + signal, pid.trim()).inheritIO().start();
+    if (kill.waitFor() != 0) {
+      throw new IOException("kill -" + signal + " " + pid + " failed");
+    }
+  }
+
+  /** The processor whose log last said it became leader and has not said it stopped being it. */
+  public String leader() throws IOException {
+    for (String id : processes.keySet()) {
+      if (!isRunning(id)) {
+        continue;
+      }
+      Path out = dir.resolve(id + ".out");
+      boolean leads = false;
+      for (String line : Files.readAllLines(out, StandardCharsets.UTF_8)) {
+        if (line.contains("Processor " + id + " is the leader")) {
+          leads = true;
+        } else if (line.contains("Processor " + id + " is no longer the leader")) {
+          leads = false;
+        }
+      }
+      if (leads) {
+        return id;
+      }
+    }
+    return null;
+  }
+
+  /** One hold of a partition by a processor, from its task's start to its stop (or death). */
+  public static final class Hold {
+    public final String processor;
+    public final int partition;
+    public final long start;
+    public long end = Long.MAX_VALUE;
+    public long messages;
+    public long lastMessage;
+
+    Hold(String processor, int partition, long start) {
+      this.processor = processor;
+      this.partition = partition;
+      this.start = start;
+    }
+
+    @Override
+    public String toString() {
+      return processor
+          + "@"
+          + partition
+          + "["
+          + start
+          + ","
+          + (end == Long.MAX_VALUE ? "now" : String.valueOf(end))
+          + "] msgs="
+          + messages;
+    }
+  }
+
+  public List<Hold> holds() throws IOException {
+    List<Hold> all = new ArrayList<>();
+    File[] logs = dir.toFile().listFiles((d, name) -> name.endsWith(".log"));
+    if (logs == null) {
+      return all;
+    }
+    for (File log : logs) {
+      String id = log.getName().substring(0, log.getName().length() - 4);
+      Map<Integer, Hold> open = new HashMap<>();
+      for (String line : Files.readAllLines(log.toPath(), StandardCharsets.UTF_8)) {
+        String[] f = line.split(" ");
+        if (f.length != 5) {
+          continue; // a line being written
+        }
+        int partition = Integer.parseInt(f[2]);
+        long t = Long.parseLong(f[4]);
+        if (f[0].equals("start")) {
+          Hold h = new Hold(id, partition, t);
+          open.put(partition, h);
+          all.add(h);
+        } else if (f[0].equals("stop") && open.containsKey(partition)) {
+          open.remove(partition).end = t;
+        } else if (f[0].equals("msg") && open.containsKey(partition)) {
+          Hold h = open.get(partition);
+          h.messages++;
+          h.lastMessage = t;
+        }
+      }
+      Long ended = endedAt.get(id);
+      if (ended != null) {
+        for (Hold h : open.values()) {
+          h.end = ended;
+        }
+      }
+    }
+    return all;
+  }
+
+  /** Every pair of holds of one partition by two processors that overlap in time. */
+  public List<String> overlaps() throws IOException {
+    List<String> out = new ArrayList<>();
+    List<Hold> holds = holds();
+    for (Hold a : holds) {
+      for (Hold b : holds) {
+        if (a.partition == b.partition
+            && a.processor.compareTo(b.processor) < 0
+            && a.start < b.end
+            && b.start < a.end) {
+          out.add(a + " overlaps " + b);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Partition -> processors holding it now. */
+  public Map<Integer, List<String>> owners() throws IOException {
+    Map<Integer, List<String>> owners = new TreeMap<>();
+    for (Hold h : holds()) {
+      if (h.end == Long.MAX_VALUE) {
+        owners.computeIfAbsent(h.partition, k -> new ArrayList<>()).add(h.processor);
+      }
+    }
+    return owners;
+  }
+
+  /**
+   * True when every partition has exactly one live owner among {@code expected} (and each of them
+   * owns something, when there are at least as many partitions), and each owner has processed a
+   * message that arrived after {@code sinceMillis}.
+   */
+  public boolean settled(List<String> expected, long sinceMillis) throws IOException {
+    Map<Integer, List<String>> owners = owners();
+    if (owners.size() != partitions) {
+      return false;
+    }
+    Map<String, Integer> perProcessor = new HashMap<>();
+    for (List<String> o : owners.values()) {
+      if (o.size() != 1 || !expected.contains(o.get(0)) || !isRunning(o.get(0))) {
+        return false;
+      }
+      perProcessor.merge(o.get(0), 1, Integer::sum);
+    }
+    if (partitions >= expected.size() && perProcessor.size() != expected.size()) {
+      return false;
+    }
+    for (Hold h : holds()) {
+      if (h.end == Long.MAX_VALUE && h.lastMessage <= sinceMillis) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  public String describe() throws IOException {
+    Map<String, List<Integer>> byProcessor = new TreeMap<>();
+    owners()
+        .forEach(
+            (p, ids) ->
+                ids.forEach(id -> byProcessor.computeIfAbsent(id, k -> new ArrayList<>()).add(p)));
+    StringBuilder sb = new StringBuilder();
+    String leader = leader();
+    for (Map.Entry<String, List<Integer>> e : byProcessor.entrySet()) {
+      Collections.sort(e.getValue());
+      sb.append(
+          String.format(
+              "  %-4s %-8s partitions %s%n",
+              e.getKey(), e.getKey().equals(leader) ? "(leader)" : "", e.getValue()));
+    }
+    return sb.toString();
+  }
+
+  public Path dir() {
+    return dir;
+  }
+
+  /** The last lines of a processor's output, for failure messages. */
+  public String tail(String id, int lines) throws IOException {
+    List<String> all = Files.readAllLines(dir.resolve(id + ".out"), StandardCharsets.UTF_8);
+    return String.join("\n", all.subList(Math.max(0, all.size() - lines), all.size()));
+  }
+
+  @Override
+  public void close() {
+    feeding = false;
+    try {
+      for (Process p : processes.values()) {
+        p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

@@ -1,0 +1,220 @@
+//! Coordinator settings from Samza config: timing of the protocol and the job's identity.
+//! Every key, default and bound is listed in docs/configuration.md.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::config::read_u64;
+use crate::error::{Error, Result};
+use crate::lease::LeaseTiming;
+
+pub const KEY_JOB_NAME: &str = "job.name";
+pub const KEY_JOB_ID: &str = "job.id";
+pub const KEY_HEARTBEAT_MS: &str = "job.coordinator.azure.heartbeat.interval.ms";
+pub const KEY_LIVENESS_MS: &str = "job.coordinator.azure.liveness.timeout.ms";
+pub const KEY_POLL_MS: &str = "job.coordinator.azure.poll.interval.ms";
+pub const KEY_REBALANCE_POLL_MS: &str = "job.coordinator.azure.rebalance.poll.interval.ms";
+pub const KEY_DEBOUNCE_MS: &str = "job.coordinator.azure.debounce.ms";
+pub const KEY_BARRIER_TIMEOUT_MS: &str = "job.coordinator.azure.barrier.timeout.ms";
+pub const KEY_LEASE_MS: &str = "job.coordinator.azure.lease.duration.ms";
+pub const KEY_LEASE_RENEW_MS: &str = "job.coordinator.azure.lease.renew.interval.ms";
+pub const KEY_ACQUIRE_MS: &str = "job.coordinator.azure.leader.acquire.interval.ms";
+
+/// The keys the coordinator reads (Java passes only these, plus the storage keys, to native).
+pub const KEYS: [&str; 11] = [
+    KEY_JOB_NAME,
+    KEY_JOB_ID,
+    KEY_HEARTBEAT_MS,
+    KEY_LIVENESS_MS,
+    KEY_POLL_MS,
+    KEY_REBALANCE_POLL_MS,
+    KEY_DEBOUNCE_MS,
+    KEY_BARRIER_TIMEOUT_MS,
+    KEY_LEASE_MS,
+    KEY_LEASE_RENEW_MS,
+    KEY_ACQUIRE_MS,
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How often each processor refreshes its membership row.
+    pub heartbeat: Duration,
+    /// A row not refreshed for this long (by storage's clock) is dead.
+    pub liveness: Duration,
+    /// How often processors check the JobModel document, and the leader the membership.
+    pub poll: Duration,
+    /// The same while a rebalance is in progress.
+    pub rebalance_poll: Duration,
+    /// How long the leader lets joins settle before computing a model.
+    pub debounce: Duration,
+    /// How long the leader waits for every acknowledgement of a new version.
+    pub barrier_timeout: Duration,
+    pub lease: LeaseTiming,
+}
+
+impl Timing {
+    /// A processor that has not heartbeated successfully for this long stops its containers:
+    /// the leader may hand its partitions to others after `liveness`, so this must come first.
+    pub fn self_fence(&self) -> Duration {
+        self.liveness - (self.liveness / 4).min(Duration::from_secs(1))
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_millis(2000),
+            liveness: Duration::from_millis(6000),
+            poll: Duration::from_millis(1000),
+            rebalance_poll: Duration::from_millis(200),
+            debounce: Duration::from_millis(1000),
+            barrier_timeout: Duration::from_millis(30000),
+            lease: LeaseTiming::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    pub job_name: String,
+    pub job_id: String,
+    pub timing: Timing,
+}
+
+fn ms(
+    config: &HashMap<String, String>,
+    key: &str,
+    default: Duration,
+    min: u64,
+    max: u64,
+) -> Result<Duration> {
+    read_u64(config, key, default.as_millis() as u64, min, max).map(Duration::from_millis)
+}
+
+impl CoordinatorConfig {
+    pub fn from_map(config: &HashMap<String, String>) -> Result<Self> {
+        let job_name = config
+            .get(KEY_JOB_NAME)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::config(
+                    KEY_JOB_NAME,
+                    "a non-empty job name (it names the job's containers and tables)",
+                )
+            })?;
+        let job_id = config
+            .get(KEY_JOB_ID)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "1".to_owned());
+        let d = Timing::default();
+        let heartbeat = ms(config, KEY_HEARTBEAT_MS, d.heartbeat, 100, 60_000)?;
+        let liveness = ms(config, KEY_LIVENESS_MS, d.liveness, 1_000, 600_000)?;
+        if liveness < heartbeat * 2 {
+            return Err(Error::config(
+                KEY_LIVENESS_MS,
+                format!(
+                    "at least twice {KEY_HEARTBEAT_MS} ({} ms), found {} ms",
+                    heartbeat.as_millis() * 2,
+                    liveness.as_millis()
+                ),
+            ));
+        }
+        let poll = ms(config, KEY_POLL_MS, d.poll, 20, 60_000)?;
+        let rebalance_poll = ms(config, KEY_REBALANCE_POLL_MS, d.rebalance_poll, 20, 60_000)?;
+        if rebalance_poll > poll {
+            return Err(Error::config(
+                KEY_REBALANCE_POLL_MS,
+                format!(
+                    "at most {KEY_POLL_MS} ({} ms), found {} ms",
+                    poll.as_millis(),
+                    rebalance_poll.as_millis()
+                ),
+            ));
+        }
+        let debounce = ms(config, KEY_DEBOUNCE_MS, d.debounce, 0, 60_000)?;
+        let barrier_timeout = ms(
+            config,
+            KEY_BARRIER_TIMEOUT_MS,
+            d.barrier_timeout,
+            1_000,
+            3_600_000,
+        )?;
+        let lease = LeaseTiming {
+            duration: ms(config, KEY_LEASE_MS, d.lease.duration, 15_000, 60_000)?,
+            renew_interval: ms(
+                config,
+                KEY_LEASE_RENEW_MS,
+                d.lease.renew_interval,
+                100,
+                20_000,
+            )?,
+            acquire_interval: ms(
+                config,
+                KEY_ACQUIRE_MS,
+                d.lease.acquire_interval,
+                100,
+                600_000,
+            )?,
+            safety_margin: d.lease.safety_margin,
+        };
+        lease.validate((KEY_LEASE_MS, KEY_LEASE_RENEW_MS))?;
+        Ok(CoordinatorConfig {
+            job_name,
+            job_id,
+            timing: Timing {
+                heartbeat,
+                liveness,
+                poll,
+                rebalance_poll,
+                debounce,
+                barrier_timeout,
+                lease,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_job_identity() {
+        let c = CoordinatorConfig::from_map(&map(&[(KEY_JOB_NAME, "orders")])).unwrap();
+        assert_eq!(c.job_id, "1");
+        assert_eq!(c.timing, Timing::default());
+        assert!(c.timing.self_fence() < c.timing.liveness);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = CoordinatorConfig::from_map(&map(&[])).unwrap_err();
+        assert!(e.message().contains(KEY_JOB_NAME), "{e}");
+        let e =
+            CoordinatorConfig::from_map(&map(&[(KEY_JOB_NAME, "j"), (KEY_LIVENESS_MS, "3000")]))
+                .unwrap_err();
+        assert!(
+            e.message().contains(KEY_LIVENESS_MS) && e.message().contains("4000"),
+            "{e}"
+        );
+        let e = CoordinatorConfig::from_map(&map(&[(KEY_JOB_NAME, "j"), (KEY_POLL_MS, "fast")]))
+            .unwrap_err();
+        assert!(
+            e.message().contains(KEY_POLL_MS) && e.message().contains("fast"),
+            "{e}"
+        );
+        let e =
+            CoordinatorConfig::from_map(&map(&[(KEY_JOB_NAME, "j"), (KEY_LEASE_RENEW_MS, "6000")]))
+                .unwrap_err();
+        assert!(e.message().contains(KEY_LEASE_RENEW_MS), "{e}");
+    }
+}

@@ -1,0 +1,908 @@
+//! The per-processor protocol task: membership heartbeats, leadership, the JobModel document
+//! and the barrier. See docs/protocol.md for the state machine this follows.
+//!
+//! The task never calls into Java. It emits [`Event`]s that the Java side takes one at a time
+//! on its own thread, and Java answers with [`Command`]s (a computed model, an acknowledgement
+//! that containers stopped). So a slow listener delays the protocol but never blocks a runtime
+//! worker, and no Java lock is ever held by native code.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::config::{CoordinatorConfig, Timing};
+use super::jobmodel::{MemberRef, ModelDocument, Phase};
+use super::names::JobNames;
+use crate::error::{Error, ErrorKind, Result};
+use crate::lease::{LeaseKeeper, LeaseState};
+use crate::membership::{MemberState, Membership, Snapshot};
+use crate::storage::{BlobRef, DocumentStore, ETag, LeaseId, LeaseStore, TableStore};
+
+/// Everything the engine needs from storage.
+pub trait Storage: LeaseStore + DocumentStore + TableStore + 'static {}
+impl<T: LeaseStore + DocumentStore + TableStore + 'static> Storage for T {}
+
+/// What the Java side must act on, in order.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// This processor became (true) or stopped being (false) the leader.
+    Leadership { leader: bool },
+    /// Leader only: compute the model of `version` for `members` and answer with
+    /// [`Coordinator::computed`]. `previous` is the last published model ("" if none).
+    Compute {
+        version: u64,
+        members: Vec<String>,
+        previous: Arc<str>,
+    },
+    /// A new version is out: stop the container if this processor's assignment changes, then
+    /// answer with [`Coordinator::prepared`].
+    Prepare { version: u64, model: Arc<str> },
+    /// Every processor acknowledged `version`: run it.
+    Start { version: u64, model: Arc<str> },
+    /// No heartbeat reached storage within the self-fence bound: stop the container now,
+    /// since the leader may already be handing its partitions to others.
+    Fence,
+    /// Stopping: stop the container and answer with [`Coordinator::released`].
+    Release,
+    /// The last event. `error` is set when the coordinator failed.
+    Stopped { error: Option<Error> },
+}
+
+enum Command {
+    Computed {
+        version: u64,
+        result: std::result::Result<String, String>,
+    },
+    Prepared {
+        version: u64,
+        stopped: bool,
+    },
+    Released,
+    Stop,
+}
+
+/// Counters read by the Java metrics gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub is_leader: AtomicBool,
+    /// Version whose container runs here (0: none).
+    pub running_version: AtomicU64,
+    /// Newest version seen in the document.
+    pub seen_version: AtomicU64,
+    /// Versions this processor published as leader.
+    pub rebalances: AtomicU64,
+    pub barrier_timeouts: AtomicU64,
+    pub heartbeat_failures: AtomicU64,
+    /// Times leadership was lost without asking (a renew failed or was refused).
+    pub lease_losses: AtomicU64,
+    /// From noticing a membership change to every processor acknowledging, last time.
+    pub last_rebalance_ms: AtomicU64,
+    pub fences: AtomicU64,
+}
+
+/// Handle to a running coordinator task.
+pub struct Coordinator {
+    commands: mpsc::UnboundedSender<Command>,
+    events: Mutex<mpsc::UnboundedReceiver<Event>>,
+    metrics: Arc<Metrics>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Coordinator {
+    /// Starts the protocol for `processor_id` on the current runtime.
+    pub fn start<S: Storage>(
+        store: Arc<S>,
+        config: CoordinatorConfig,
+        processor_id: &str,
+    ) -> Result<Self> {
+        crate::storage::names::validate_key("processor id", processor_id)?;
+        if processor_id.is_empty() {
+            return Err(Error::config("processor.id", "a non-empty processor id"));
+        }
+        let names = JobNames::new(&config.job_name, &config.job_id)?;
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::default());
+        let me = processor_id.to_owned();
+        let m = metrics.clone();
+        let task = tokio::spawn(async move {
+            let outcome = run(store, names, config.timing, me, command_rx, &event_tx, m).await;
+            let error = outcome.err();
+            if let Some(e) = &error {
+                tracing::error!(error = %e, "coordinator failed");
+            }
+            let _ = event_tx.send(Event::Stopped { error });
+        });
+        Ok(Coordinator {
+            commands,
+            events: Mutex::new(events),
+            metrics,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// The next event, or `None` if none arrived within `timeout` (or after `Stopped`).
+    pub async fn next_event(&self, timeout: Duration) -> Option<Event> {
+        let mut rx = self.events.lock().await;
+        tokio::time::timeout(timeout, rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub fn computed(&self, version: u64, result: std::result::Result<String, String>) {
+        let _ = self.commands.send(Command::Computed { version, result });
+    }
+
+    /// The container stopped if `stopped`, or kept running because its assignment is
+    /// unchanged in `version`.
+    pub fn prepared(&self, version: u64, stopped: bool) {
+        let _ = self.commands.send(Command::Prepared { version, stopped });
+    }
+
+    pub fn released(&self) {
+        let _ = self.commands.send(Command::Released);
+    }
+
+    /// Asks the task to leave the group and stop; returns at once. Idempotent.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        // Abandoning without stop is safe: the row goes stale and the lease lapses.
+        if let Some(task) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
+    }
+}
+
+fn is_fatal(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Authentication | ErrorKind::Config | ErrorKind::BadRequest | ErrorKind::Internal
+    )
+}
+
+/// Retries `op` until it succeeds or fails fatally.
+async fn until_ok<T, F, Fut>(what: &str, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if is_fatal(&e) => return Err(e.context(what)),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+enum LeaderPhase {
+    Idle,
+    Debounce {
+        started: Instant,
+        deadline: Instant,
+        seen: Vec<MemberRef>,
+    },
+    Computing {
+        version: u64,
+        members: Vec<MemberRef>,
+        must_ack: Vec<String>,
+    },
+    Barrier {
+        deadline: Instant,
+    },
+}
+
+struct Leader {
+    lease: LeaseId,
+    phase: LeaderPhase,
+    next_scan: Instant,
+    /// When the current rebalance was first noticed.
+    rebalance_started: Option<Instant>,
+    compute_failures: u32,
+}
+
+struct Engine<'a, S: Storage> {
+    store: &'a S,
+    me: String,
+    timing: Timing,
+    blob: BlobRef,
+    membership: Membership<'a>,
+    events: &'a mpsc::UnboundedSender<Event>,
+    metrics: Arc<Metrics>,
+    lease: LeaseKeeper,
+    lease_state: watch::Receiver<LeaseState>,
+
+    doc: Arc<ModelDocument>,
+    etag: Option<ETag>,
+    /// Version this processor acknowledged last.
+    acked: u64,
+    /// Prepare emitted for this version; waiting for Java.
+    preparing: Option<u64>,
+    /// Start emitted for this version.
+    started: u64,
+    /// Version of the container running here (0: none).
+    running: u64,
+    /// Send time of the last heartbeat storage accepted.
+    last_heartbeat_ok: Instant,
+    next_heartbeat: Instant,
+    next_poll: Instant,
+    next_watch: Instant,
+    leader: Option<Leader>,
+}
+
+async fn run<S: Storage>(
+    store: Arc<S>,
+    names: JobNames,
+    timing: Timing,
+    me: String,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: &mpsc::UnboundedSender<Event>,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
+    let blob = names.job_model_blob();
+    let s: &S = &store;
+    until_ok("creating the job's container", || {
+        s.ensure_container(&names.container)
+    })
+    .await?;
+    let initial = ModelDocument::initial().encode()?;
+    until_ok("creating the job model document", || async {
+        match s.create_document(&blob, initial.clone()).await {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            other => other.map(|_| ()),
+        }
+    })
+    .await?;
+    let mut membership = Membership::new(s, &names.table, &me)?;
+    membership.set_state(MemberState {
+        incarnation: new_incarnation(),
+        ..MemberState::default()
+    });
+    let registered_at = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = membership.register().await {
+        if is_fatal(&e) {
+            return Err(e.context("registering the processor"));
+        }
+        tracing::warn!(error = %e, "registering the processor failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    tracing::info!(processor = %me, container = %names.container, table = %names.table, "registered");
+
+    let lease = LeaseKeeper::spawn(store.clone(), blob.clone(), timing.lease.clone())?;
+    let lease_state = lease.subscribe();
+    let now = Instant::now();
+    let mut engine = Engine {
+        store: s,
+        me,
+        blob,
+        membership,
+        events,
+        metrics,
+        lease,
+        lease_state,
+        doc: Arc::new(ModelDocument::initial()),
+        etag: None,
+        acked: 0,
+        preparing: None,
+        started: 0,
+        running: 0,
+        last_heartbeat_ok: registered_at,
+        next_heartbeat: now + timing.heartbeat,
+        next_poll: now,
+        next_watch: now + timing.heartbeat,
+        leader: None,
+        timing,
+    };
+    let result = engine.run(&mut commands).await;
+    engine.shutdown(&mut commands).await;
+    result
+}
+
+fn new_incarnation() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl<'a, S: Storage> Engine<'a, S> {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    async fn run(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Result<()> {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                c = commands.recv() => match c {
+                    None | Some(Command::Stop) => return Ok(()),
+                    Some(c) => self.on_command(c).await?,
+                },
+                changed = self.lease_state.changed() => {
+                    if changed.is_ok() {
+                        let state = self.lease_state.borrow_and_update().clone();
+                        self.on_lease(state).await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            self.tick().await?;
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut wake = self.next_heartbeat.min(self.next_poll).min(self.next_watch);
+        if let Some(l) = &self.leader {
+            wake = wake.min(l.next_scan);
+        }
+        if self.running != 0 {
+            wake = wake.min(self.last_heartbeat_ok + self.timing.self_fence());
+        }
+        wake
+    }
+
+    /// Faster polling while a version is in flight (ours to ack, or ours to start).
+    fn rebalancing(&self) -> bool {
+        self.preparing.is_some()
+            || (self.doc.phase() == Phase::Pending && self.acked >= self.doc.version())
+    }
+
+    fn poll_interval(&self) -> Duration {
+        if self.rebalancing() {
+            self.timing.rebalance_poll
+        } else {
+            self.timing.poll
+        }
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if now >= self.next_heartbeat {
+            self.heartbeat().await?;
+        }
+        self.check_fence();
+        if Instant::now() >= self.next_poll {
+            self.poll_document().await?;
+            self.next_poll = Instant::now() + self.poll_interval();
+        }
+        if self.leader.is_some() {
+            self.leader_tick().await?;
+        } else if Instant::now() >= self.next_watch {
+            self.watch_leader().await?;
+            self.next_watch = Instant::now() + self.timing.heartbeat;
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self) -> Result<()> {
+        self.membership.set_state(MemberState {
+            acked: self.acked,
+            running: self.running,
+            incarnation: self.membership.state().incarnation.clone(),
+        });
+        let sent = Instant::now();
+        match self.membership.heartbeat().await {
+            Ok(()) => {
+                self.last_heartbeat_ok = sent;
+                self.next_heartbeat = sent + self.timing.heartbeat;
+            }
+            Err(e) if is_fatal(&e) => return Err(e.context("heartbeat")),
+            Err(e) => {
+                self.metrics
+                    .heartbeat_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "heartbeat failed");
+                // Retry sooner than the interval: the self-fence bound is running.
+                self.next_heartbeat = Instant::now() + self.timing.heartbeat / 4;
+                if e.kind() == ErrorKind::NotFound {
+                    // The table was deleted under us: recreate it on the next attempt.
+                    let _ = self.membership.register().await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_fence(&mut self) {
+        if self.running != 0 && self.last_heartbeat_ok.elapsed() > self.timing.self_fence() {
+            tracing::warn!(
+                version = self.running,
+                "no heartbeat reached storage within the self-fence bound; stopping the container"
+            );
+            self.metrics.fences.fetch_add(1, Ordering::Relaxed);
+            self.running = 0;
+            self.metrics.running_version.store(0, Ordering::Relaxed);
+            // A new incarnation tells the leader this processor lost its work.
+            let mut state = self.membership.state().clone();
+            state.incarnation = new_incarnation();
+            state.running = 0;
+            self.membership.set_state(state);
+            self.emit(Event::Fence);
+        }
+    }
+
+    /// Reads the document if it changed (a HEAD with If-None-Match costs almost nothing).
+    async fn poll_document(&mut self) -> Result<()> {
+        let read = match &self.etag {
+            Some(etag) => self.store.read_document_if_changed(&self.blob, etag).await,
+            None => self.store.read_document(&self.blob).await.map(Some),
+        };
+        match read {
+            Ok(None) => Ok(()),
+            Ok(Some(d)) => {
+                let doc = ModelDocument::decode(&d.body)?;
+                self.etag = Some(d.etag);
+                self.on_document(Arc::new(doc));
+                Ok(())
+            }
+            Err(e) if is_fatal(&e) => Err(e.context("reading the job model")),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the job model failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// Member side of the protocol, for every processor including the leader.
+    fn on_document(&mut self, doc: Arc<ModelDocument>) {
+        let v = doc.version();
+        if v < self.doc.version() {
+            return;
+        }
+        if v > self.doc.version() || doc.phase() != self.doc.phase() {
+            tracing::debug!(version = v, phase = ?doc.phase(), "job model document changed");
+        }
+        self.metrics.seen_version.store(v, Ordering::Relaxed);
+        self.doc = doc;
+        let model: Arc<str> = Arc::from(self.doc.model.as_str());
+        match self.doc.phase() {
+            Phase::Pending
+                if v > self.acked && self.preparing != Some(v) && self.doc.must_ack(&self.me) =>
+            {
+                tracing::info!(version = v, "new job model; preparing");
+                self.preparing = Some(v);
+                self.next_poll = Instant::now();
+                self.emit(Event::Prepare { version: v, model });
+            }
+            Phase::Done if v == self.acked && self.started < v && self.preparing.is_none() => {
+                tracing::info!(
+                    version = v,
+                    member = self.doc.is_member(&self.me),
+                    "job model agreed; starting"
+                );
+                self.started = v;
+                self.running = v;
+                self.metrics.running_version.store(v, Ordering::Relaxed);
+                // The row reports the new version at the next heartbeat.
+                self.emit(Event::Start { version: v, model });
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_command(&mut self, c: Command) -> Result<()> {
+        match c {
+            Command::Prepared { version, stopped } => {
+                if self.preparing == Some(version) {
+                    self.preparing = None;
+                    self.acked = version;
+                    if stopped {
+                        self.running = 0;
+                        self.metrics.running_version.store(0, Ordering::Relaxed);
+                    }
+                    // Acknowledge at once: the barrier waits on this row.
+                    self.next_heartbeat = Instant::now();
+                    self.next_poll = Instant::now();
+                    // The document may have moved on while Java was busy.
+                    let doc = self.doc.clone();
+                    self.on_document(doc);
+                }
+            }
+            Command::Computed { version, result } => self.on_computed(version, result).await?,
+            Command::Released | Command::Stop => {}
+        }
+        Ok(())
+    }
+
+    async fn on_lease(&mut self, state: LeaseState) -> Result<()> {
+        match (state, self.leader.is_some()) {
+            (LeaseState::Leader { lease, .. }, false) => {
+                self.metrics.is_leader.store(true, Ordering::Relaxed);
+                // Start from storage's current document, not our cached view.
+                self.etag = None;
+                self.poll_document().await?;
+                let phase = if self.doc.phase() == Phase::Pending {
+                    // Inherited a barrier in flight: keep waiting on it.
+                    LeaderPhase::Barrier {
+                        deadline: Instant::now() + self.timing.barrier_timeout,
+                    }
+                } else {
+                    LeaderPhase::Idle
+                };
+                tracing::info!(version = self.doc.version(), "leading");
+                self.leader = Some(Leader {
+                    lease,
+                    phase,
+                    next_scan: Instant::now(),
+                    rebalance_started: None,
+                    compute_failures: 0,
+                });
+                self.emit(Event::Leadership { leader: true });
+            }
+            (LeaseState::Leader { .. }, true) => {}
+            (_, true) => {
+                tracing::warn!("no longer leader");
+                self.metrics.is_leader.store(false, Ordering::Relaxed);
+                self.metrics.lease_losses.fetch_add(1, Ordering::Relaxed);
+                self.leader = None;
+                self.emit(Event::Leadership { leader: false });
+            }
+            (_, false) => {}
+        }
+        Ok(())
+    }
+
+    /// The first member (by id) other than the leader watches the leader's row, and takes
+    /// over as soon as storage's clock says it is dead or it left, instead of waiting out
+    /// the lease.
+    async fn watch_leader(&mut self) -> Result<()> {
+        let leader = self.doc.header.leader.clone();
+        if leader.is_empty() || leader == self.me {
+            return Ok(());
+        }
+        let successor = self
+            .doc
+            .header
+            .members
+            .iter()
+            .map(|m| m.id.as_str())
+            .filter(|id| *id != leader)
+            .min();
+        if successor != Some(self.me.as_str()) {
+            return Ok(());
+        }
+        let snapshot = match self.membership.snapshot().await {
+            Ok(s) => s,
+            Err(e) if is_fatal(&e) => return Err(e),
+            Err(_) => return Ok(()),
+        };
+        let alive = snapshot
+            .live(self.timing.liveness)
+            .iter()
+            .any(|m| m.processor_id == leader);
+        if !alive {
+            tracing::info!(%leader, "leader is dead or gone; taking over");
+            self.lease.take_over();
+        }
+        Ok(())
+    }
+
+    fn live_members(&self, snapshot: &Snapshot) -> Vec<MemberRef> {
+        snapshot
+            .live(self.timing.liveness)
+            .into_iter()
+            .map(|m| MemberRef {
+                id: m.processor_id.clone(),
+                incarnation: m.state.incarnation.clone(),
+            })
+            .collect()
+    }
+
+    async fn leader_tick(&mut self) -> Result<()> {
+        let Some(l) = &self.leader else { return Ok(()) };
+        if Instant::now() < l.next_scan || matches!(l.phase, LeaderPhase::Computing { .. }) {
+            return Ok(());
+        }
+        let snapshot = match self.membership.snapshot().await {
+            Ok(s) => s,
+            Err(e) if is_fatal(&e) => return Err(e.context("reading membership")),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading membership failed");
+                self.schedule_scan(false);
+                return Ok(());
+            }
+        };
+        let live = self.live_members(&snapshot);
+        let now = Instant::now();
+        let all = |m: &[MemberRef]| m.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+        let published = self.doc.header.members.clone();
+        let doc_phase = self.doc.phase();
+        let debounce = self.timing.debounce;
+        let Some(l) = self.leader.as_mut() else {
+            return Ok(());
+        };
+        let mut compute = false;
+        let mut barrier = None;
+        match &mut l.phase {
+            LeaderPhase::Idle => {
+                if doc_phase == Phase::Abandoned && !live.is_empty() {
+                    l.rebalance_started.get_or_insert(now);
+                    compute = true;
+                } else if !live.is_empty() && (doc_phase == Phase::None || live != published) {
+                    let joins = live.iter().any(|m| !published.contains(m));
+                    l.rebalance_started = Some(now);
+                    if joins && !debounce.is_zero() {
+                        tracing::info!(members = ?ids(&live), "membership changed; letting it settle");
+                        l.phase = LeaderPhase::Debounce {
+                            started: now,
+                            deadline: now + debounce,
+                            seen: live.clone(),
+                        };
+                    } else {
+                        compute = true;
+                    }
+                } else if !snapshot.dead(self.timing.liveness).is_empty() {
+                    // Rows of processors no longer in the model: remove them (CAS).
+                    let _ = self
+                        .membership
+                        .remove_dead(&snapshot, self.timing.liveness)
+                        .await;
+                }
+            }
+            LeaderPhase::Debounce {
+                started,
+                deadline,
+                seen,
+            } => {
+                if live != *seen {
+                    *seen = live.clone();
+                    *deadline = (now + debounce).min(*started + debounce * 2);
+                }
+                compute = now >= *deadline;
+            }
+            LeaderPhase::Barrier { deadline } => barrier = Some(*deadline),
+            LeaderPhase::Computing { .. } => {}
+        }
+        if compute {
+            let must_ack = all(&live);
+            self.begin_compute(live, must_ack);
+        } else if let Some(deadline) = barrier {
+            self.barrier_tick(&snapshot, live, deadline).await?;
+        }
+        self.schedule_scan(true);
+        Ok(())
+    }
+
+    fn schedule_scan(&mut self, ok: bool) {
+        let busy = self
+            .leader
+            .as_ref()
+            .map(|l| !matches!(l.phase, LeaderPhase::Idle))
+            .unwrap_or(false);
+        let interval = if busy || !ok {
+            self.timing.rebalance_poll
+        } else {
+            self.timing.poll
+        };
+        if let Some(l) = self.leader.as_mut() {
+            l.next_scan = Instant::now() + interval;
+        }
+    }
+
+    fn begin_compute(&mut self, members: Vec<MemberRef>, must_ack: Vec<String>) {
+        let version = self.doc.version() + 1;
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        tracing::info!(version, members = ?ids(&members), "computing job model");
+        l.phase = LeaderPhase::Computing {
+            version,
+            members: members.clone(),
+            must_ack,
+        };
+        let previous: Arc<str> = Arc::from(self.doc.model.as_str());
+        self.emit(Event::Compute {
+            version,
+            members: members.into_iter().map(|m| m.id).collect(),
+            previous,
+        });
+    }
+
+    async fn on_computed(
+        &mut self,
+        version: u64,
+        result: std::result::Result<String, String>,
+    ) -> Result<()> {
+        let Some(l) = self.leader.as_mut() else {
+            return Ok(());
+        };
+        let LeaderPhase::Computing {
+            version: want,
+            members,
+            must_ack,
+        } = &l.phase
+        else {
+            return Ok(());
+        };
+        if *want != version {
+            return Ok(());
+        }
+        let (members, must_ack) = (members.clone(), must_ack.clone());
+        let model = match result {
+            Ok(m) => m,
+            Err(message) => {
+                l.compute_failures += 1;
+                if l.compute_failures >= 3 {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("computing the job model failed 3 times; last error: {message}"),
+                    ));
+                }
+                tracing::warn!(%message, "computing the job model failed; retrying");
+                l.phase = LeaderPhase::Idle;
+                self.schedule_scan(false);
+                return Ok(());
+            }
+        };
+        l.compute_failures = 0;
+        let lease = l.lease;
+        let doc = ModelDocument::new(version, &self.me, members, must_ack, model);
+        if self.publish(doc, lease).await? {
+            self.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
+            let deadline = Instant::now() + self.timing.barrier_timeout;
+            if let Some(l) = self.leader.as_mut() {
+                l.phase = LeaderPhase::Barrier { deadline };
+            }
+        } else if let Some(l) = self.leader.as_mut() {
+            l.phase = LeaderPhase::Idle;
+        }
+        self.schedule_scan(true);
+        Ok(())
+    }
+
+    /// One conditional write of the whole document, fenced by the lease. Returns false if
+    /// storage refused it (someone else leads now, or the document moved).
+    async fn publish(&mut self, doc: ModelDocument, lease: LeaseId) -> Result<bool> {
+        let body = doc.encode()?;
+        let result = self
+            .store
+            .replace_document(&self.blob, body, self.etag.as_ref(), Some(lease))
+            .await;
+        match result {
+            Ok(etag) => {
+                tracing::info!(version = doc.version(), phase = ?doc.phase(), "published job model");
+                self.etag = Some(etag);
+                self.on_document(Arc::new(doc));
+                Ok(true)
+            }
+            Err(e) if is_fatal(&e) => Err(e.context("publishing the job model")),
+            Err(e) => {
+                tracing::warn!(error = %e, version = doc.version(), "publishing the job model failed");
+                // Learn what storage holds now (it may be our own write, if the outcome was
+                // unknown); the next scan decides again from there.
+                self.etag = None;
+                self.poll_document().await?;
+                Ok(*self.doc == doc)
+            }
+        }
+    }
+
+    async fn barrier_tick(
+        &mut self,
+        snapshot: &Snapshot,
+        live: Vec<MemberRef>,
+        deadline: Instant,
+    ) -> Result<()> {
+        let Some(lease) = self.leader.as_ref().map(|l| l.lease) else {
+            return Ok(());
+        };
+        let v = self.doc.version();
+        let live_ids: BTreeSet<&str> = live.iter().map(|m| m.id.as_str()).collect();
+        let mut missing = Vec::new();
+        let mut waiting = Vec::new();
+        for id in &self.doc.header.must_ack {
+            match snapshot.members.iter().find(|m| &m.processor_id == id) {
+                Some(m) if m.state.acked >= v => {}
+                Some(_) if live_ids.contains(id.as_str()) => waiting.push(id.clone()),
+                _ => missing.push(id.clone()),
+            }
+        }
+        if missing.is_empty() && waiting.is_empty() {
+            let done = self.doc.with_phase(Phase::Done);
+            if self.publish(done, lease).await? {
+                let started = self.leader.as_ref().and_then(|l| l.rebalance_started);
+                if let Some(t) = started {
+                    self.metrics
+                        .last_rebalance_ms
+                        .store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
+                if let Some(l) = self.leader.as_mut() {
+                    l.phase = LeaderPhase::Idle;
+                    l.rebalance_started = None;
+                }
+            }
+            return Ok(());
+        }
+        let timed_out = Instant::now() >= deadline;
+        if missing.is_empty() && !timed_out {
+            return Ok(());
+        }
+        // Give up on this version. A dead or departed processor holds nothing any more (it
+        // fenced itself before storage judged it dead), so it is simply left out. A live
+        // straggler loses its assignment but must still acknowledge the next version, since
+        // its container may still be running.
+        if timed_out {
+            self.metrics
+                .barrier_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(version = v, ?waiting, "barrier timed out");
+        } else {
+            tracing::info!(version = v, ?missing, "processors left during the barrier");
+        }
+        let abandoned = self.doc.with_phase(Phase::Abandoned);
+        if !self.publish(abandoned, lease).await? {
+            if let Some(l) = self.leader.as_mut() {
+                l.phase = LeaderPhase::Idle;
+            }
+            return Ok(());
+        }
+        let members: Vec<MemberRef> = live
+            .iter()
+            .filter(|m| !timed_out || !waiting.contains(&m.id))
+            .cloned()
+            .collect();
+        let must_ack = live.iter().map(|m| m.id.clone()).collect();
+        if members.is_empty() {
+            if let Some(l) = self.leader.as_mut() {
+                l.phase = LeaderPhase::Idle;
+            }
+        } else {
+            self.begin_compute(members, must_ack);
+        }
+        Ok(())
+    }
+
+    /// Leaves the group: releases leadership, has Java stop the container, deletes the row.
+    async fn shutdown(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) {
+        self.lease.stop().await;
+        if self.leader.take().is_some() {
+            self.metrics.is_leader.store(false, Ordering::Relaxed);
+        }
+        // The row must outlive the container: others may take its partitions once it is gone.
+        self.emit(Event::Release);
+        let wait = async {
+            while let Some(c) = commands.recv().await {
+                if matches!(c, Command::Released) {
+                    return;
+                }
+            }
+        };
+        // Java releases as soon as the container stops (task.shutdown.ms bounds that). Past
+        // the liveness bound the row would be judged dead anyway.
+        if tokio::time::timeout(Duration::from_secs(120), wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!("container did not stop in time; leaving anyway");
+        }
+        self.running = 0;
+        self.metrics.running_version.store(0, Ordering::Relaxed);
+        if let Err(e) = self.membership.leave().await {
+            tracing::warn!(error = %e, "could not delete the membership row; it will be judged dead");
+        }
+        tracing::info!(processor = %self.me, "left the group");
+    }
+}
+
+fn ids(members: &[MemberRef]) -> Vec<&str> {
+    members.iter().map(|m| m.id.as_str()).collect()
+}

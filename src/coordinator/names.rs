@@ -1,0 +1,118 @@
+//! Per-job storage names derived from `job.name` and `job.id`.
+//!
+//! Sanitizing alone collides ("a-b" and "ab" both become "ab"), so every name ends with a
+//! 64-bit FNV-1a hash of the exact (name, id) pair. FNV is fixed by its definition, unlike
+//! std's hasher, so names stay stable across builds.
+
+use crate::error::Result;
+use crate::storage::names::{validate_container, validate_table};
+use crate::storage::BlobRef;
+
+/// Blob holding the JobModel document; its lease is the leader lease.
+pub const JOB_MODEL_BLOB: &str = "jobmodel";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobNames {
+    /// Blob container of the job (lowercase, hyphens allowed).
+    pub container: String,
+    /// Table of the job's membership rows (letters and digits only).
+    pub table: String,
+}
+
+fn fnv1a64(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            // A separator no job name contains, so ("ab", "c") and ("a", "bc") differ.
+            h ^= 0xff;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        for b in part.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+impl JobNames {
+    pub fn new(job_name: &str, job_id: &str) -> Result<Self> {
+        let hash = format!("{:016x}", fnv1a64(&[job_name, job_id]));
+        let lower: String = format!("{job_name}-{job_id}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let readable = lower
+            .split('-')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        let readable: String = readable.chars().take(38).collect();
+        let readable = readable.trim_end_matches('-');
+        let container = if readable.is_empty() {
+            format!("samza-{hash}")
+        } else {
+            format!("samza-{readable}-{hash}")
+        };
+        let alnum: String = format!("{job_name}{job_id}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(42)
+            .collect();
+        let table = format!("samza{alnum}{hash}");
+        validate_container(&container)?;
+        validate_table(&table)?;
+        Ok(JobNames { container, table })
+    }
+
+    pub fn job_model_blob(&self) -> BlobRef {
+        BlobRef::new(&self.container, JOB_MODEL_BLOB).expect("validated container name")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_readable_and_distinct() {
+        let a = JobNames::new("Order Enricher", "1").unwrap();
+        assert!(
+            a.container.starts_with("samza-order-enricher-1-"),
+            "{}",
+            a.container
+        );
+        assert!(a.table.starts_with("samzaOrderEnricher1"), "{}", a.table);
+        // Pairs that sanitize alike still get different names.
+        let pairs = [
+            ("a-b", "1"),
+            ("ab", "1"),
+            ("a", "b1"),
+            ("ab1", ""),
+            ("AB", "1"),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (n, i) in pairs {
+            let names = JobNames::new(n, i).unwrap();
+            assert!(seen.insert(names.container.clone()), "{n}/{i}");
+            assert!(seen.insert(names.table.clone()), "{n}/{i}");
+        }
+    }
+
+    #[test]
+    fn long_and_odd_names_fit_the_limits() {
+        let long = "x".repeat(500);
+        let n = JobNames::new(&long, "7").unwrap();
+        assert!(n.container.len() <= 63 && n.table.len() <= 63);
+        let n = JobNames::new("---", "__").unwrap();
+        assert!(n.container.starts_with("samza-"), "{}", n.container);
+        let n = JobNames::new("日本", "1").unwrap();
+        assert!(validate_table(&n.table).is_ok());
+    }
+}
