@@ -81,8 +81,14 @@ pub enum LeaseState {
     /// Not (or no longer) holding the lease.
     Follower,
     /// Holding the lease; `lease` fences every write made as leader. `term` counts the times
-    /// this keeper became leader.
-    Leader { lease: LeaseId, term: u64 },
+    /// this keeper became leader. `valid_until` is the local bound on the lease (measured
+    /// from when the last accepted acquire/renew was sent, less the safety margin); it is
+    /// republished on every renew, so a holder that was paused can tell it must not act.
+    Leader {
+        lease: LeaseId,
+        term: u64,
+        valid_until: Instant,
+    },
     /// Stopped; the lease was released if it was held.
     Stopped,
 }
@@ -226,7 +232,12 @@ async fn run(
                         term += 1;
                         held = Some((lease, sent + timing.duration, sent + timing.renew_interval));
                         tracing::info!(blob = %blob, term, "became leader");
-                        state.send_replace(LeaseState::Leader { lease, term });
+                        let valid_until = sent + timing.duration - timing.safety_margin;
+                        state.send_replace(LeaseState::Leader {
+                            lease,
+                            term,
+                            valid_until,
+                        });
                     }
                     Err(e) => {
                         if e.kind() != ErrorKind::LeaseHeld {
@@ -249,6 +260,12 @@ async fn run(
                 match result {
                     Ok(()) => {
                         held = Some((lease, sent + timing.duration, sent + timing.renew_interval));
+                        let valid_until = sent + timing.duration - timing.safety_margin;
+                        state.send_replace(LeaseState::Leader {
+                            lease,
+                            term,
+                            valid_until,
+                        });
                     }
                     Err(e)
                         if e.kind() == ErrorKind::Transient

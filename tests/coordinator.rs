@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::recording::Recording;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{azurite, unique};
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig, Event, Timing};
 use samza_azure_coordinator::lease::LeaseTiming;
+use samza_azure_coordinator::storage::DocumentStore;
 
 const PARTITIONS: u32 = 8;
 
@@ -51,12 +54,19 @@ fn assignment(model: &str, me: &str) -> Vec<u32> {
 struct Ledger {
     owners: HashMap<u32, String>,
     running: HashMap<String, (u64, Vec<u32>)>,
+    /// Processors woken from a pause that have not fenced yet, with what they held.
+    frozen: HashMap<String, Vec<u32>>,
     violations: Vec<String>,
     starts: Vec<(String, u64)>,
 }
 
 impl Ledger {
     fn start(&mut self, me: &str, version: u64, parts: Vec<u32>) {
+        if self.frozen.contains_key(me) {
+            self.violations.push(format!(
+                "{me} started v{version} after a pause without fencing first"
+            ));
+        }
         for p in &parts {
             if let Some(other) = self.owners.get(p) {
                 self.violations.push(format!(
@@ -80,16 +90,101 @@ impl Ledger {
     }
 }
 
+enum Control {
+    /// Freezes the processor's whole runtime, like SIGSTOP: no task runs, no timer fires.
+    Pause(Duration),
+    Stop,
+    /// kill -9: the driver returns at once and the runtime with all its tasks is dropped.
+    Crash,
+}
+
+/// One processor: its own OS thread and single-threaded runtime, so it can be frozen or
+/// killed (the runtime dropped) without touching the others.
 struct Processor {
     id: String,
     coordinator: Arc<Coordinator>,
-    driver: tokio::task::JoinHandle<()>,
+    storage: Arc<Recording>,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
+    /// Every event the driver took, with when.
+    events: Arc<Mutex<Vec<(Instant, String)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Cluster {
     job: String,
     ledger: Arc<Mutex<Ledger>>,
     procs: Vec<Processor>,
+}
+
+async fn drive(
+    c: Arc<Coordinator>,
+    me: String,
+    ledger: Arc<Mutex<Ledger>>,
+    events: Arc<Mutex<Vec<(Instant, String)>>>,
+    mut control: tokio::sync::mpsc::UnboundedReceiver<Control>,
+) {
+    let mut current: Option<Vec<u32>> = None;
+    loop {
+        let event = tokio::select! {
+            e = c.next_event(Duration::from_secs(60)) => e,
+            ctl = control.recv() => {
+                match ctl {
+                    Some(Control::Pause(d)) => {
+                        // Frozen containers process nothing: release them in the ledger, and
+                        // the driver asserts below that the first thing after waking is a fence.
+                        ledger.lock().unwrap().stop(&me);
+                        events.lock().unwrap().push((Instant::now(), "paused".into()));
+                        std::thread::sleep(d);
+                        events.lock().unwrap().push((Instant::now(), "resumed".into()));
+                        ledger.lock().unwrap().frozen.insert(me.clone(), current.clone().unwrap_or_default());
+                    }
+                    Some(Control::Crash) | None => return,
+                    Some(Control::Stop) => c.stop(),
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { continue };
+        events.lock().unwrap().push((
+            Instant::now(),
+            format!("{event:?}").chars().take(40).collect(),
+        ));
+        match event {
+            Event::Compute {
+                version, members, ..
+            } => c.computed(version, Ok(compute(&members))),
+            Event::Prepare { version, model } => {
+                let next = assignment(&model, &me);
+                let changed = current.as_ref() != Some(&next);
+                if changed {
+                    ledger.lock().unwrap().stop(&me);
+                    current = None;
+                }
+                c.prepared(version, changed);
+            }
+            Event::Start { version, model } => {
+                let next = assignment(&model, &me);
+                if current.as_ref() != Some(&next) {
+                    ledger.lock().unwrap().start(&me, version, next.clone());
+                    current = Some(next);
+                }
+            }
+            Event::Fence => {
+                ledger.lock().unwrap().frozen.remove(&me);
+                ledger.lock().unwrap().stop(&me);
+                current = None;
+            }
+            Event::Release => {
+                ledger.lock().unwrap().stop(&me);
+                c.released();
+            }
+            Event::Stopped { error } => {
+                assert!(error.is_none(), "{me} failed: {error:?}");
+                return;
+            }
+            Event::Leadership { .. } => {}
+        }
+    }
 }
 
 impl Cluster {
@@ -107,55 +202,31 @@ impl Cluster {
             job_id: "1".into(),
             timing: timing(),
         };
-        let storage = Arc::new(azurite().storage());
-        let coordinator = Arc::new(Coordinator::start(storage, config, id).unwrap());
-        let (c, ledger, me) = (coordinator.clone(), self.ledger.clone(), id.to_owned());
-        let driver = tokio::spawn(async move {
-            let mut current: Option<Vec<u32>> = None;
-            loop {
-                let Some(event) = c.next_event(Duration::from_secs(60)).await else {
-                    continue;
-                };
-                match event {
-                    Event::Compute {
-                        version, members, ..
-                    } => c.computed(version, Ok(compute(&members))),
-                    Event::Prepare { version, model } => {
-                        let next = assignment(&model, &me);
-                        let changed = current.as_ref() != Some(&next);
-                        if changed {
-                            ledger.lock().unwrap().stop(&me);
-                            current = None;
-                        }
-                        c.prepared(version, changed);
-                    }
-                    Event::Start { version, model } => {
-                        let next = assignment(&model, &me);
-                        if current.as_ref() != Some(&next) {
-                            ledger.lock().unwrap().start(&me, version, next.clone());
-                            current = Some(next);
-                        }
-                    }
-                    Event::Fence => {
-                        ledger.lock().unwrap().stop(&me);
-                        current = None;
-                    }
-                    Event::Release => {
-                        ledger.lock().unwrap().stop(&me);
-                        c.released();
-                    }
-                    Event::Stopped { error } => {
-                        assert!(error.is_none(), "{me} failed: {error:?}");
-                        return;
-                    }
-                    Event::Leadership { .. } => {}
-                }
-            }
+        let (ledger, me) = (self.ledger.clone(), id.to_owned());
+        let events: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let ev = events.clone();
+        let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let storage = Arc::new(Recording::new(azurite().storage()));
+                let c = Arc::new(Coordinator::start(storage.clone(), config, &me).unwrap());
+                tx.send((c.clone(), storage)).unwrap();
+                drive(c, me, ledger, ev, control_rx).await;
+            });
         });
+        let (coordinator, storage) = rx.recv().unwrap();
         self.procs.push(Processor {
             id: id.to_owned(),
             coordinator,
-            driver,
+            storage,
+            control,
+            events,
+            thread: Some(thread),
         });
     }
 
@@ -164,21 +235,29 @@ impl Cluster {
         self.procs.remove(i)
     }
 
+    fn get(&self, id: &str) -> &Processor {
+        self.procs.iter().find(|p| p.id == id).unwrap()
+    }
+
     /// Graceful stop: the driver sees Release then Stopped.
     async fn stop(&mut self, id: &str) {
-        let p = self.take(id);
-        p.coordinator.stop();
-        tokio::time::timeout(Duration::from_secs(10), p.driver)
+        let mut p = self.take(id);
+        p.control.send(Control::Stop).unwrap();
+        let thread = p.thread.take().unwrap();
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
-            .expect("stop within 10 s")
             .unwrap();
     }
 
-    /// kill -9: the task and its "containers" vanish; storage is left as it was.
+    /// kill -9: the runtime, its tasks and its "containers" vanish; storage is left as is.
+    fn pause(&self, id: &str, d: Duration) {
+        self.get(id).control.send(Control::Pause(d)).unwrap();
+    }
+
     fn crash(&mut self, id: &str) {
-        let p = self.take(id);
-        p.driver.abort();
-        drop(p.coordinator);
+        let mut p = self.take(id);
+        p.control.send(Control::Crash).unwrap();
+        p.thread.take().unwrap().join().unwrap();
         self.ledger.lock().unwrap().stop(id);
     }
 
@@ -194,24 +273,23 @@ impl Cluster {
             .map(|p| p.id.clone())
     }
 
-    /// Waits until every live processor runs the same version, which covers every partition
-    /// once, with work for each of them; returns it and how long it took.
-    async fn settled(&self, after: u64, bound: Duration) -> (u64, Duration) {
+    /// Waits until every processor in `ids` runs the same version, which covers every
+    /// partition once, with work for each of them; returns it and how long it took.
+    async fn settled_among(&self, ids: &[&str], after: u64, bound: Duration) -> (u64, Duration) {
         let start = Instant::now();
         loop {
             {
                 let l = self.ledger.lock().unwrap();
                 assert!(l.violations.is_empty(), "{:?}", l.violations);
-                let versions: Vec<u64> = self
-                    .procs
+                let versions: Vec<u64> = ids
                     .iter()
-                    .map(|p| l.running.get(&p.id).map(|r| r.0).unwrap_or(0))
+                    .map(|p| l.running.get(*p).map(|r| r.0).unwrap_or(0))
                     .collect();
                 let v = versions[0];
                 if v > after
                     && versions.iter().all(|x| *x == v)
                     && l.owners.len() == PARTITIONS as usize
-                    && l.running.len() == self.procs.len()
+                    && l.running.len() == ids.len()
                 {
                     return (v, start.elapsed());
                 }
@@ -223,6 +301,12 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    async fn settled(&self, after: u64, bound: Duration) -> (u64, Duration) {
+        let ids: Vec<String> = self.procs.iter().map(|p| p.id.clone()).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.settled_among(&ids, after, bound).await
     }
 }
 
@@ -277,4 +361,110 @@ async fn bad_config_fails_with_the_key_named() {
     };
     let e = Coordinator::start(storage, config, "a/b").err().unwrap();
     assert!(e.message().contains("processor id"), "{e}");
+}
+
+/// A leader frozen past its lease (SIGSTOP-like) is replaced; when it wakes, its first act is
+/// to stop its containers, it steps down, and storage accepts none of its leader writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_is_fenced_by_storage_and_steps_down() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2", "p3"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let paused = c.leader().expect("a leader");
+    let others: Vec<String> = c
+        .procs
+        .iter()
+        .map(|p| p.id.clone())
+        .filter(|p| *p != paused)
+        .collect();
+    let others: Vec<&str> = others.iter().map(String::as_str).collect();
+
+    // Longer than the 15 s lease, so it lapses even without the take-over.
+    let pause = Duration::from_secs(16);
+    c.pause(&paused, pause);
+    let (v2, t) = c.settled_among(&others, v1, Duration::from_secs(20)).await;
+    eprintln!("{paused} frozen: the others run v{v2} after {t:?}");
+    let leads = |id: &&str| {
+        c.get(id)
+            .coordinator
+            .metrics()
+            .is_leader
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(others.iter().any(leads), "no new leader among {others:?}");
+
+    // It wakes, fences, steps down and rejoins.
+    let (v3, t) = c.settled(v2, Duration::from_secs(40)).await;
+    eprintln!("{paused} rejoined: v{v3} after {t:?}");
+
+    let events = c.get(&paused).events.lock().unwrap().clone();
+    let resumed = events
+        .iter()
+        .position(|(_, e)| e == "resumed")
+        .expect("it resumed");
+    let woke_at = events[resumed].0;
+    let next: Vec<&str> = events[resumed + 1..]
+        .iter()
+        .map(|(_, e)| e.as_str())
+        .collect();
+    assert!(
+        next.first().is_some_and(|e| e.starts_with("Fence")),
+        "after waking: {next:?}"
+    );
+    assert!(
+        next.iter()
+            .any(|e| e.starts_with("Leadership { leader: false")),
+        "it never stepped down: {next:?}"
+    );
+    let accepted: Vec<String> = c
+        .get(&paused)
+        .storage
+        .writes()
+        .into_iter()
+        .filter(|w| w.at >= woke_at && w.accepted)
+        .filter(|w| !w.op.starts_with("upsert_entity"))
+        .map(|w| w.op)
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "storage accepted writes of the deposed leader: {accepted:?}"
+    );
+    let rejected = c
+        .get(&paused)
+        .storage
+        .writes()
+        .into_iter()
+        .filter(|w| w.at >= woke_at && !w.accepted)
+        .count();
+    eprintln!("{paused} after waking: {rejected} writes rejected by storage");
+    // It did not even try (its local lease bound had run out). Storage is what makes that
+    // safe: a write under the lease it held is refused.
+    let (blob, lease) = c
+        .get(&paused)
+        .storage
+        .last_lease()
+        .expect("it held a lease");
+    let (container, name) = blob.split_once('/').unwrap();
+    let blob = samza_azure_coordinator::storage::BlobRef::new(container, name).unwrap();
+    let late = azurite()
+        .storage()
+        .replace_document(
+            &blob,
+            bytes::Bytes::from_static(b"stale"),
+            None,
+            Some(lease),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        late.kind(),
+        samza_azure_coordinator::ErrorKind::LeaseLost,
+        "{late}"
+    );
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in c.procs.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
+        c.stop(&id).await;
+    }
 }

@@ -102,7 +102,7 @@ async fn a_leader_whose_lease_is_taken_steps_down() {
     let blob = lease_blob(&azurite().storage(), "leader").await;
     let k = keeper(&blob, fast());
     let mut rx = k.subscribe();
-    let LeaseState::Leader { lease, term } =
+    let LeaseState::Leader { lease, term, .. } =
         await_state(&mut rx, Duration::from_secs(5), LeaseState::is_leader).await
     else {
         unreachable!()

@@ -214,6 +214,9 @@ enum LeaderPhase {
 
 struct Leader {
     lease: LeaseId,
+    /// Local bound on the lease; past it this processor must not act as leader even before
+    /// the lease task notices (it may have been paused, e.g. by SIGSTOP).
+    valid_until: Instant,
     phase: LeaderPhase,
     next_scan: Instant,
     /// When the current rebalance was first noticed.
@@ -375,11 +378,13 @@ impl<'a, S: Storage> Engine<'a, S> {
     }
 
     async fn tick(&mut self) -> Result<()> {
-        let now = Instant::now();
-        if now >= self.next_heartbeat {
+        // Before anything else: after a pause (GC, SIGSTOP) the first thing to do is to stop
+        // a container whose partitions may already be someone else's. A heartbeat first would
+        // hide how long the silence lasted.
+        self.check_fence();
+        if Instant::now() >= self.next_heartbeat {
             self.heartbeat().await?;
         }
-        self.check_fence();
         if Instant::now() >= self.next_poll {
             self.poll_document().await?;
             self.next_poll = Instant::now() + self.poll_interval();
@@ -394,6 +399,9 @@ impl<'a, S: Storage> Engine<'a, S> {
     }
 
     async fn heartbeat(&mut self) -> Result<()> {
+        // Checked again right before sending: a success must never paper over a silence
+        // longer than the bound, whatever order the runtime resumes things in after a pause.
+        self.check_fence();
         self.membership.set_state(MemberState {
             acked: self.acked,
             running: self.running,
@@ -525,7 +533,12 @@ impl<'a, S: Storage> Engine<'a, S> {
 
     async fn on_lease(&mut self, state: LeaseState) -> Result<()> {
         match (state, self.leader.is_some()) {
-            (LeaseState::Leader { lease, .. }, false) => {
+            (
+                LeaseState::Leader {
+                    lease, valid_until, ..
+                },
+                false,
+            ) => {
                 self.metrics.is_leader.store(true, Ordering::Relaxed);
                 // Start from storage's current document, not our cached view.
                 self.etag = None;
@@ -541,6 +554,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                 tracing::info!(version = self.doc.version(), "leading");
                 self.leader = Some(Leader {
                     lease,
+                    valid_until,
                     phase,
                     next_scan: Instant::now(),
                     rebalance_started: None,
@@ -548,7 +562,11 @@ impl<'a, S: Storage> Engine<'a, S> {
                 });
                 self.emit(Event::Leadership { leader: true });
             }
-            (LeaseState::Leader { .. }, true) => {}
+            (LeaseState::Leader { valid_until, .. }, true) => {
+                if let Some(l) = self.leader.as_mut() {
+                    l.valid_until = valid_until;
+                }
+            }
             (_, true) => {
                 tracing::warn!("no longer leader");
                 self.metrics.is_leader.store(false, Ordering::Relaxed);
@@ -609,6 +627,11 @@ impl<'a, S: Storage> Engine<'a, S> {
 
     async fn leader_tick(&mut self) -> Result<()> {
         let Some(l) = &self.leader else { return Ok(()) };
+        if Instant::now() >= l.valid_until {
+            // The lease task has not noticed yet; storage would refuse our writes anyway.
+            tracing::warn!("leader lease may have lapsed; not acting as leader");
+            return Ok(());
+        }
         if Instant::now() < l.next_scan || matches!(l.phase, LeaderPhase::Computing { .. }) {
             return Ok(());
         }
@@ -772,6 +795,10 @@ impl<'a, S: Storage> Engine<'a, S> {
     /// One conditional write of the whole document, fenced by the lease. Returns false if
     /// storage refused it (someone else leads now, or the document moved).
     async fn publish(&mut self, doc: ModelDocument, lease: LeaseId) -> Result<bool> {
+        let valid = self.leader.as_ref().map(|l| Instant::now() < l.valid_until);
+        if valid != Some(true) {
+            return Ok(false);
+        }
         let body = doc.encode()?;
         let result = self
             .store

@@ -17,6 +17,7 @@ use super::error::{BridgeResult, Throw};
 use super::exports::{block, string, strings};
 use super::handle::{self, HandleType};
 use crate::config::StorageConfig;
+use crate::coordinator::names::JobNames;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
 use crate::error::Error;
 use crate::runtime;
@@ -252,6 +253,30 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorMetrics
         let arr = env.new_long_array(values.len())?;
         arr.set_region(env, 0, &values)?;
         Ok(arr.into_raw())
+    })
+    .resolve::<Throw>()
+}
+
+/// `[container, table]` of a job: where its coordination state lives (tools, tests).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l>(
+    mut env: EnvUnowned<'l>,
+    _c: JClass<'l>,
+    job_name: JString<'l>,
+    job_id: JString<'l>,
+) -> JObjectArray<'l, JString<'l>> {
+    env.with_env(|env| -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+        let names = JobNames::new(
+            &string(env, &job_name, "job name")?,
+            &string(env, &job_id, "job id")?,
+        )?;
+        let arr = JObjectArray::<JString>::new(env, 2, JString::null())?;
+        for (i, text) in [names.container, names.table].into_iter().enumerate() {
+            let s = env.new_string(text)?;
+            arr.set_element(env, i, &s)?;
+            env.delete_local_ref(s);
+        }
+        Ok(arr)
     })
     .resolve::<Throw>()
 }

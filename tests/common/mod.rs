@@ -7,6 +7,8 @@
 //! binary, whether it passes, panics or is killed.
 #![allow(dead_code)]
 
+pub mod recording;
+
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

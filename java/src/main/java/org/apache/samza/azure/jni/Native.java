@@ -116,4 +116,7 @@ public final class Native {
   public static native void coordinatorStop(long handle);
 
   public static native long[] coordinatorMetrics(long handle);
+
+  /** {@code [container, table]} holding a job's coordination state. */
+  public static native String[] jobStorageNames(String jobName, String jobId);
 }

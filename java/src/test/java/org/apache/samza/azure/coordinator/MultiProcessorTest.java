@@ -111,4 +111,37 @@ public class MultiProcessorTest {
       assertTrue(c.overlaps().isEmpty());
     }
   }
+
+  @Test
+  public void leaderStoppedPastItsLeaseStepsDownAndProcessesNothingOnWaking() throws Exception {
+    try (ProcessorCluster c = cluster("sigstop")) {
+      for (String id : Arrays.asList("p1", "p2", "p3")) {
+        c.start(id);
+      }
+      awaitSettled(c, "3 processors", Arrays.asList("p1", "p2", "p3"));
+      String leader = c.leader();
+      assertNotNull(leader);
+      List<String> others = new ArrayList<>(Arrays.asList("p1", "p2", "p3"));
+      others.remove(leader);
+
+      long stoppedAt = System.currentTimeMillis();
+      c.signal(leader, "STOP");
+      awaitSettled(c, "SIGSTOP of leader " + leader, others);
+      // Past the 15 s lease, so it would have lapsed even without the take-over.
+      Await.until(
+          "the lease duration to pass",
+          30_000,
+          () -> System.currentTimeMillis() - stoppedAt > 16_000);
+      int before = c.output(leader).size();
+      c.signal(leader, "CONT");
+      awaitSettled(c, "SIGCONT of " + leader, Arrays.asList("p1", "p2", "p3"));
+      List<String> after = c.output(leader);
+      String out = String.join("\n", after.subList(before, after.size()));
+      assertTrue(out, out.contains("Processor " + leader + " is no longer the leader"));
+      assertTrue(out, out.contains("lost contact with storage"));
+      // Its local lease bound had run out, so it did not even try a leader write.
+      assertTrue(out, !out.contains("published job model") && !out.contains("computing job model"));
+      System.out.println("holds after SIGCONT: " + c.holds());
+    }
+  }
 }

@@ -40,7 +40,25 @@ public final class FileSystemFactory implements SystemFactory {
 
   @Override
   public SystemProducer getProducer(String system, Config config, MetricsRegistry registry) {
-    throw new UnsupportedOperationException("the file system is input only");
+    // Samza builds a producer for every system; this one refuses to send.
+    return new SystemProducer() {
+      @Override
+      public void start() {}
+
+      @Override
+      public void stop() {}
+
+      @Override
+      public void register(String source) {}
+
+      @Override
+      public void send(String source, org.apache.samza.system.OutgoingMessageEnvelope envelope) {
+        throw new UnsupportedOperationException("the file system is input only");
+      }
+
+      @Override
+      public void flush(String source) {}
+    };
   }
 
   @Override

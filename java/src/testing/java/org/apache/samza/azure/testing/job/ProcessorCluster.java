@@ -30,6 +30,10 @@ public final class ProcessorCluster implements AutoCloseable {
   private final String classpath;
   private final Map<String, Process> processes = new ConcurrentHashMap<>();
   private final Map<String, Long> endedAt = new ConcurrentHashMap<>();
+
+  /** Per processor, [SIGSTOP time, SIGCONT time] windows (end MAX_VALUE while stopped). */
+  private final Map<String, List<long[]>> pauses = new ConcurrentHashMap<>();
+
   private final Thread feeder;
   private volatile boolean feeding = true;
 
@@ -138,9 +142,17 @@ public final class ProcessorCluster implements AutoCloseable {
   /** SIGSTOP / SIGCONT by pid. */
   public void signal(String id, String signal) throws IOException, InterruptedException {
     String pid = new String(Files.readAllBytes(dir.resolve(id + ".pid")), StandardCharsets.UTF_8);
+    long before = System.currentTimeMillis();
     Process kill = new ProcessBuilder("kill", "-" + signal, pid.trim()).inheritIO().start();
     if (kill.waitFor() != 0) {
       throw new IOException("kill -" + signal + " " + pid + " failed");
+    }
+    if (signal.equals("STOP")) {
+      // Frozen from the moment the signal was sent at the latest.
+      pauses.computeIfAbsent(id, k -> new ArrayList<>()).add(new long[] {before, Long.MAX_VALUE});
+    } else if (signal.equals("CONT")) {
+      List<long[]> p = pauses.get(id);
+      p.get(p.size() - 1)[1] = System.currentTimeMillis();
     }
   }
 
@@ -174,6 +186,10 @@ public final class ProcessorCluster implements AutoCloseable {
     public long end = Long.MAX_VALUE;
     public long messages;
     public long lastMessage;
+    public long firstMessage;
+
+    /** Resumed after a SIGSTOP: what it did before its container stopped is what matters. */
+    public boolean afterPause;
 
     Hold(String processor, int partition, long start) {
       this.processor = processor;
@@ -191,7 +207,8 @@ public final class ProcessorCluster implements AutoCloseable {
           + ","
           + (end == Long.MAX_VALUE ? "now" : String.valueOf(end))
           + "] msgs="
-          + messages;
+          + messages
+          + (afterPause ? " (after SIGCONT)" : "");
     }
   }
 
@@ -219,7 +236,9 @@ public final class ProcessorCluster implements AutoCloseable {
           open.remove(partition).end = t;
         } else if (f[0].equals("msg") && open.containsKey(partition)) {
           Hold h = open.get(partition);
-          h.messages++;
+          if (h.messages++ == 0) {
+            h.firstMessage = t;
+          }
           h.lastMessage = t;
         }
       }
@@ -230,10 +249,70 @@ public final class ProcessorCluster implements AutoCloseable {
         }
       }
     }
-    return all;
+    return splitAtPauses(all);
   }
 
-  /** Every pair of holds of one partition by two processors that overlap in time. */
+  /**
+   * A frozen process processes nothing, so a hold spanning a SIGSTOP splits in two: the part
+   * before, and the part after SIGCONT until the container stopped. The second is judged by the
+   * messages it processed, which is the double processing that could happen.
+   */
+  private List<Hold> splitAtPauses(List<Hold> holds) throws IOException {
+    List<Hold> out = new ArrayList<>();
+    for (Hold h : holds) {
+      List<long[]> windows = pauses.getOrDefault(h.processor, Collections.<long[]>emptyList());
+      Hold rest = h;
+      for (long[] w : windows) {
+        if (rest.start < w[0] && w[0] < rest.end) {
+          Hold before = new Hold(h.processor, h.partition, rest.start);
+          before.end = w[0];
+          out.add(before);
+          Hold after = new Hold(h.processor, h.partition, Math.min(w[1], rest.end));
+          after.end = rest.end;
+          after.afterPause = true;
+          rest = after;
+        }
+      }
+      out.add(rest);
+    }
+    // Recount messages per part from the logs.
+    Map<String, List<Hold>> byProcessor = new HashMap<>();
+    for (Hold h : out) {
+      if (h != null) {
+        byProcessor.computeIfAbsent(h.processor, k -> new ArrayList<>()).add(h);
+      }
+    }
+    for (Map.Entry<String, List<Hold>> e : byProcessor.entrySet()) {
+      for (Hold h : e.getValue()) {
+        h.messages = 0;
+        h.firstMessage = 0;
+        h.lastMessage = 0;
+      }
+      Path log = dir.resolve(e.getKey() + ".log");
+      for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
+        String[] f = line.split(" ");
+        if (f.length != 5 || !f[0].equals("msg")) {
+          continue;
+        }
+        int partition = Integer.parseInt(f[2]);
+        long t = Long.parseLong(f[4]);
+        for (Hold h : e.getValue()) {
+          if (h.partition == partition && h.start <= t && t <= h.end) {
+            if (h.messages++ == 0) {
+              h.firstMessage = t;
+            }
+            h.lastMessage = t;
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Every pair of holds of one partition by two processors that overlap in time. A hold resumed
+   * after a SIGSTOP counts from its first to its last processed message (none: no overlap).
+   */
   public List<String> overlaps() throws IOException {
     List<String> out = new ArrayList<>();
     List<Hold> holds = holds();
@@ -241,8 +320,8 @@ public final class ProcessorCluster implements AutoCloseable {
       for (Hold b : holds) {
         if (a.partition == b.partition
             && a.processor.compareTo(b.processor) < 0
-            && a.start < b.end
-            && b.start < a.end) {
+            && activeFrom(a) < activeTo(b)
+            && activeFrom(b) < activeTo(a)) {
           out.add(a + " overlaps " + b);
         }
       }
@@ -250,11 +329,20 @@ public final class ProcessorCluster implements AutoCloseable {
     return out;
   }
 
+  private static long activeFrom(Hold h) {
+    return h.afterPause ? (h.messages == 0 ? Long.MAX_VALUE : h.firstMessage) : h.start;
+  }
+
+  private static long activeTo(Hold h) {
+    return h.afterPause ? (h.messages == 0 ? Long.MIN_VALUE : h.lastMessage + 1) : h.end;
+  }
+
   /** Partition -> processors holding it now. */
   public Map<Integer, List<String>> owners() throws IOException {
     Map<Integer, List<String>> owners = new TreeMap<>();
     for (Hold h : holds()) {
-      if (h.end == Long.MAX_VALUE) {
+      // A frozen (SIGSTOPped, not yet continued) processor holds nothing it can process.
+      if (h.end == Long.MAX_VALUE && h.start != Long.MAX_VALUE) {
         owners.computeIfAbsent(h.partition, k -> new ArrayList<>()).add(h.processor);
       }
     }
@@ -282,7 +370,7 @@ public final class ProcessorCluster implements AutoCloseable {
       return false;
     }
     for (Hold h : holds()) {
-      if (h.end == Long.MAX_VALUE && h.lastMessage <= sinceMillis) {
+      if (h.end == Long.MAX_VALUE && h.start != Long.MAX_VALUE && h.lastMessage <= sinceMillis) {
         return false;
       }
     }
@@ -309,6 +397,11 @@ public final class ProcessorCluster implements AutoCloseable {
 
   public Path dir() {
     return dir;
+  }
+
+  /** Everything a processor printed so far. */
+  public List<String> output(String id) throws IOException {
+    return Files.readAllLines(dir.resolve(id + ".out"), StandardCharsets.UTF_8);
   }
 
   /** The last lines of a processor's output, for failure messages. */

@@ -1,0 +1,195 @@
+package org.apache.samza.azure.coordinator;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.samza.azure.AzureJobCoordinatorFactory;
+import org.apache.samza.azure.errors.AzureConfigException;
+import org.apache.samza.azure.jni.Native;
+import org.apache.samza.azure.storage.AzureStorageClient;
+import org.apache.samza.azure.testing.Await;
+import org.apache.samza.azure.testing.Azurite;
+import org.apache.samza.config.MapConfig;
+import org.apache.samza.coordinator.JobCoordinator;
+import org.apache.samza.coordinator.JobCoordinatorListener;
+import org.apache.samza.job.model.JobModel;
+import org.apache.samza.metrics.Counter;
+import org.apache.samza.metrics.Gauge;
+import org.apache.samza.metrics.Metric;
+import org.apache.samza.metrics.MetricsRegistryMap;
+import org.junit.AfterClass;
+import org.junit.BeforeClass;
+import org.junit.Test;
+
+/** One coordinator in this JVM against Azurite: listener contract, metrics, config, secrets. */
+public class AzureJobCoordinatorTest {
+  private static final AtomicInteger JOBS = new AtomicInteger();
+  private static final String SECRET = "Zm9vYmFyU0VDUkVUdG9rZW4xMjM0NTY3ODkw";
+  private static Azurite azurite;
+
+  @BeforeClass
+  public static void startAzurite() throws Exception {
+    azurite = Azurite.start();
+  }
+
+  @AfterClass
+  public static void stopAzurite() {
+    azurite.close();
+  }
+
+  /** Records every listener call in order. */
+  static final class Recorder implements JobCoordinatorListener {
+    final List<String> calls = Collections.synchronizedList(new ArrayList<>());
+    volatile JobModel model;
+    volatile Runnable onNew = () -> {};
+
+    @Override
+    public void onJobModelExpired() {
+      calls.add("expired");
+    }
+
+    @Override
+    public void onNewJobModel(String processorId, JobModel jobModel) {
+      model = jobModel;
+      calls.add("new:" + processorId);
+      onNew.run();
+    }
+
+    @Override
+    public void onCoordinatorStop() {
+      calls.add("stop");
+    }
+
+    @Override
+    public void onCoordinatorFailure(Throwable t) {
+      calls.add("failure:" + t);
+    }
+
+    boolean ended() {
+      return calls.contains("stop") || calls.stream().anyMatch(c -> c.startsWith("failure"));
+    }
+  }
+
+  private static Map<String, String> config(String job) throws Exception {
+    Path dir = Files.createTempDirectory("samza-azure-jc");
+    Files.createDirectories(dir.resolve("input"));
+    for (int p = 0; p < 4; p++) {
+      Files.write(dir.resolve("input").resolve(String.valueOf(p)), new byte[0]);
+    }
+    Map<String, String> c = new HashMap<>(azurite.config());
+    c.put("job.name", job);
+    c.put("systems.fs.samza.factory", "org.apache.samza.azure.testing.job.FileSystemFactory");
+    c.put("systems.fs.dir", dir.toString());
+    c.put("task.inputs", "fs.input");
+    c.put("sensitive.streams.input.eventhubs.sas.token", SECRET);
+    return c;
+  }
+
+  private static long value(MetricsRegistryMap registry, String name) {
+    Metric m = registry.getGroup(CoordinatorMetrics.GROUP).get(name);
+    if (m instanceof Counter) {
+      return ((Counter) m).getCount();
+    }
+    return ((Number) ((Gauge<?>) m).getValue()).longValue();
+  }
+
+  @Test
+  public void leadsPublishesAModelWithoutSecretsAndReportsMetrics() throws Exception {
+    String job = "jc" + JOBS.incrementAndGet();
+    Map<String, String> config = config(job);
+    MetricsRegistryMap registry = new MetricsRegistryMap();
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("solo", new MapConfig(config), registry, null);
+    Recorder listener = new Recorder();
+    jc.setListener(listener);
+    jc.start();
+    Await.until("a job model", 30_000, () -> listener.model != null);
+    assertEquals("expired comes first", "expired", listener.calls.get(0));
+    assertEquals("new:solo", listener.calls.get(1));
+    assertEquals(4, listener.model.getContainers().get("solo").getTasks().size());
+    assertTrue("model carries no config", listener.model.getConfig().isEmpty());
+
+    Await.until("metrics", 5_000, () -> value(registry, "job-model-version") >= 1);
+    assertEquals(1, value(registry, "is-leader"));
+    assertTrue(value(registry, "rebalances") >= 1);
+    assertTrue(value(registry, "storage-requests") > 0);
+    assertEquals(0, value(registry, "barrier-timeouts"));
+    assertTrue(registry.getGroup(CoordinatorMetrics.GROUP).containsKey("storage-latency-us"));
+
+    // What storage holds: the model, and no secret.
+    String[] names = Native.jobStorageNames(job, "1");
+    try (AzureStorageClient client = AzureStorageClient.open(azurite.config())) {
+      String doc =
+          new String(client.readDocument(names[0], "jobmodel").body(), StandardCharsets.UTF_8);
+      assertTrue(doc, doc.contains("\"leader\":\"solo\""));
+      assertFalse("secret in storage", doc.contains(SECRET));
+      assertFalse("account key in storage", doc.contains(Azurite.KEY));
+      assertFalse("config in storage", doc.contains("systems.fs.dir"));
+    }
+
+    jc.stop();
+    jc.stop();
+    Await.until("stop", 10_000, listener::ended);
+    assertEquals("stop", listener.calls.get(listener.calls.size() - 1));
+    assertEquals(1, listener.calls.stream().filter(c -> c.equals("stop")).count());
+  }
+
+  @Test
+  public void stopFromInsideACallbackEndsWithOneStop() throws Exception {
+    Map<String, String> config = config("jc" + JOBS.incrementAndGet());
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("p", new MapConfig(config), new MetricsRegistryMap(), null);
+    Recorder listener = new Recorder();
+    listener.onNew = jc::stop;
+    jc.setListener(listener);
+    jc.start();
+    Await.until("stop", 30_000, listener::ended);
+    List<String> calls = new ArrayList<>(listener.calls);
+    assertEquals(calls.toString(), "stop", calls.get(calls.size() - 1));
+    assertEquals(calls.toString(), 1, calls.stream().filter(c -> c.equals("stop")).count());
+  }
+
+  @Test
+  public void stopBeforeStartStillEndsTheListener() {
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator(
+                "p", new MapConfig(azurite.config()), new MetricsRegistryMap(), null);
+    Recorder listener = new Recorder();
+    jc.setListener(listener);
+    jc.stop();
+    jc.start();
+    assertEquals(Collections.singletonList("stop"), listener.calls);
+  }
+
+  @Test
+  public void badConfigFailsAtStartNamingTheKey() throws Exception {
+    Map<String, String> config = config("jc" + JOBS.incrementAndGet());
+    config.put("job.coordinator.azure.liveness.timeout.ms", "soon");
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("p", new MapConfig(config), new MetricsRegistryMap(), null);
+    jc.setListener(new Recorder());
+    try {
+      jc.start();
+      fail("expected a config error");
+    } catch (AzureConfigException e) {
+      assertTrue(
+          e.getMessage(), e.getMessage().contains("job.coordinator.azure.liveness.timeout.ms"));
+      assertTrue(e.getMessage(), e.getMessage().contains("soon"));
+    }
+  }
+}

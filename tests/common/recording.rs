@@ -1,0 +1,190 @@
+//! A storage wrapper that records every write and whether storage accepted it, so tests can
+//! prove what a processor managed to change (e.g. nothing, after a pause cost it the lease).
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use samza_azure_coordinator::storage::{
+    AzureStorage, BatchOp, BlobRef, Continuation, Document, DocumentStore, ETag, Entity, IfMatch,
+    LeaseDuration, LeaseId, LeaseStore, Page, TableStore, WriteMode,
+};
+use samza_azure_coordinator::Result;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct Write {
+    pub at: Instant,
+    pub op: String,
+    pub accepted: bool,
+}
+
+pub struct Recording {
+    inner: AzureStorage,
+    writes: Mutex<Vec<Write>>,
+}
+
+impl Recording {
+    pub fn new(inner: AzureStorage) -> Self {
+        Recording {
+            inner,
+            writes: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn writes(&self) -> Vec<Write> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    /// The last lease this client acquired, and on which blob.
+    pub fn last_lease(&self) -> Option<(String, LeaseId)> {
+        self.writes().into_iter().rev().find_map(|w| {
+            let mut f = w.op.split(' ');
+            match (f.next(), f.next(), f.next()) {
+                (Some("acquire_lease"), Some(blob), Some(id)) if w.accepted => {
+                    Some((blob.to_owned(), LeaseId::parse(id).ok()?))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    fn note<T>(&self, op: String, r: Result<T>) -> Result<T> {
+        self.writes.lock().unwrap().push(Write {
+            at: Instant::now(),
+            op,
+            accepted: r.is_ok(),
+        });
+        r
+    }
+}
+
+#[async_trait]
+impl LeaseStore for Recording {
+    async fn acquire_lease(
+        &self,
+        blob: &BlobRef,
+        duration: LeaseDuration,
+        proposed: Option<LeaseId>,
+    ) -> Result<LeaseId> {
+        let r = self.inner.acquire_lease(blob, duration, proposed).await;
+        let id = r.as_ref().map(|l| l.to_string()).unwrap_or_default();
+        self.note(format!("acquire_lease {blob} {id}"), r)
+    }
+    async fn renew_lease(&self, blob: &BlobRef, lease: LeaseId, d: Option<Duration>) -> Result<()> {
+        let r = self.inner.renew_lease(blob, lease, d).await;
+        self.note(format!("renew_lease {blob}"), r)
+    }
+    async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()> {
+        let r = self.inner.release_lease(blob, lease).await;
+        self.note(format!("release_lease {blob}"), r)
+    }
+    async fn break_lease(&self, blob: &BlobRef, period: Duration) -> Result<Duration> {
+        let r = self.inner.break_lease(blob, period).await;
+        self.note(format!("break_lease {blob}"), r)
+    }
+    async fn change_lease(&self, b: &BlobRef, l: LeaseId, p: LeaseId) -> Result<LeaseId> {
+        let r = self.inner.change_lease(b, l, p).await;
+        self.note(format!("change_lease {b}"), r)
+    }
+}
+
+#[async_trait]
+impl DocumentStore for Recording {
+    async fn ensure_container(&self, container: &str) -> Result<bool> {
+        self.inner.ensure_container(container).await
+    }
+    async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
+        let r = self.inner.create_document(blob, body).await;
+        self.note(format!("create_document {blob}"), r)
+    }
+    async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
+        self.inner.read_document(blob).await
+    }
+    async fn read_document_if_changed(&self, b: &BlobRef, k: &ETag) -> Result<Option<Document>> {
+        self.inner.read_document_if_changed(b, k).await
+    }
+    async fn check_document(
+        &self,
+        b: &BlobRef,
+        k: &ETag,
+    ) -> Result<samza_azure_coordinator::storage::Change> {
+        self.inner.check_document(b, k).await
+    }
+    async fn replace_document(
+        &self,
+        blob: &BlobRef,
+        body: Bytes,
+        if_match: Option<&ETag>,
+        lease: Option<LeaseId>,
+    ) -> Result<ETag> {
+        let r = self
+            .inner
+            .replace_document(blob, body, if_match, lease)
+            .await;
+        self.note(format!("replace_document {blob}"), r)
+    }
+    async fn delete_document(
+        &self,
+        blob: &BlobRef,
+        if_match: Option<&ETag>,
+        lease: Option<LeaseId>,
+    ) -> Result<()> {
+        let r = self.inner.delete_document(blob, if_match, lease).await;
+        self.note(format!("delete_document {blob}"), r)
+    }
+}
+
+#[async_trait]
+impl TableStore for Recording {
+    async fn ensure_table(&self, table: &str) -> Result<bool> {
+        self.inner.ensure_table(table).await
+    }
+    async fn delete_table(&self, table: &str) -> Result<()> {
+        let r = self.inner.delete_table(table).await;
+        self.note(format!("delete_table {table}"), r)
+    }
+    async fn insert_entity(&self, table: &str, e: &Entity) -> Result<ETag> {
+        let r = self.inner.insert_entity(table, e).await;
+        self.note(format!("insert_entity {}", e.row_key), r)
+    }
+    async fn upsert_entity(&self, table: &str, e: &Entity, mode: WriteMode) -> Result<ETag> {
+        let r = self.inner.upsert_entity(table, e, mode).await;
+        self.note(format!("upsert_entity {}", e.row_key), r)
+    }
+    async fn update_entity(
+        &self,
+        table: &str,
+        e: &Entity,
+        if_match: &IfMatch,
+        mode: WriteMode,
+    ) -> Result<ETag> {
+        let r = self.inner.update_entity(table, e, if_match, mode).await;
+        self.note(format!("update_entity {}", e.row_key), r)
+    }
+    async fn get_entity(&self, table: &str, pk: &str, rk: &str) -> Result<Entity> {
+        self.inner.get_entity(table, pk, rk).await
+    }
+    async fn query_partition(
+        &self,
+        table: &str,
+        pk: &str,
+        filter: Option<&str>,
+        page_size: Option<u32>,
+        continuation: Option<Continuation>,
+    ) -> Result<Page> {
+        self.inner
+            .query_partition(table, pk, filter, page_size, continuation)
+            .await
+    }
+    async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
+        let r = self.inner.batch(table, pk, ops).await;
+        self.note(format!("batch {pk}"), r)
+    }
+    async fn delete_entity(&self, table: &str, pk: &str, rk: &str, m: &IfMatch) -> Result<()> {
+        let r = self.inner.delete_entity(table, pk, rk, m).await;
+        self.note(format!("delete_entity {rk}"), r)
+    }
+}
