@@ -16,6 +16,11 @@ import java.util.Properties;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.apache.samza.azure.errors.StorageNotFoundException;
+import org.apache.samza.azure.jni.Native;
+import org.apache.samza.azure.storage.AzureStorageClient;
 
 /**
  * Runs {@link OwnershipApp} on several processors, one JVM each, over a shared file input whose
@@ -35,6 +40,9 @@ public final class ProcessorCluster implements AutoCloseable {
   private final Map<String, List<long[]>> pauses = new ConcurrentHashMap<>();
 
   private final Thread feeder;
+  private final String jobName;
+  private final Map<String, String> storageConfig = new HashMap<>();
+  private static final Pattern LEADER = Pattern.compile("\"leader\":\"([^\"]*)\"");
   private volatile boolean feeding = true;
 
   /**
@@ -54,6 +62,13 @@ public final class ProcessorCluster implements AutoCloseable {
     for (int p = 0; p < partitions; p++) {
       Files.createFile(input.resolve(String.valueOf(p)));
     }
+    this.jobName = config.getOrDefault("job.name", "ownership");
+    config.forEach(
+        (k, v) -> {
+          if (k.startsWith("azure.storage.") || k.startsWith("sensitive.azure.storage.")) {
+            storageConfig.put(k, v);
+          }
+        });
     Properties props = new Properties();
     props.putAll(config);
     props.put("job.name", config.getOrDefault("job.name", "ownership"));
@@ -156,26 +171,20 @@ public final class ProcessorCluster implements AutoCloseable {
     }
   }
 
-  /** The processor whose log last said it became leader and has not said it stopped being it. */
-  public String leader() throws IOException {
-    for (String id : processes.keySet()) {
-      if (!isRunning(id)) {
-        continue;
-      }
-      Path out = dir.resolve(id + ".out");
-      boolean leads = false;
-      for (String line : Files.readAllLines(out, StandardCharsets.UTF_8)) {
-        if (line.contains("Processor " + id + " is the leader")) {
-          leads = true;
-        } else if (line.contains("Processor " + id + " is no longer the leader")) {
-          leads = false;
-        }
-      }
-      if (leads) {
-        return id;
-      }
+  /**
+   * The leader named by the job's JobModel document in storage (the processor that published the
+   * current version), or null before the first one.
+   */
+  public String leader() {
+    String[] names = Native.jobStorageNames(jobName, "1");
+    try (AzureStorageClient client = AzureStorageClient.open(storageConfig)) {
+      String doc =
+          new String(client.readDocument(names[0], "jobmodel").body(), StandardCharsets.UTF_8);
+      Matcher m = LEADER.matcher(doc.substring(0, Math.max(0, doc.indexOf('\n'))));
+      return m.find() && !m.group(1).isEmpty() ? m.group(1) : null;
+    } catch (StorageNotFoundException e) {
+      return null;
     }
-    return null;
   }
 
   /** One hold of a partition by a processor, from its task's start to its stop (or death). */
