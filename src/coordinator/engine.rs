@@ -82,7 +82,41 @@ pub struct Metrics {
     pub lease_losses: AtomicU64,
     /// From noticing a membership change to every processor acknowledging, last time.
     pub last_rebalance_ms: AtomicU64,
+    /// Self-fences so far: the fence epoch. A container started at epoch e must not process
+    /// once this differs from e.
     pub fences: AtomicU64,
+    /// When the last accepted heartbeat was sent, as nanoseconds since [`clock_base`].
+    last_heartbeat_ok_nanos: AtomicU64,
+    /// The self-fence bound in nanoseconds.
+    self_fence_nanos: AtomicU64,
+}
+
+/// A fixed point of the monotonic clock shared by all coordinators in the process.
+fn clock_base() -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(std::time::Instant::now)
+}
+
+fn nanos_since_base(t: Instant) -> u64 {
+    t.into_std()
+        .saturating_duration_since(clock_base())
+        .as_nanos() as u64
+}
+
+impl Metrics {
+    /// Nanoseconds left before this processor must stop processing (negative: past it),
+    /// by the monotonic clock. Cheap enough to ask before processing a message.
+    pub fn fence_remaining_nanos(&self) -> i64 {
+        let deadline = self.last_heartbeat_ok_nanos.load(Ordering::Acquire) as i128
+            + self.self_fence_nanos.load(Ordering::Relaxed) as i128;
+        let now = nanos_since_base(Instant::now()) as i128;
+        (deadline - now).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    fn heartbeat_accepted(&self, sent: Instant) {
+        self.last_heartbeat_ok_nanos
+            .fetch_max(nanos_since_base(sent), Ordering::AcqRel);
+    }
 }
 
 /// Handle to a running coordinator task.
@@ -281,6 +315,9 @@ async fn run<S: Storage>(
         incarnation: new_incarnation(),
         ..MemberState::default()
     });
+    metrics
+        .self_fence_nanos
+        .store(timing.self_fence().as_nanos() as u64, Ordering::Relaxed);
     let registered_at = Instant::now();
     let mut backoff = Duration::from_millis(100);
     while let Err(e) = membership.register().await {
@@ -291,6 +328,7 @@ async fn run<S: Storage>(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+    metrics.heartbeat_accepted(registered_at);
     tracing::info!(processor = %me, container = %names.container, table = %names.table, "registered");
 
     let lease = LeaseKeeper::spawn(store.clone(), blob.clone(), timing.lease.clone())?;
@@ -411,6 +449,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         match self.membership.heartbeat().await {
             Ok(()) => {
                 self.last_heartbeat_ok = sent;
+                self.metrics.heartbeat_accepted(sent);
                 self.next_heartbeat = sent + self.timing.heartbeat;
             }
             Err(e) if is_fatal(&e) => return Err(e.context("heartbeat")),
@@ -436,7 +475,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                 version = self.running,
                 "no heartbeat reached storage within the self-fence bound; stopping the container"
             );
-            self.metrics.fences.fetch_add(1, Ordering::Relaxed);
+            self.metrics.fences.fetch_add(1, Ordering::AcqRel);
             self.running = 0;
             self.metrics.running_version.store(0, Ordering::Relaxed);
             // A new incarnation tells the leader this processor lost its work.

@@ -280,3 +280,24 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l
     })
     .resolve::<Throw>()
 }
+
+/// `[fence epoch, nanoseconds left before processing must stop]`; no runtime hop, so tasks
+/// can ask it before processing a message.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorFence<'l>(
+    mut env: EnvUnowned<'l>,
+    _c: JClass<'l>,
+    h: jlong,
+) -> jlongArray {
+    env.with_env(|env| -> BridgeResult<jlongArray> {
+        let m = coordinator(h)?.coordinator.metrics();
+        let values = [
+            m.fences.load(Ordering::Acquire) as i64,
+            m.fence_remaining_nanos(),
+        ];
+        let arr = env.new_long_array(values.len())?;
+        arr.set_region(env, 0, &values)?;
+        Ok(arr.into_raw())
+    })
+    .resolve::<Throw>()
+}

@@ -17,6 +17,7 @@ import org.apache.samza.application.SamzaApplication;
 import org.apache.samza.application.descriptors.ApplicationDescriptor;
 import org.apache.samza.application.descriptors.ApplicationDescriptorImpl;
 import org.apache.samza.application.descriptors.ApplicationDescriptorUtil;
+import org.apache.samza.azure.coordinator.FencedTasks;
 import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.config.ApplicationConfig;
 import org.apache.samza.config.Config;
@@ -125,8 +126,10 @@ public final class AzureApplicationRunner implements ApplicationRunner {
   }
 
   private StreamProcessor createProcessor(Config jobConfig, Optional<ExternalContext> context) {
-    TaskFactory<?> taskFactory = TaskFactoryUtil.getTaskFactory(appDesc);
     String processorId = processorId(jobConfig);
+    // Each message first checks that this processor still holds its partitions.
+    TaskFactory<?> taskFactory =
+        FencedTasks.wrap(TaskFactoryUtil.getTaskFactory(appDesc), processorId, jobConfig);
     Map<String, MetricsReporter> reporters = new HashMap<>();
     appDesc
         .getMetricsReporterFactories()

@@ -43,6 +43,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private volatile JobCoordinatorListener listener;
   private volatile NativeCoordinator coordinator;
   private volatile JobModel jobModel;
+  private volatile ProcessingFence fence;
 
   // Touched only by the event thread.
   private ContainerModel running;
@@ -82,6 +83,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
     }
     // Bad config fails here, with an exception naming the key.
     coordinator = NativeCoordinator.start(nativeConfig(config), processorId);
+    fence = ProcessingFence.register(processorId, coordinator);
     Thread t = new Thread(this::eventLoop, "samza-azure-coordinator-" + processorId);
     t.setDaemon(true);
     t.start();
@@ -157,6 +159,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
     } catch (Throwable t) {
       failure = t;
     } finally {
+      fence.unregister(processorId);
       c.close();
       models.close();
     }
@@ -235,6 +238,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
           next.getTasks().keySet());
       running = next;
       containerStopped = false;
+      fence.arm();
       listener().onNewJobModel(processorId, model);
     }
   }

@@ -56,4 +56,8 @@ final class NativeCoordinator extends NativeHandle {
   long[] metrics() {
     return call(Native::coordinatorMetrics);
   }
+
+  long[] fence() {
+    return call(Native::coordinatorFence);
+  }
 }

@@ -117,6 +117,9 @@ public final class Native {
 
   public static native long[] coordinatorMetrics(long handle);
 
+  /** {@code [fence epoch, nanoseconds left before processing must stop]}; cheap. */
+  public static native long[] coordinatorFence(long handle);
+
   /** {@code [container, table]} holding a job's coordination state. */
   public static native String[] jobStorageNames(String jobName, String jobId);
 }

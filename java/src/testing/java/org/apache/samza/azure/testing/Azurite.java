@@ -107,6 +107,11 @@ public final class Azurite implements AutoCloseable {
   }
 
   public String connectionString() {
+    return connectionString(blobPort, tablePort);
+  }
+
+  /** The connection string for Azurite's account on other ports (e.g. a proxy in front). */
+  public static String connectionString(int blobPort, int tablePort) {
     return "DefaultEndpointsProtocol=http;AccountName="
         + ACCOUNT
         + ";AccountKey="

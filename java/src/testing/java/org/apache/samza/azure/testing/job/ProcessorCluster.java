@@ -41,6 +41,7 @@ public final class ProcessorCluster implements AutoCloseable {
 
   private final Thread feeder;
   private final String jobName;
+  private volatile String leaderLogLine;
   private final Map<String, String> storageConfig = new HashMap<>();
   private static final Pattern LEADER = Pattern.compile("\"leader\":\"([^\"]*)\"");
   private volatile boolean feeding = true;
@@ -87,6 +88,8 @@ public final class ProcessorCluster implements AutoCloseable {
                 + "</pattern></encoder></appender>"
                 + "<logger name=\"org.apache.samza.azure\" level=\"INFO\"/>"
                 + "<logger name=\"samza_azure_coordinator\" level=\"INFO\"/>"
+                + "<logger name=\"org.apache.samza.zk.ZkJobCoordinator\" level=\"INFO\"/>"
+                + "<logger name=\"org.apache.samza.coordinator\" level=\"INFO\"/>"
                 + "<root level=\"WARN\"><appender-ref ref=\"OUT\"/></root></configuration>")
             .getBytes(StandardCharsets.UTF_8));
     feeder = new Thread(this::feed, "input-feeder");
@@ -172,19 +175,42 @@ public final class ProcessorCluster implements AutoCloseable {
   }
 
   /**
-   * The leader named by the job's JobModel document in storage (the processor that published the
-   * current version), or null before the first one.
+   * The current leader: for our coordinator, the processor named by the JobModel document in
+   * storage; for others (ZooKeeper, upstream samza-azure), the live processor that most recently
+   * logged becoming leader. Null if none is known.
    */
-  public String leader() {
-    String[] names = Native.jobStorageNames(jobName, "1");
-    try (AzureStorageClient client = AzureStorageClient.open(storageConfig)) {
-      String doc =
-          new String(client.readDocument(names[0], "jobmodel").body(), StandardCharsets.UTF_8);
-      Matcher m = LEADER.matcher(doc.substring(0, Math.max(0, doc.indexOf('\n'))));
-      return m.find() && !m.group(1).isEmpty() ? m.group(1) : null;
-    } catch (StorageNotFoundException e) {
-      return null;
+  public String leader() throws IOException {
+    if (leaderLogLine == null) {
+      String[] names = Native.jobStorageNames(jobName, "1");
+      try (AzureStorageClient client = AzureStorageClient.open(storageConfig)) {
+        String doc =
+            new String(client.readDocument(names[0], "jobmodel").body(), StandardCharsets.UTF_8);
+        Matcher m = LEADER.matcher(doc.substring(0, Math.max(0, doc.indexOf('\n'))));
+        return m.find() && !m.group(1).isEmpty() ? m.group(1) : null;
+      } catch (StorageNotFoundException e) {
+        return null;
+      }
     }
+    String leader = null;
+    String latest = "";
+    for (String id : processes.keySet()) {
+      if (!isRunning(id)) {
+        continue;
+      }
+      for (String line : output(id)) {
+        // Lines start with HH:mm:ss.SSS, so they sort by time within a run.
+        if (line.contains(leaderLogLine) && line.compareTo(latest) > 0) {
+          latest = line;
+          leader = id;
+        }
+      }
+    }
+    return leader;
+  }
+
+  /** For coordinators other than ours: the log text a processor prints on becoming leader. */
+  public void leaderFromLogs(String line) {
+    leaderLogLine = line;
   }
 
   /** One hold of a partition by a processor, from its task's start to its stop (or death). */
