@@ -80,12 +80,24 @@ pub struct Membership<'a> {
     store: &'a dyn TableStore,
     table: String,
     processor_id: String,
+    partition: String,
     heartbeats: u64,
     state: MemberState,
 }
 
 impl<'a> Membership<'a> {
     pub fn new(store: &'a dyn TableStore, table: &str, processor_id: &str) -> Result<Self> {
+        Self::in_partition(store, table, PARTITION, processor_id)
+    }
+
+    /// Membership of another group in the same table (e.g. Samza's ClusterMembership).
+    pub fn in_partition(
+        store: &'a dyn TableStore,
+        table: &str,
+        partition: &str,
+        processor_id: &str,
+    ) -> Result<Self> {
+        crate::storage::names::validate_key("group", partition)?;
         crate::storage::names::validate_table(table)?;
         crate::storage::names::validate_key("processor id", processor_id)?;
         if processor_id.is_empty() {
@@ -98,6 +110,7 @@ impl<'a> Membership<'a> {
             store,
             table: table.to_owned(),
             processor_id: processor_id.to_owned(),
+            partition: partition.to_owned(),
             heartbeats: 0,
             state: MemberState::default(),
         })
@@ -117,7 +130,7 @@ impl<'a> Membership<'a> {
     }
 
     fn row(&self) -> Entity {
-        Entity::new(PARTITION, self.processor_id.clone())
+        Entity::new(self.partition.clone(), self.processor_id.clone())
             .with("heartbeats", self.heartbeats.to_string())
             .with("heartbeats@odata.type", "Edm.Int64")
             .with("acked", self.state.acked.to_string())
@@ -151,7 +164,12 @@ impl<'a> Membership<'a> {
     pub async fn leave(&self) -> Result<()> {
         match self
             .store
-            .delete_entity(&self.table, PARTITION, &self.processor_id, &IfMatch::Any)
+            .delete_entity(
+                &self.table,
+                &self.partition,
+                &self.processor_id,
+                &IfMatch::Any,
+            )
             .await
         {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
@@ -166,7 +184,7 @@ impl<'a> Membership<'a> {
         loop {
             let page = self
                 .store
-                .query_partition(&self.table, PARTITION, None, Some(1000), continuation)
+                .query_partition(&self.table, &self.partition, None, Some(1000), continuation)
                 .await?;
             for e in page.entities {
                 members.push(parse_member(e)?);
@@ -192,7 +210,7 @@ impl<'a> Membership<'a> {
                 .store
                 .delete_entity(
                     &self.table,
-                    PARTITION,
+                    &self.partition,
                     &m.processor_id,
                     &IfMatch::ETag(m.etag.clone()),
                 )

@@ -10,6 +10,7 @@ mod coordinator;
 mod error;
 mod exports;
 mod handle;
+mod utils;
 
 use std::ffi::c_void;
 

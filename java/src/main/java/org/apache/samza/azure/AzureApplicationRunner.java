@@ -24,6 +24,8 @@ import org.apache.samza.config.Config;
 import org.apache.samza.config.JobConfig;
 import org.apache.samza.config.MapConfig;
 import org.apache.samza.context.ExternalContext;
+import org.apache.samza.coordinator.CoordinationConstants;
+import org.apache.samza.coordinator.CoordinationUtils;
 import org.apache.samza.execution.LocalJobPlanner;
 import org.apache.samza.job.ApplicationStatus;
 import org.apache.samza.metrics.MetricsReporter;
@@ -50,6 +52,7 @@ import org.slf4j.LoggerFactory;
 public final class AzureApplicationRunner implements ApplicationRunner {
   private static final Logger LOG = LoggerFactory.getLogger(AzureApplicationRunner.class);
   private static final String FACTORY_KEY = "job.coordinator.factory";
+  private static final String METADATA_STORE_FACTORY = "metadata.store.factory";
 
   // Samza's own signatures use the raw types.
   @SuppressWarnings("rawtypes")
@@ -104,8 +107,20 @@ public final class AzureApplicationRunner implements ApplicationRunner {
   @Override
   public void run(ExternalContext externalContext) {
     try {
-      List<JobConfig> jobs =
-          new LocalJobPlanner(appDesc, null, UUID.randomUUID().toString(), null).prepareJobs();
+      // With a coordination-utils instance, LocalJobPlanner creates intermediate streams under
+      // a lock and records that in the store of metadata.store.factory (ZooKeeper's by
+      // default); without one, every processor creates them, which Samza supports (stream
+      // creation is idempotent). So ours is passed only when the user chose a store.
+      String participant = UUID.randomUUID().toString();
+      CoordinationUtils utils =
+          appDesc.getConfig().containsKey(METADATA_STORE_FACTORY)
+              ? new AzureCoordinationUtilsFactory()
+                  .getCoordinationUtils(
+                      CoordinationConstants.APPLICATION_RUNNER_PATH_SUFFIX,
+                      participant,
+                      appDesc.getConfig())
+              : null;
+      List<JobConfig> jobs = new LocalJobPlanner(appDesc, utils, participant, null).prepareJobs();
       if (jobs.isEmpty()) {
         throw new SamzaException("No jobs to run.");
       }

@@ -57,7 +57,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
   }
 
   /** Only the keys the native side reads cross the boundary; nothing else of the config. */
-  static Map<String, String> nativeConfig(Config config) {
+  public static Map<String, String> nativeConfig(Config config) {
     Map<String, String> out = new HashMap<>();
     for (Map.Entry<String, String> e : config.entrySet()) {
       String k = e.getKey();

@@ -122,4 +122,33 @@ public final class Native {
 
   /** {@code [container, table]} holding a job's coordination state. */
   public static native String[] jobStorageNames(String jobName, String jobId);
+
+  // ---- coordination utils (use org.apache.samza.azure.coordination) ----
+
+  public static native long utilsOpen(String[] keys, String[] values, String groupId);
+
+  public static native void utilsClose(long handle);
+
+  /** Starts competing for a lease of the group; returns a lease handle. */
+  public static native long utilsLease(long handle, String name, long acquireMillis);
+
+  /** Waits for leadership (or any change); returns 0 follower, 1 leader, 2 stopped. */
+  public static native int leaseAwait(long lease, boolean untilLeader, long timeoutMillis);
+
+  public static native void leaseStop(long lease);
+
+  public static native void leaseClose(long lease);
+
+  public static native void latchCountDown(long handle, String latchId, String participantId);
+
+  public static native boolean latchAwait(
+      long handle, String latchId, int size, long timeoutMillis);
+
+  public static native long clusterRegister(long handle, String processorId);
+
+  public static native void clusterMemberClose(long member);
+
+  public static native void clusterUnregister(long handle, String processorId);
+
+  public static native int clusterSize(long handle);
 }

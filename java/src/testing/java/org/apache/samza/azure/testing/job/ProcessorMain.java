@@ -10,6 +10,8 @@ import java.util.Properties;
 import org.apache.samza.azure.AzureApplicationRunner;
 import org.apache.samza.config.MapConfig;
 import org.apache.samza.job.ApplicationStatus;
+import org.apache.samza.runtime.ApplicationRunner;
+import org.apache.samza.runtime.LocalApplicationRunner;
 
 /**
  * One Samza processor in its own JVM: {@code ProcessorMain <config.properties> <processor id>}.
@@ -31,8 +33,12 @@ public final class ProcessorMain {
     java.nio.file.Files.write(
         java.nio.file.Paths.get(config.get("ownership.log.dir"), args[1] + ".pid"),
         pid.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-    AzureApplicationRunner runner =
-        new AzureApplicationRunner(new OwnershipApp(), new MapConfig(config));
+    // "local": Samza's own LocalApplicationRunner, for the coordinators it knows (ZooKeeper,
+    // upstream samza-azure), which the failover benchmark compares with ours.
+    ApplicationRunner runner =
+        "local".equals(config.get("ownership.runner"))
+            ? new LocalApplicationRunner(new OwnershipApp(), new MapConfig(config))
+            : new AzureApplicationRunner(new OwnershipApp(), new MapConfig(config));
     Thread hook =
         new Thread(
             () -> {

@@ -1,0 +1,245 @@
+package org.apache.samza.azure.bench;
+
+import java.io.File;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.samza.azure.testing.Azurite;
+import org.apache.samza.azure.testing.CountingProxy;
+import org.apache.samza.azure.testing.job.ProcessorCluster;
+
+/**
+ * Failover harness: runs the same Samza job (file input, 16 partitions, one JVM per processor) with
+ * a given coordinator and measures start, graceful stop, kill -9 of a follower and of the leader
+ * (each until every survivor processes every partition again), and the steady-state traffic to the
+ * coordination service through a counting proxy.
+ *
+ * <p>Usage: {@code FailoverBench <azure|zk|upstream> <processors> [steady seconds] [bound
+ * seconds]}. "zk" is Samza's ZkJobCoordinator with a ZooKeeper server (3.4.13, the version Samza
+ * 1.8 brings) started here on loopback; "upstream" is samza-azure 1.8.0's AzureJobCoordinator,
+ * which by its code only works with processor ids "0".."N-1" and GroupByContainerCount.
+ */
+public final class FailoverBench {
+  private static final int PARTITIONS = 16;
+  private static final long START = System.currentTimeMillis();
+
+  private FailoverBench() {}
+
+  private static void say(String what) {
+    System.out.printf("[%7.2f s] %s%n", (System.currentTimeMillis() - START) / 1000.0, what);
+  }
+
+  /** Milliseconds until {@code live} process every partition again, or -1 past the bound. */
+  private static long settle(ProcessorCluster c, List<String> live, long since, long boundMs)
+      throws Exception {
+    while (System.currentTimeMillis() - since < boundMs) {
+      if (c.settled(live, since)) {
+        return System.currentTimeMillis() - since;
+      }
+      Thread.sleep(20);
+    }
+    return -1;
+  }
+
+  /** Starts one more processor and waits until it shares the work; returns how long. */
+  private static long rejoin(
+      ProcessorCluster c, List<String> live, String kind, int index, long bound) throws Exception {
+    String id = kind.equals("upstream") ? String.valueOf(index) : "p" + (index + 1);
+    long t = System.currentTimeMillis();
+    c.start(id);
+    live.add(id);
+    long took = settle(c, live, t, bound);
+    say(id + " joined: " + secs(took) + " s");
+    return took;
+  }
+
+  private static String secs(long ms) {
+    return ms < 0 ? "no agreement" : String.format("%.1f", ms / 1000.0);
+  }
+
+  private static Process startZooKeeper(int port, Path dir, String classpath) throws Exception {
+    Files.createDirectories(dir);
+    Process p =
+        new ProcessBuilder(
+                new File(System.getProperty("java.home"), "bin/java").getPath(),
+                "-Xmx256m",
+                "-cp",
+                classpath,
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+                String.valueOf(port),
+                dir.toString())
+            .redirectErrorStream(true)
+            .redirectOutput(dir.resolve("zookeeper.out").toFile())
+            .start();
+    long deadline = System.currentTimeMillis() + 30_000;
+    while (System.currentTimeMillis() < deadline) {
+      try (Socket s = new Socket()) {
+        s.connect(new InetSocketAddress("127.0.0.1", port), 200);
+        return p;
+      } catch (IOException notYet) {
+        Thread.sleep(50);
+      }
+    }
+    p.destroyForcibly();
+    throw new IllegalStateException("ZooKeeper did not listen on " + port);
+  }
+
+  private static int freePort() throws IOException {
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  public static void main(String[] args) throws Exception {
+    String kind = args[0];
+    int n = Integer.parseInt(args[1]);
+    int steadySeconds = args.length > 2 ? Integer.parseInt(args[2]) : 60;
+    long bound = (args.length > 3 ? Integer.parseInt(args[3]) : 120) * 1000L;
+    String classpath = System.getProperty("samza.azure.bench.classpath");
+    List<String> jvmArgs =
+        new ArrayList<>(Arrays.asList(System.getProperty("samza.azure.bench.jvmargs").split(" ")));
+    Path dir = Files.createTempDirectory("samza-azure-bench-" + kind);
+    say(kind + ": " + n + " processors, " + PARTITIONS + " partitions; logs in " + dir);
+
+    Process zk = null;
+    try (Azurite azurite = Azurite.start();
+        CountingProxy blob = new CountingProxy(azurite.blobPort);
+        CountingProxy table = new CountingProxy(azurite.tablePort)) {
+      Map<String, String> config = new HashMap<>();
+      config.put("job.name", "bench" + kind);
+      config.put("azure.storage.connect", Azurite.connectionString(blob.port(), table.port()));
+      CountingProxy zkProxy = null;
+      List<String> ids = new ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        ids.add(kind.equals("upstream") ? String.valueOf(i) : "p" + (i + 1));
+      }
+      if (kind.equals("zk")) {
+        int zkPort = freePort();
+        zk = startZooKeeper(zkPort, dir.resolve("zookeeper"), classpath);
+        zkProxy = new CountingProxy(zkPort);
+        config.put("job.coordinator.factory", "org.apache.samza.zk.ZkJobCoordinatorFactory");
+        config.put("job.coordinator.zk.connect", "127.0.0.1:" + zkProxy.port());
+        config.put("ownership.runner", "local");
+        config.put(
+            "task.name.grouper.factory",
+            "org.apache.samza.container.grouper.task.GroupByContainerIdsFactory");
+      } else if (kind.equals("upstream")) {
+        config.put(
+            "job.coordinator.factory", "org.apache.samza.coordinator.AzureJobCoordinatorFactory");
+        config.put("ownership.runner", "local");
+        config.put(
+            "task.name.grouper.factory",
+            "org.apache.samza.container.grouper.task.GroupByContainerCountFactory");
+        config.put("job.container.count", String.valueOf(n));
+      } else if (!kind.equals("azure")) {
+        throw new IllegalArgumentException("coordinator must be azure, zk or upstream: " + kind);
+      }
+      try (ProcessorCluster c =
+          new ProcessorCluster(dir.resolve("job"), config, PARTITIONS, jvmArgs, classpath)) {
+        if (kind.equals("zk")) {
+          c.leaderFromLogs("I became the leader");
+        } else if (kind.equals("upstream")) {
+          c.leaderFromLogs("Became leader with lease ID");
+        }
+        List<String> live = new ArrayList<>(ids);
+        long t0 = System.currentTimeMillis();
+        for (String id : live) {
+          c.start(id);
+        }
+        long start = settle(c, live, t0, bound);
+        say("start: " + secs(start) + " s");
+        String steady = "-";
+        String graceful = "-";
+        String follower = "-";
+        String leader = "-";
+        long join = -1;
+        if (start >= 0) {
+          blob.reset();
+          table.reset();
+          if (zkProxy != null) {
+            zkProxy.reset();
+          }
+          long s0 = System.currentTimeMillis();
+          // Measuring traffic over a fixed window, not waiting for a condition.
+          Thread.sleep(steadySeconds * 1000L);
+          double hours = (System.currentTimeMillis() - s0) / 3_600_000.0;
+          if (zkProxy != null) {
+            steady =
+                String.format(
+                    "n/a (ZooKeeper protocol); %.0f KiB",
+                    (zkProxy.bytesUp.get() + zkProxy.bytesDown.get()) / 1024.0 / n / hours);
+          } else {
+            steady =
+                String.format(
+                    "%.0f requests, %.0f KiB",
+                    (blob.requests.get() + table.requests.get()) / (double) n / hours,
+                    (blob.bytesUp.get()
+                            + blob.bytesDown.get()
+                            + table.bytesUp.get()
+                            + table.bytesDown.get())
+                        / 1024.0
+                        / n
+                        / hours);
+          }
+          say("steady state per processor-hour: " + steady);
+
+          // Each phase starts from N running processors: a fresh one joins after each loss.
+          int next = n;
+          String lead = c.leader();
+          say("leader: " + lead);
+          String victim = live.stream().filter(p -> !p.equals(lead)).findFirst().get();
+          long t = System.currentTimeMillis();
+          c.stop(victim);
+          live.remove(victim);
+          long g = settle(c, live, t, bound);
+          graceful = secs(g);
+          say("graceful stop of " + victim + ": " + graceful + " s");
+          if (g >= 0) {
+            join = rejoin(c, live, kind, next++, bound);
+            if (join >= 0) {
+              String lead2 = c.leader();
+              victim = live.stream().filter(p -> !p.equals(lead2)).findFirst().get();
+              t = System.currentTimeMillis();
+              c.kill(victim);
+              live.remove(victim);
+              long f = settle(c, live, t, bound);
+              follower = secs(f);
+              say("kill -9 of follower " + victim + ": " + follower + " s");
+              if (f >= 0 && rejoin(c, live, kind, next++, bound) >= 0) {
+                String lead3 = c.leader();
+                t = System.currentTimeMillis();
+                c.kill(lead3);
+                live.remove(lead3);
+                leader = secs(settle(c, live, t, bound));
+                say(
+                    "kill -9 of leader "
+                        + lead3
+                        + ": "
+                        + leader
+                        + " s (new leader "
+                        + c.leader()
+                        + ")");
+              }
+            }
+          }
+        }
+        List<String> overlaps = c.overlaps();
+        say("overlapping holds: " + (overlaps.isEmpty() ? "none" : overlaps.toString()));
+        System.out.printf(
+            "RESULT | %s | %d | %s | %s | %s | %s | %s | %s |%n",
+            kind, n, secs(start), secs(join), graceful, follower, leader, steady);
+      }
+    } finally {
+      if (zk != null) {
+        zk.destroyForcibly().waitFor();
+      }
+    }
+  }
+}

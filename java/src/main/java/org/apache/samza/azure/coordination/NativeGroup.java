@@ -1,0 +1,47 @@
+package org.apache.samza.azure.coordination;
+
+import java.util.Map;
+import org.apache.samza.azure.jni.Native;
+import org.apache.samza.azure.jni.NativeHandle;
+
+/** The native side of one coordination group: storage client and names. */
+final class NativeGroup extends NativeHandle {
+  private NativeGroup(long handle) {
+    super(handle, Native::utilsClose);
+  }
+
+  static NativeGroup open(Map<String, String> config, String groupId) {
+    Native.ensureLoaded();
+    String[] keys = config.keySet().toArray(new String[0]);
+    String[] values = new String[keys.length];
+    for (int i = 0; i < keys.length; i++) {
+      values[i] = config.get(keys[i]);
+    }
+    return new NativeGroup(Native.utilsOpen(keys, values, groupId));
+  }
+
+  NativeLease lease(String name, long acquireMillis) {
+    return new NativeLease(call(h -> Native.utilsLease(h, name, acquireMillis)));
+  }
+
+  void countDown(String latchId, String participantId) {
+    run(h -> Native.latchCountDown(h, latchId, participantId));
+  }
+
+  boolean awaitLatch(String latchId, int size, long timeoutMillis) {
+    return call(h -> Native.latchAwait(h, latchId, size, timeoutMillis));
+  }
+
+  NativeHandle register(String processorId) {
+    long member = call(h -> Native.clusterRegister(h, processorId));
+    return new NativeHandle(member, Native::clusterMemberClose) {};
+  }
+
+  void unregister(String processorId) {
+    run(h -> Native.clusterUnregister(h, processorId));
+  }
+
+  int clusterSize() {
+    return call(Native::clusterSize);
+  }
+}

@@ -1,0 +1,203 @@
+//! Samza's CoordinationUtils on Azure Storage, for one coordination group of a job: leases for
+//! the leader elector and locks, a table partition per latch, and heartbeated rows for cluster
+//! membership. Everything lives in the job's own container and table (see
+//! `coordinator::names`), under names prefixed by the group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::coordinator::names::JobNames;
+use crate::coordinator::Storage;
+use crate::error::{Error, ErrorKind, Result};
+use crate::lease::{LeaseKeeper, LeaseTiming};
+use crate::membership::Membership;
+use crate::storage::names::validate_key;
+use crate::storage::{BlobRef, Entity};
+
+/// How long a cluster member's row stays live without a heartbeat, and how often it beats.
+const CLUSTER_LIVENESS: Duration = Duration::from_secs(6);
+const CLUSTER_HEARTBEAT: Duration = Duration::from_secs(2);
+/// A row rewritten by every size query to carry storage's current time; never a member.
+const CLOCK_ROW: &str = "~clock";
+
+/// One group's coordination utilities.
+pub struct Group<S: Storage> {
+    store: Arc<S>,
+    names: JobNames,
+    group: String,
+}
+
+impl<S: Storage> Group<S> {
+    pub fn new(store: Arc<S>, job_name: &str, job_id: &str, group: &str) -> Result<Self> {
+        validate_key("coordination group", group)?;
+        if group.is_empty() {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "coordination group must not be empty",
+            ));
+        }
+        Ok(Group {
+            store,
+            names: JobNames::new(job_name, job_id)?,
+            group: group.to_owned(),
+        })
+    }
+
+    /// Starts competing for the lease named `name` (a lock id, or "leader"). The blob is
+    /// created first if needed. `acquire_every` is how often a follower retries.
+    pub async fn lease(&self, name: &str, acquire_every: Duration) -> Result<LeaseKeeper> {
+        validate_key("lock id", name)?;
+        let blob = BlobRef::new(
+            &self.names.container,
+            &format!("utils/{}/{}", self.group, name),
+        )?;
+        self.store.ensure_container(&self.names.container).await?;
+        let body = bytes::Bytes::from_static(b"lease\n");
+        match self.store.create_document(&blob, body).await {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        LeaseKeeper::spawn(
+            self.store.clone(),
+            blob,
+            LeaseTiming {
+                acquire_interval: acquire_every,
+                ..LeaseTiming::default()
+            },
+        )
+    }
+
+    fn partition(&self, kind: &str, id: &str) -> String {
+        format!("{kind}:{}:{id}", self.group)
+    }
+
+    /// Counts the latch down once (each call counts, as in Samza's ZooKeeper latch).
+    pub async fn count_down(&self, latch: &str, participant: &str) -> Result<()> {
+        validate_key("latch id", latch)?;
+        let table = &self.names.table;
+        self.store.ensure_table(table).await?;
+        let row = format!("{participant}-{}", uuid::Uuid::new_v4());
+        let entity = Entity::new(self.partition("latch", latch), row);
+        self.store.insert_entity(table, &entity).await.map(|_| ())
+    }
+
+    /// How many times the latch was counted down.
+    pub async fn latch_count(&self, latch: &str) -> Result<usize> {
+        let table = &self.names.table;
+        let partition = self.partition("latch", latch);
+        let mut count = 0;
+        let mut continuation = None;
+        loop {
+            let page = match self
+                .store
+                .query_partition(table, &partition, None, Some(1000), continuation)
+                .await
+            {
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+                other => other?,
+            };
+            count += page.entities.len();
+            continuation = page.continuation;
+            if continuation.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Waits until the latch reached `size`; false if `timeout` passed first.
+    pub async fn await_latch(&self, latch: &str, size: usize, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if self.latch_count(latch).await? >= size {
+                return Ok(true);
+            }
+            if Instant::now() + pause > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Registers `id` in the group's cluster membership and keeps its row alive until
+    /// [`ClusterMember::leave`] (or the process dies and the row goes stale).
+    pub async fn register(&self, id: &str) -> Result<ClusterMember> {
+        let store = self.store.clone();
+        let table = self.names.table.clone();
+        let partition = self.partition("cluster", "members");
+        {
+            let mut m = Membership::in_partition(&*store, &table, &partition, id)?;
+            m.register().await?;
+        }
+        let (s, t, p, me) = (
+            store.clone(),
+            table.clone(),
+            partition.clone(),
+            id.to_owned(),
+        );
+        let task = tokio::spawn(async move {
+            let Ok(mut m) = Membership::in_partition(&*s, &t, &p, &me) else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(CLUSTER_HEARTBEAT).await;
+                if let Err(e) = m.heartbeat().await {
+                    tracing::warn!(error = %e, "cluster membership heartbeat failed");
+                }
+            }
+        });
+        Ok(ClusterMember {
+            id: id.to_owned(),
+            task: Some(task),
+        })
+    }
+
+    /// Members whose rows are live by storage's clock.
+    pub async fn cluster_size(&self) -> Result<usize> {
+        let partition = self.partition("cluster", "members");
+        // Writing a clock row first makes storage's "now" part of the snapshot, so stale rows
+        // are judged dead even when no member is alive to heartbeat.
+        let mut clock =
+            Membership::in_partition(&*self.store, &self.names.table, &partition, CLOCK_ROW)?;
+        clock.register().await?;
+        let snapshot = clock.snapshot().await?;
+        Ok(snapshot
+            .live(CLUSTER_LIVENESS)
+            .iter()
+            .filter(|m| m.processor_id != CLOCK_ROW)
+            .count())
+    }
+
+    /// Removes `id` from the cluster membership at once.
+    pub async fn unregister(&self, id: &str) -> Result<()> {
+        let partition = self.partition("cluster", "members");
+        Membership::in_partition(&*self.store, &self.names.table, &partition, id)?
+            .leave()
+            .await
+    }
+}
+
+/// A registered cluster member; its heartbeat task runs until [`leave`](Self::leave) or drop.
+pub struct ClusterMember {
+    pub id: String,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ClusterMember {
+    /// Stops heartbeating (the caller deletes the row with [`Group::unregister`]).
+    pub fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for ClusterMember {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
