@@ -4,7 +4,6 @@
 //! thread; the final error, if any, is kept here and thrown by `coordinatorThrowFailure` so it
 //! reaches Java through the same typed-exception policy as every other error.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use jni::sys::{jboolean, jlong, jlongArray};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, string, strings};
+use super::exports::{block, config_map, long_array, string, string_array};
 use super::handle::{self, HandleType};
 use crate::config::StorageConfig;
 use crate::coordinator::names::JobNames;
@@ -77,13 +76,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorStart<'
     processor_id: JString<'l>,
 ) -> jlong {
     env.with_env(|env| -> BridgeResult<jlong> {
-        let keys = strings(env, &keys, "config keys")?;
-        let values = strings(env, &values, "config values")?;
+        let map = config_map(env, &keys, &values)?;
         let processor_id = string(env, &processor_id, "processor id")?;
-        if keys.len() != values.len() {
-            return Err(Error::internal("config keys and values differ in length").into());
-        }
-        let map: HashMap<String, String> = keys.into_iter().zip(values).collect();
         let storage_config = StorageConfig::from_map(&map)?;
         let config = CoordinatorConfig::from_map(&map)?;
         let rt = runtime::handle()?;
@@ -128,14 +122,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorNextEve
         let Some(event) = block(async { Ok(c.coordinator.next_event(timeout).await) })? else {
             return Ok(JObjectArray::<JString>::null());
         };
-        let fields = encode(event, &c.failure);
-        let arr = JObjectArray::<JString>::new(env, fields.len(), JString::null())?;
-        for (i, text) in fields.into_iter().enumerate() {
-            let s = env.new_string(text)?;
-            arr.set_element(env, i, &s)?;
-            env.delete_local_ref(s);
-        }
-        Ok(arr)
+        string_array(env, encode(event, &c.failure).into_iter())
     })
     .resolve::<Throw>()
 }
@@ -250,9 +237,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorMetrics
             s.errors as i64,
             s.latency_micros as i64,
         ];
-        let arr = env.new_long_array(values.len())?;
-        arr.set_region(env, 0, &values)?;
-        Ok(arr.into_raw())
+        long_array(env, &values)
     })
     .resolve::<Throw>()
 }
@@ -270,13 +255,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l
             &string(env, &job_name, "job name")?,
             &string(env, &job_id, "job id")?,
         )?;
-        let arr = JObjectArray::<JString>::new(env, 2, JString::null())?;
-        for (i, text) in [names.container, names.table].into_iter().enumerate() {
-            let s = env.new_string(text)?;
-            arr.set_element(env, i, &s)?;
-            env.delete_local_ref(s);
-        }
-        Ok(arr)
+        string_array(env, [names.container, names.table].into_iter())
     })
     .resolve::<Throw>()
 }
@@ -295,9 +274,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorFence<'
             m.fences.load(Ordering::Acquire) as i64,
             m.fence_remaining_nanos(),
         ];
-        let arr = env.new_long_array(values.len())?;
-        arr.set_region(env, 0, &values)?;
-        Ok(arr.into_raw())
+        long_array(env, &values)
     })
     .resolve::<Throw>()
 }

@@ -82,6 +82,41 @@ fn opt_lease_id(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<LeaseId>>
 }
 
 /// Runs a core future on the shared runtime from this (Java) thread.
+/// Samza config passed as parallel key and value arrays.
+pub(super) fn config_map(
+    env: &mut Env<'_>,
+    keys: &JObjectArray<'_, JString<'_>>,
+    values: &JObjectArray<'_, JString<'_>>,
+) -> BridgeResult<HashMap<String, String>> {
+    let keys = strings(env, keys, "config keys")?;
+    let values = strings(env, values, "config values")?;
+    if keys.len() != values.len() {
+        return Err(Error::internal("config keys and values differ in length").into());
+    }
+    Ok(keys.into_iter().zip(values).collect())
+}
+
+/// A Java `String[]` of `items`, freeing each local reference as it goes (a long array can
+/// exceed the JNI frame's capacity).
+pub(super) fn string_array<'l>(
+    env: &mut Env<'l>,
+    items: impl ExactSizeIterator<Item = String>,
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    let arr = JObjectArray::<JString>::new(env, items.len(), JString::null())?;
+    for (i, text) in items.enumerate() {
+        let s = env.new_string(text)?;
+        arr.set_element(env, i, &s)?;
+        env.delete_local_ref(s);
+    }
+    Ok(arr)
+}
+
+pub(super) fn long_array(env: &mut Env<'_>, values: &[i64]) -> BridgeResult<jlongArray> {
+    let arr = env.new_long_array(values.len())?;
+    arr.set_region(env, 0, values)?;
+    Ok(arr.into_raw())
+}
+
 pub(super) fn block<T>(
     fut: impl std::future::Future<Output = crate::Result<T>>,
 ) -> BridgeResult<T> {
@@ -145,21 +180,13 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_pollLogs<'l>(
         if records.is_empty() && dropped == 0 {
             return Ok(JObjectArray::<JString>::null());
         }
-        let arr = JObjectArray::<JString>::new(env, 1 + 3 * records.len(), JString::null())?;
-        let fields = std::iter::once(dropped.to_string()).chain(records.iter().flat_map(|r| {
-            [
-                logging::level_name(r.level).to_owned(),
-                r.target.clone(),
-                r.message.clone(),
-            ]
-        }));
-        for (i, text) in fields.enumerate() {
-            let s = env.new_string(text)?;
-            arr.set_element(env, i, &s)?;
-            // Free each local ref at once: a batch can exceed the JNI frame's capacity.
-            env.delete_local_ref(s);
+        let mut fields = vec![dropped.to_string()];
+        for r in &records {
+            fields.push(logging::level_name(r.level).to_owned());
+            fields.push(r.target.clone());
+            fields.push(r.message.clone());
         }
-        Ok(arr)
+        string_array(env, fields.into_iter())
     })
     .resolve::<Throw>()
 }
@@ -299,12 +326,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_storageOpen<'l>(
     values: JObjectArray<'l, JString<'l>>,
 ) -> jlong {
     env.with_env(|env| -> BridgeResult<jlong> {
-        let keys = strings(env, &keys, "config keys")?;
-        let values = strings(env, &values, "config values")?;
-        if keys.len() != values.len() {
-            return Err(Error::internal("config keys and values differ in length").into());
-        }
-        let map: HashMap<String, String> = keys.into_iter().zip(values).collect();
+        let map = config_map(env, &keys, &values)?;
         let config = StorageConfig::from_map(&map)?;
         // The reqwest client must be built inside the runtime context.
         let rt = runtime::handle()?;
@@ -333,13 +355,10 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_storageStats<'l>(
 ) -> jlongArray {
     env.with_env(|env| -> BridgeResult<jlongArray> {
         let s = storage(h)?.stats();
-        let arr = env.new_long_array(3)?;
-        arr.set_region(
+        long_array(
             env,
-            0,
             &[s.requests as i64, s.errors as i64, s.latency_micros as i64],
-        )?;
-        Ok(arr.into_raw())
+        )
     })
     .resolve::<Throw>()
 }

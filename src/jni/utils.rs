@@ -1,7 +1,6 @@
 //! Exports for Samza's CoordinationUtils: a group handle, lease keepers (leader elector,
 //! locks) and cluster members.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use jni::sys::{jboolean, jint, jlong};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, string, strings};
+use super::exports::{block, config_map, string};
 use super::handle::{self, HandleType};
 use crate::config::StorageConfig;
 use crate::coordination::{ClusterMember, Group};
@@ -61,13 +60,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_utilsOpen<'l>(
     group_id: JString<'l>,
 ) -> jlong {
     env.with_env(|env| -> BridgeResult<jlong> {
-        let keys = strings(env, &keys, "config keys")?;
-        let values = strings(env, &values, "config values")?;
+        let map = config_map(env, &keys, &values)?;
         let group_id = string(env, &group_id, "group id")?;
-        if keys.len() != values.len() {
-            return Err(Error::internal("config keys and values differ in length").into());
-        }
-        let map: HashMap<String, String> = keys.into_iter().zip(values).collect();
         let storage_config = StorageConfig::from_map(&map)?;
         let job_name = map
             .get(KEY_JOB_NAME)

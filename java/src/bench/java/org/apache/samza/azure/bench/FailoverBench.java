@@ -22,9 +22,10 @@ import org.apache.samza.azure.testing.job.ProcessorCluster;
  * coordination service through a counting proxy.
  *
  * <p>Usage: {@code FailoverBench <azure|zk|upstream> <processors> [steady seconds] [bound
- * seconds]}. "zk" is Samza's ZkJobCoordinator with a ZooKeeper server (3.4.13, the version Samza
- * 1.8 brings) started here on loopback; "upstream" is samza-azure 1.8.0's AzureJobCoordinator,
- * which by its code only works with processor ids "0".."N-1" and GroupByContainerCount.
+ * seconds]}. "zk" is Samza's ZkJobCoordinator with a ZooKeeper server (3.6.3, the version Samza
+ * 1.8's Kafka module uses; 1.8's own 3.4.13 client fails on Java 14+) started here on loopback;
+ * "upstream" is samza-azure 1.8.0's AzureJobCoordinator, which by its code only works with
+ * processor ids "0".."N-1" and GroupByContainerCount.
  */
 public final class FailoverBench {
   private static final int PARTITIONS = 16;
@@ -70,6 +71,7 @@ public final class FailoverBench {
         new ProcessBuilder(
                 new File(System.getProperty("java.home"), "bin/java").getPath(),
                 "-Xmx256m",
+                "-Dzookeeper.admin.enableServer=false",
                 "-cp",
                 classpath,
                 "org.apache.zookeeper.server.ZooKeeperServerMain",
@@ -126,6 +128,12 @@ public final class FailoverBench {
         zkProxy = new CountingProxy(zkPort);
         config.put("job.coordinator.factory", "org.apache.samza.zk.ZkJobCoordinatorFactory");
         config.put("job.coordinator.zk.connect", "127.0.0.1:" + zkProxy.port());
+        // ZkJobCoordinator requires a coordinator stream store; it only keeps config and
+        // startpoints there, so each processor's own in-memory one serves (no Kafka here).
+        config.put("job.coordinator.system", "inmem");
+        config.put(
+            "systems.inmem.samza.factory",
+            "org.apache.samza.system.inmemory.InMemorySystemFactory");
         config.put("ownership.runner", "local");
         config.put(
             "task.name.grouper.factory",

@@ -1,6 +1,7 @@
 package org.apache.samza.azure.coordination;
 
 import java.util.Map;
+import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.jni.NativeHandle;
 
@@ -12,12 +13,8 @@ final class NativeGroup extends NativeHandle {
 
   static NativeGroup open(Map<String, String> config, String groupId) {
     Native.ensureLoaded();
-    String[] keys = config.keySet().toArray(new String[0]);
-    String[] values = new String[keys.length];
-    for (int i = 0; i < keys.length; i++) {
-      values[i] = config.get(keys[i]);
-    }
-    return new NativeGroup(Native.utilsOpen(keys, values, groupId));
+    ConfigArrays c = new ConfigArrays(config);
+    return new NativeGroup(Native.utilsOpen(c.keys, c.values, groupId));
   }
 
   NativeLease lease(String name, long acquireMillis) {

@@ -1,6 +1,7 @@
 package org.apache.samza.azure.coordinator;
 
 import java.util.Map;
+import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.jni.NativeHandle;
 
@@ -17,12 +18,8 @@ final class NativeCoordinator extends NativeHandle {
   /** Validates the config (errors name the key) and starts the protocol. */
   static NativeCoordinator start(Map<String, String> config, String processorId) {
     Native.ensureLoaded();
-    String[] keys = config.keySet().toArray(new String[0]);
-    String[] values = new String[keys.length];
-    for (int i = 0; i < keys.length; i++) {
-      values[i] = config.get(keys[i]);
-    }
-    return new NativeCoordinator(Native.coordinatorStart(keys, values, processorId));
+    ConfigArrays c = new ConfigArrays(config);
+    return new NativeCoordinator(Native.coordinatorStart(c.keys, c.values, processorId));
   }
 
   String[] nextEvent(long timeoutMillis) {

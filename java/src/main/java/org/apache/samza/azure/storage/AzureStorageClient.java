@@ -1,6 +1,7 @@
 package org.apache.samza.azure.storage;
 
 import java.util.Map;
+import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.jni.NativeHandle;
 
@@ -20,12 +21,8 @@ public final class AzureStorageClient extends NativeHandle {
   /** Opens a client; bad config fails with an exception naming the key. */
   public static AzureStorageClient open(Map<String, String> config) {
     Native.ensureLoaded();
-    String[] keys = config.keySet().toArray(new String[0]);
-    String[] values = new String[keys.length];
-    for (int i = 0; i < keys.length; i++) {
-      values[i] = config.get(keys[i]);
-    }
-    return new AzureStorageClient(Native.storageOpen(keys, values));
+    ConfigArrays c = new ConfigArrays(config);
+    return new AzureStorageClient(Native.storageOpen(c.keys, c.values));
   }
 
   public StorageStats stats() {
