@@ -15,12 +15,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::lease::{LeaseKeeper, LeaseTiming};
 use crate::membership::Membership;
 use crate::storage::names::validate_key;
-use crate::storage::{BlobRef, Entity};
+use crate::storage::{BlobRef, Entity, WriteMode};
 
 /// How long a cluster member's row stays live without a heartbeat, and how often it beats.
 const CLUSTER_LIVENESS: Duration = Duration::from_secs(6);
 const CLUSTER_HEARTBEAT: Duration = Duration::from_secs(2);
-/// A row rewritten by every size query to carry storage's current time; never a member.
+/// A row rewritten by every size query to carry storage's current time; never a member
+/// (rows starting with `~` are not).
 const CLOCK_ROW: &str = "~clock";
 
 /// One group's coordination utilities.
@@ -161,15 +162,14 @@ impl<S: Storage> Group<S> {
         let partition = self.partition("cluster", "members");
         // Writing a clock row first makes storage's "now" part of the snapshot, so stale rows
         // are judged dead even when no member is alive to heartbeat.
-        let mut clock =
-            Membership::in_partition(&*self.store, &self.names.table, &partition, CLOCK_ROW)?;
-        clock.register().await?;
-        let snapshot = clock.snapshot().await?;
-        Ok(snapshot
-            .live(CLUSTER_LIVENESS)
-            .iter()
-            .filter(|m| m.processor_id != CLOCK_ROW)
-            .count())
+        let table = &self.names.table;
+        self.store.ensure_table(table).await?;
+        let clock = Entity::new(partition.clone(), CLOCK_ROW);
+        self.store
+            .upsert_entity(table, &clock, WriteMode::Replace)
+            .await?;
+        let observer = Membership::in_partition(&*self.store, table, &partition, "observer")?;
+        Ok(observer.snapshot().await?.live(CLUSTER_LIVENESS).len())
     }
 
     /// Removes `id` from the cluster membership at once.

@@ -12,10 +12,27 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{ETag, Entity, IfMatch, TableStore, WriteMode};
+use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS};
 
 /// The partition holding membership rows.
 pub const PARTITION: &str = "members";
+
+/// Rows whose keys start with this are not members (they carry notifications; see
+/// [`Membership::heartbeat_watching`]). Processor ids cannot start with it.
+pub const SPECIAL_PREFIX: char = '~';
+
+fn probe_key(processor_id: &str) -> String {
+    format!("{SPECIAL_PREFIX}probe~{processor_id}")
+}
+
+/// What a heartbeat learned about this processor's notification row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Nobody touched it since the last heartbeat; its ETag now.
+    Quiet(ETag),
+    /// It was touched (or this was the first heartbeat watching it): re-read what you follow.
+    Notified(ETag),
+}
 
 /// One processor as storage last saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +123,14 @@ impl<'a> Membership<'a> {
                 "processor id must not be empty",
             ));
         }
+        if processor_id.starts_with(SPECIAL_PREFIX) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "processor id must not start with '{SPECIAL_PREFIX}', found '{processor_id}'"
+                ),
+            ));
+        }
         Ok(Membership {
             store,
             table: table.to_owned(),
@@ -160,8 +185,78 @@ impl<'a> Membership<'a> {
             .map(|_| ())
     }
 
+    /// Heartbeat that also tells whether someone touched this processor's notification row,
+    /// in the same single request: the row write and a no-op update of the notification row
+    /// conditional on its last known ETag form one entity-group transaction, which fails as a
+    /// whole if the ETag moved. Then the row is written again together with a fresh
+    /// notification row (one more request) and the caller is told to re-read.
+    ///
+    /// The re-arm happens before the caller re-reads, so a touch after it is seen next time,
+    /// and a touch before it is covered by that read.
+    pub async fn heartbeat_watching(&mut self, known: Option<&ETag>) -> Result<Heartbeat> {
+        self.heartbeats += 1;
+        let probe = Entity::new(self.partition.clone(), probe_key(&self.processor_id));
+        if let Some(etag) = known {
+            let ops = vec![
+                BatchOp::Upsert(self.row(), WriteMode::Replace),
+                BatchOp::Update(probe.clone(), IfMatch::ETag(etag.clone()), WriteMode::Merge),
+            ];
+            match self.store.batch(&self.table, &self.partition, ops).await {
+                Ok(etags) => {
+                    if let Some(Some(e)) = etags.into_iter().nth(1) {
+                        return Ok(Heartbeat::Quiet(e));
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::PreconditionFailed | ErrorKind::NotFound
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let ops = vec![
+            BatchOp::Upsert(self.row(), WriteMode::Replace),
+            BatchOp::Upsert(probe, WriteMode::Merge),
+        ];
+        let etags = self.store.batch(&self.table, &self.partition, ops).await?;
+        match etags.into_iter().nth(1) {
+            Some(Some(e)) => Ok(Heartbeat::Notified(e)),
+            _ => Err(Error::internal(
+                "batch returned no ETag for the notification row",
+            )),
+        }
+    }
+
+    /// Touches the notification rows of `ids`, so each learns at its next heartbeat that it
+    /// should re-read. Best effort: a missed touch is caught by the periodic re-read.
+    pub async fn notify(&self, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(MAX_BATCH_OPERATIONS) {
+            let ops = chunk
+                .iter()
+                .map(|id| {
+                    BatchOp::Upsert(
+                        Entity::new(self.partition.clone(), probe_key(id)),
+                        WriteMode::Merge,
+                    )
+                })
+                .collect();
+            self.store.batch(&self.table, &self.partition, ops).await?;
+        }
+        Ok(())
+    }
+
     /// Graceful leave: the row goes at once, so the leader need not wait for a timeout.
     pub async fn leave(&self) -> Result<()> {
+        let _ = self
+            .store
+            .delete_entity(
+                &self.table,
+                &self.partition,
+                &probe_key(&self.processor_id),
+                &IfMatch::Any,
+            )
+            .await;
         match self
             .store
             .delete_entity(
@@ -189,12 +284,14 @@ impl<'a> Membership<'a> {
             for e in page.entities {
                 members.push(parse_member(e)?);
             }
+            // Notification rows count for storage's "now" but are not members.
             continuation = page.continuation;
             if continuation.is_none() {
                 break;
             }
         }
         let server_now = members.iter().map(|m| m.server_time).max();
+        members.retain(|m| !m.processor_id.starts_with(SPECIAL_PREFIX));
         Ok(Snapshot {
             members,
             server_now,

@@ -113,3 +113,40 @@ async fn graceful_leave_removes_the_row_at_once() {
         .expect("invalid id");
     assert!(e.message().contains("processor id"), "{e}");
 }
+
+/// The heartbeat doubles as notification: quiet until someone touches the row's probe, then
+/// one "notified", then quiet again; probes never count as members.
+#[tokio::test]
+async fn heartbeats_learn_of_notifications_in_the_same_request() {
+    use samza_azure_coordinator::membership::Heartbeat;
+    let (s1, s2) = (azurite().storage(), azurite().storage());
+    let table = unique("notify");
+    let mut a = Membership::new(&s1, &table, "proc-a").unwrap();
+    let leader = Membership::new(&s2, &table, "proc-l").unwrap();
+    a.register().await.unwrap();
+
+    let Heartbeat::Notified(mut etag) = a.heartbeat_watching(None).await.unwrap() else {
+        panic!("the first watch must ask for a re-read");
+    };
+    for _ in 0..2 {
+        match a.heartbeat_watching(Some(&etag)).await.unwrap() {
+            Heartbeat::Quiet(e) => etag = e,
+            other => panic!("nobody touched it, got {other:?}"),
+        }
+    }
+    leader.notify(&["proc-a".to_string()]).await.unwrap();
+    match a.heartbeat_watching(Some(&etag)).await.unwrap() {
+        Heartbeat::Notified(e) => etag = e,
+        other => panic!("a touch must be seen, got {other:?}"),
+    }
+    assert!(matches!(
+        a.heartbeat_watching(Some(&etag)).await.unwrap(),
+        Heartbeat::Quiet(_)
+    ));
+    let snap = a.snapshot().await.unwrap();
+    assert_eq!(ids(snap.live(TIMEOUT)), ["proc-a"]);
+    assert!(
+        Membership::new(&s1, &table, "~probe~x").is_err(),
+        "ids of special rows are refused"
+    );
+}

@@ -13,6 +13,7 @@ pub const KEY_JOB_ID: &str = "job.id";
 pub const KEY_HEARTBEAT_MS: &str = "job.coordinator.azure.heartbeat.interval.ms";
 pub const KEY_LIVENESS_MS: &str = "job.coordinator.azure.liveness.timeout.ms";
 pub const KEY_POLL_MS: &str = "job.coordinator.azure.poll.interval.ms";
+pub const KEY_SCAN_MS: &str = "job.coordinator.azure.leader.scan.interval.ms";
 pub const KEY_REBALANCE_POLL_MS: &str = "job.coordinator.azure.rebalance.poll.interval.ms";
 pub const KEY_DEBOUNCE_MS: &str = "job.coordinator.azure.debounce.ms";
 pub const KEY_BARRIER_TIMEOUT_MS: &str = "job.coordinator.azure.barrier.timeout.ms";
@@ -21,12 +22,13 @@ pub const KEY_LEASE_RENEW_MS: &str = "job.coordinator.azure.lease.renew.interval
 pub const KEY_ACQUIRE_MS: &str = "job.coordinator.azure.leader.acquire.interval.ms";
 
 /// The keys the coordinator reads (Java passes only these, plus the storage keys, to native).
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     KEY_JOB_NAME,
     KEY_JOB_ID,
     KEY_HEARTBEAT_MS,
     KEY_LIVENESS_MS,
     KEY_POLL_MS,
+    KEY_SCAN_MS,
     KEY_REBALANCE_POLL_MS,
     KEY_DEBOUNCE_MS,
     KEY_BARRIER_TIMEOUT_MS,
@@ -41,9 +43,14 @@ pub struct Timing {
     pub heartbeat: Duration,
     /// A row not refreshed for this long (by storage's clock) is dead.
     pub liveness: Duration,
-    /// How often processors check the JobModel document, and the leader the membership.
+    /// How often processors re-read the JobModel document unprompted. Normally the leader's
+    /// touch of their notification row tells them at their next heartbeat; this is the
+    /// backstop.
     pub poll: Duration,
-    /// The same while a rebalance is in progress.
+    /// How often the leader reads the membership while nothing is happening.
+    pub scan: Duration,
+    /// How often the document (processors) and the membership (leader) are read while a
+    /// rebalance is in flight.
     pub rebalance_poll: Duration,
     /// How long the leader lets joins settle before computing a model.
     pub debounce: Duration,
@@ -65,7 +72,8 @@ impl Default for Timing {
         Timing {
             heartbeat: Duration::from_millis(2000),
             liveness: Duration::from_millis(6000),
-            poll: Duration::from_millis(1000),
+            poll: Duration::from_millis(30000),
+            scan: Duration::from_millis(1000),
             rebalance_poll: Duration::from_millis(200),
             debounce: Duration::from_millis(1000),
             barrier_timeout: Duration::from_millis(30000),
@@ -121,7 +129,8 @@ impl CoordinatorConfig {
                 ),
             ));
         }
-        let poll = ms(config, KEY_POLL_MS, d.poll, 20, 60_000)?;
+        let poll = ms(config, KEY_POLL_MS, d.poll, 20, 600_000)?;
+        let scan = ms(config, KEY_SCAN_MS, d.scan, 20, 60_000)?;
         let rebalance_poll = ms(config, KEY_REBALANCE_POLL_MS, d.rebalance_poll, 20, 60_000)?;
         if rebalance_poll > poll {
             return Err(Error::config(
@@ -167,6 +176,7 @@ impl CoordinatorConfig {
                 heartbeat,
                 liveness,
                 poll,
+                scan,
                 rebalance_poll,
                 debounce,
                 barrier_timeout,

@@ -20,7 +20,7 @@ use super::jobmodel::{MemberRef, ModelDocument, Phase};
 use super::names::JobNames;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::{LeaseKeeper, LeaseState};
-use crate::membership::{MemberState, Membership, Snapshot};
+use crate::membership::{Heartbeat, MemberState, Membership, Snapshot};
 use crate::storage::{BlobRef, DocumentStore, ETag, LeaseId, LeaseStore, TableStore};
 
 /// Everything the engine needs from storage.
@@ -281,6 +281,8 @@ struct Engine<'a, S: Storage> {
     running: u64,
     /// Send time of the last heartbeat storage accepted.
     last_heartbeat_ok: Instant,
+    /// ETag of this processor's notification row as of the last heartbeat.
+    probe: Option<ETag>,
     next_heartbeat: Instant,
     next_poll: Instant,
     next_watch: Instant,
@@ -350,6 +352,7 @@ async fn run<S: Storage>(
         started: 0,
         running: 0,
         last_heartbeat_ok: registered_at,
+        probe: None,
         next_heartbeat: now + timing.heartbeat,
         next_poll: now,
         next_watch: now + timing.heartbeat,
@@ -446,8 +449,21 @@ impl<'a, S: Storage> Engine<'a, S> {
             incarnation: self.membership.state().incarnation.clone(),
         });
         let sent = Instant::now();
-        match self.membership.heartbeat().await {
-            Ok(()) => {
+        match self
+            .membership
+            .heartbeat_watching(self.probe.as_ref())
+            .await
+        {
+            Ok(outcome) => {
+                let etag = match outcome {
+                    Heartbeat::Quiet(e) => e,
+                    Heartbeat::Notified(e) => {
+                        // The leader published something: read the document now.
+                        self.next_poll = Instant::now();
+                        e
+                    }
+                };
+                self.probe = Some(etag);
                 self.last_heartbeat_ok = sent;
                 self.metrics.heartbeat_accepted(sent);
                 self.next_heartbeat = sent + self.timing.heartbeat;
@@ -753,7 +769,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         let interval = if busy || !ok {
             self.timing.rebalance_poll
         } else {
-            self.timing.poll
+            self.timing.scan
         };
         if let Some(l) = self.leader.as_mut() {
             l.next_scan = Instant::now() + interval;
@@ -847,7 +863,21 @@ impl<'a, S: Storage> Engine<'a, S> {
             Ok(etag) => {
                 tracing::info!(version = doc.version(), phase = ?doc.phase(), "published job model");
                 self.etag = Some(etag);
+                // Tell everyone concerned at their next heartbeat, instead of having them poll.
+                let mut ids: Vec<String> = doc
+                    .header
+                    .must_ack
+                    .iter()
+                    .cloned()
+                    .chain(doc.header.members.iter().map(|m| m.id.clone()))
+                    .filter(|id| *id != self.me)
+                    .collect();
+                ids.sort();
+                ids.dedup();
                 self.on_document(Arc::new(doc));
+                if let Err(e) = self.membership.notify(&ids).await {
+                    tracing::warn!(error = %e, "notifying processors failed; they will poll");
+                }
                 Ok(true)
             }
             Err(e) if is_fatal(&e) => Err(e.context("publishing the job model")),

@@ -180,8 +180,17 @@ impl TableStore for Recording {
             .await
     }
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
+        let keys: Vec<String> = ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _, _) => {
+                    e.row_key.clone()
+                }
+                BatchOp::Delete { row_key, .. } => row_key.clone(),
+            })
+            .collect();
         let r = self.inner.batch(table, pk, ops).await;
-        self.note(format!("batch {pk}"), r)
+        self.note(format!("batch {pk} {}", keys.join(",")), r)
     }
     async fn delete_entity(&self, table: &str, pk: &str, rk: &str, m: &IfMatch) -> Result<()> {
         let r = self.inner.delete_entity(table, pk, rk, m).await;
