@@ -355,7 +355,7 @@ async fn run<S: Storage>(
         probe: None,
         next_heartbeat: now + timing.heartbeat,
         next_poll: now,
-        next_watch: now + timing.heartbeat,
+        next_watch: now + timing.scan,
         leader: None,
         timing,
     };
@@ -434,7 +434,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             self.leader_tick().await?;
         } else if Instant::now() >= self.next_watch {
             self.watch_leader().await?;
-            self.next_watch = Instant::now() + self.timing.heartbeat;
+            self.next_watch = Instant::now() + self.timing.scan;
         }
         Ok(())
     }
@@ -634,7 +634,8 @@ impl<'a, S: Storage> Engine<'a, S> {
         Ok(())
     }
 
-    /// The first member (by id) other than the leader watches the leader's row, and takes
+    /// The first member (by id) other than the leader watches the leader's row as often as the
+    /// leader reads the membership (`scan`), and takes
     /// over as soon as storage's clock says it is dead or it left, instead of waiting out
     /// the lease.
     async fn watch_leader(&mut self) -> Result<()> {

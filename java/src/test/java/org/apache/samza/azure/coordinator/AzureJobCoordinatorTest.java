@@ -13,6 +13,7 @@ import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.samza.azure.AzureJobCoordinatorFactory;
 import org.apache.samza.azure.errors.AzureConfigException;
@@ -50,7 +51,8 @@ public class AzureJobCoordinatorTest {
 
   /** Records every listener call in order. */
   static final class Recorder implements JobCoordinatorListener {
-    final List<String> calls = Collections.synchronizedList(new ArrayList<>());
+    // Read by the test thread while the coordinator's thread appends.
+    final List<String> calls = new CopyOnWriteArrayList<>();
     volatile JobModel model;
     volatile Runnable onNew = () -> {};
 
