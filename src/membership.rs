@@ -207,11 +207,7 @@ impl<'a> Membership<'a> {
                         return Ok(Heartbeat::Quiet(e));
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::PreconditionFailed | ErrorKind::NotFound
-                    ) => {}
+                Err(e) if lost_race(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -314,16 +310,20 @@ impl<'a> Membership<'a> {
                 .await
             {
                 Ok(()) => removed.push(m.processor_id.clone()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::PreconditionFailed | ErrorKind::NotFound
-                    ) => {}
+                Err(e) if lost_race(&e) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(removed)
     }
+}
+
+/// A conditional write refused because the row moved or went meanwhile.
+fn lost_race(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::PreconditionFailed | ErrorKind::NotFound
+    )
 }
 
 fn parse_member(e: Entity) -> Result<Member> {
