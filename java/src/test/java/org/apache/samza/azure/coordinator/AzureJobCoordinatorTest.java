@@ -63,8 +63,9 @@ public class AzureJobCoordinatorTest {
 
     @Override
     public void onNewJobModel(String processorId, JobModel jobModel) {
-      model = jobModel;
+      // Recorded before the model is visible: tests wait on the model, then read the calls.
       calls.add("new:" + processorId);
+      model = jobModel;
       onNew.run();
     }
 
