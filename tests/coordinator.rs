@@ -360,8 +360,14 @@ async fn bad_config_fails_with_the_key_named() {
         job_id: "1".into(),
         timing: timing(),
     };
-    let e = Coordinator::start(storage, config, "a/b").err().unwrap();
+    let e = Coordinator::start(storage.clone(), config.clone(), "a/b")
+        .err()
+        .unwrap();
     assert!(e.message().contains("processor id"), "{e}");
+    let e = Coordinator::start(storage, config, "~probe~x")
+        .err()
+        .unwrap();
+    assert!(e.message().contains("processor.id"), "{e}");
 }
 
 /// A leader frozen past its lease (SIGSTOP-like) is replaced; when it wakes, its first act is

@@ -135,8 +135,14 @@ impl Coordinator {
         processor_id: &str,
     ) -> Result<Self> {
         crate::storage::names::validate_key("processor id", processor_id)?;
-        if processor_id.is_empty() {
-            return Err(Error::config("processor.id", "a non-empty processor id"));
+        if processor_id.is_empty() || processor_id.starts_with(crate::membership::SPECIAL_PREFIX) {
+            return Err(Error::config(
+                "processor.id",
+                format!(
+                    "a non-empty processor id not starting with '{}', found '{processor_id}'",
+                    crate::membership::SPECIAL_PREFIX
+                ),
+            ));
         }
         let names = JobNames::new(&config.job_name, &config.job_id)?;
         let (commands, command_rx) = mpsc::unbounded_channel();
