@@ -145,6 +145,8 @@ impl Coordinator {
             ));
         }
         let names = JobNames::new(&config.job_name, &config.job_id)?;
+        // Fix the clock base before any instant is measured against it.
+        clock_base();
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let metrics = Arc::new(Metrics::default());
@@ -285,8 +287,6 @@ struct Engine<'a, S: Storage> {
     started: u64,
     /// Version of the container running here (0: none).
     running: u64,
-    /// Send time of the last heartbeat storage accepted.
-    last_heartbeat_ok: Instant,
     /// ETag of this processor's notification row as of the last heartbeat.
     probe: Option<ETag>,
     next_heartbeat: Instant,
@@ -357,7 +357,6 @@ async fn run<S: Storage>(
         preparing: None,
         started: 0,
         running: 0,
-        last_heartbeat_ok: registered_at,
         probe: None,
         next_heartbeat: now + timing.heartbeat,
         next_poll: now,
@@ -405,7 +404,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             wake = wake.min(l.next_scan);
         }
         if self.running != 0 {
-            wake = wake.min(self.last_heartbeat_ok + self.timing.self_fence());
+            wake = wake.min(self.fence_deadline());
         }
         wake
     }
@@ -470,7 +469,6 @@ impl<'a, S: Storage> Engine<'a, S> {
                     }
                 };
                 self.probe = Some(etag);
-                self.last_heartbeat_ok = sent;
                 self.metrics.heartbeat_accepted(sent);
                 self.next_heartbeat = sent + self.timing.heartbeat;
             }
@@ -491,8 +489,21 @@ impl<'a, S: Storage> Engine<'a, S> {
         Ok(())
     }
 
+    /// When the self-fence falls due: the deadline the tasks' processing fence reads too
+    /// (last accepted heartbeat's send time plus the bound), so both agree by construction.
+    fn fence_deadline(&self) -> Instant {
+        let remaining = self.metrics.fence_remaining_nanos();
+        let now = Instant::now();
+        let delta = Duration::from_nanos(remaining.unsigned_abs());
+        if remaining >= 0 {
+            now + delta
+        } else {
+            now.checked_sub(delta).unwrap_or(now)
+        }
+    }
+
     fn check_fence(&mut self) {
-        if self.running != 0 && self.last_heartbeat_ok.elapsed() > self.timing.self_fence() {
+        if self.running != 0 && self.metrics.fence_remaining_nanos() < 0 {
             tracing::warn!(
                 version = self.running,
                 "no heartbeat reached storage within the self-fence bound; stopping the container"
@@ -542,7 +553,8 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
         self.metrics.seen_version.store(v, Ordering::Relaxed);
         self.doc = doc;
-        let model: Arc<str> = Arc::from(self.doc.model.as_str());
+        // Copied only when an event carries it: documents can be large.
+        let model = || -> Arc<str> { Arc::from(self.doc.model.as_str()) };
         match self.doc.phase() {
             Phase::Pending
                 if v > self.acked && self.preparing != Some(v) && self.doc.must_ack(&self.me) =>
@@ -550,7 +562,10 @@ impl<'a, S: Storage> Engine<'a, S> {
                 tracing::info!(version = v, "new job model; preparing");
                 self.preparing = Some(v);
                 self.next_poll = Instant::now();
-                self.emit(Event::Prepare { version: v, model });
+                self.emit(Event::Prepare {
+                    version: v,
+                    model: model(),
+                });
             }
             Phase::Done if v == self.acked && self.started < v && self.preparing.is_none() => {
                 tracing::info!(
@@ -562,7 +577,10 @@ impl<'a, S: Storage> Engine<'a, S> {
                 self.running = v;
                 self.metrics.running_version.store(v, Ordering::Relaxed);
                 // The row reports the new version at the next heartbeat.
-                self.emit(Event::Start { version: v, model });
+                self.emit(Event::Start {
+                    version: v,
+                    model: model(),
+                });
             }
             _ => {}
         }
