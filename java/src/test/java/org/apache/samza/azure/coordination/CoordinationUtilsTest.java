@@ -17,32 +17,19 @@ import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
+import org.apache.samza.azure.AzuriteTest;
 import org.apache.samza.azure.testing.Await;
-import org.apache.samza.azure.testing.Azurite;
 import org.apache.samza.azure.testing.job.UtilsProbe;
 import org.apache.samza.config.MapConfig;
 import org.junit.After;
-import org.junit.AfterClass;
-import org.junit.BeforeClass;
 import org.junit.Test;
 
 /** Our CoordinationUtils used from separate JVMs against one Azurite. */
-public class CoordinationUtilsTest {
+public class CoordinationUtilsTest extends AzuriteTest {
   private static final AtomicInteger JOBS = new AtomicInteger();
-  private static Azurite azurite;
   private final List<Process> processes = new ArrayList<>();
   private Path dir;
   private Path configFile;
-
-  @BeforeClass
-  public static void startAzurite() throws Exception {
-    azurite = Azurite.start();
-  }
-
-  @AfterClass
-  public static void stopAzurite() {
-    azurite.close();
-  }
 
   @After
   public void killProbes() throws InterruptedException {

@@ -16,6 +16,7 @@ import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.samza.azure.AzureJobCoordinatorFactory;
+import org.apache.samza.azure.AzuriteTest;
 import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.storage.AzureStorageClient;
@@ -29,25 +30,12 @@ import org.apache.samza.metrics.Counter;
 import org.apache.samza.metrics.Gauge;
 import org.apache.samza.metrics.Metric;
 import org.apache.samza.metrics.MetricsRegistryMap;
-import org.junit.AfterClass;
-import org.junit.BeforeClass;
 import org.junit.Test;
 
 /** One coordinator in this JVM against Azurite: listener contract, metrics, config, secrets. */
-public class AzureJobCoordinatorTest {
+public class AzureJobCoordinatorTest extends AzuriteTest {
   private static final AtomicInteger JOBS = new AtomicInteger();
   private static final String SECRET = "Zm9vYmFyU0VDUkVUdG9rZW4xMjM0NTY3ODkw";
-  private static Azurite azurite;
-
-  @BeforeClass
-  public static void startAzurite() throws Exception {
-    azurite = Azurite.start();
-  }
-
-  @AfterClass
-  public static void stopAzurite() {
-    azurite.close();
-  }
 
   /** Records every listener call in order. */
   static final class Recorder implements JobCoordinatorListener {

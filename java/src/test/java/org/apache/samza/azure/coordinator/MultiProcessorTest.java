@@ -12,11 +12,9 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.apache.samza.azure.AzuriteTest;
 import org.apache.samza.azure.testing.Await;
-import org.apache.samza.azure.testing.Azurite;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
-import org.junit.AfterClass;
-import org.junit.BeforeClass;
 import org.junit.Test;
 
 /**
@@ -25,19 +23,8 @@ import org.junit.Test;
  * exactly one live processor that is processing messages, and no partition is ever held by two
  * processors at overlapping times.
  */
-public class MultiProcessorTest {
+public class MultiProcessorTest extends AzuriteTest {
   private static final int PARTITIONS = 8;
-  private static Azurite azurite;
-
-  @BeforeClass
-  public static void startAzurite() throws Exception {
-    azurite = Azurite.start();
-  }
-
-  @AfterClass
-  public static void stopAzurite() {
-    azurite.close();
-  }
 
   private static ProcessorCluster cluster(String job) throws Exception {
     Path dir = Files.createTempDirectory("samza-azure-cluster");

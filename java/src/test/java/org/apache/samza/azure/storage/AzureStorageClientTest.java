@@ -17,6 +17,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.samza.azure.AzuriteTest;
 import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.azure.errors.LeaseHeldException;
 import org.apache.samza.azure.errors.LeaseLostException;
@@ -27,26 +28,12 @@ import org.apache.samza.azure.errors.StorageNotFoundException;
 import org.apache.samza.azure.jni.NativeLogBridge;
 import org.apache.samza.azure.testing.Await;
 import org.apache.samza.azure.testing.Azurite;
-import org.junit.AfterClass;
-import org.junit.BeforeClass;
 import org.junit.Test;
 import org.slf4j.LoggerFactory;
 
 /** The Java API over the native core, against a real Azurite. */
-public class AzureStorageClientTest {
+public class AzureStorageClientTest extends AzuriteTest {
   private static final AtomicInteger N = new AtomicInteger();
-  private static Azurite azurite;
-
-  @BeforeClass
-  public static void startAzurite() throws Exception {
-    azurite = Azurite.start();
-  }
-
-  @AfterClass
-  public static void stopAzurite() throws Exception {
-    azurite.close();
-    assertFalse("azurite still running after close", azurite.isAlive());
-  }
 
   private static String container() {
     return "jt" + ProcessHandle.current().pid() + "x" + N.incrementAndGet();

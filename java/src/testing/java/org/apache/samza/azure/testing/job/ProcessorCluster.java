@@ -255,6 +255,8 @@ public final class ProcessorCluster implements AutoCloseable {
     }
     for (File log : logs) {
       String id = log.getName().substring(0, log.getName().length() - 4);
+      List<Hold> mine = new ArrayList<>();
+      List<long[]> messages = new ArrayList<>();
       Map<Integer, Hold> open = new HashMap<>();
       for (String line : Files.readAllLines(log.toPath(), StandardCharsets.UTF_8)) {
         String[] f = line.split(" ");
@@ -266,15 +268,11 @@ public final class ProcessorCluster implements AutoCloseable {
         if (f[0].equals("start")) {
           Hold h = new Hold(id, partition, t);
           open.put(partition, h);
-          all.add(h);
+          mine.add(h);
         } else if (f[0].equals("stop") && open.containsKey(partition)) {
           open.remove(partition).end = t;
-        } else if (f[0].equals("msg") && open.containsKey(partition)) {
-          Hold h = open.get(partition);
-          if (h.messages++ == 0) {
-            h.firstMessage = t;
-          }
-          h.lastMessage = t;
+        } else if (f[0].equals("msg")) {
+          messages.add(new long[] {partition, t});
         }
       }
       Long ended = endedAt.get(id);
@@ -283,8 +281,20 @@ public final class ProcessorCluster implements AutoCloseable {
           h.end = ended;
         }
       }
+      List<Hold> parts = splitAtPauses(mine);
+      for (long[] m : messages) {
+        for (Hold h : parts) {
+          if (h.partition == m[0] && h.start <= m[1] && m[1] <= h.end) {
+            if (h.messages++ == 0) {
+              h.firstMessage = m[1];
+            }
+            h.lastMessage = m[1];
+          }
+        }
+      }
+      all.addAll(parts);
     }
-    return splitAtPauses(all);
+    return all;
   }
 
   /**
@@ -292,7 +302,7 @@ public final class ProcessorCluster implements AutoCloseable {
    * before, and the part after SIGCONT until the container stopped. The second is judged by the
    * messages it processed, which is the double processing that could happen.
    */
-  private List<Hold> splitAtPauses(List<Hold> holds) throws IOException {
+  private List<Hold> splitAtPauses(List<Hold> holds) {
     List<Hold> out = new ArrayList<>();
     for (Hold h : holds) {
       List<long[]> windows = pauses.getOrDefault(h.processor, Collections.<long[]>emptyList());
@@ -309,37 +319,6 @@ public final class ProcessorCluster implements AutoCloseable {
         }
       }
       out.add(rest);
-    }
-    // Recount messages per part from the logs.
-    Map<String, List<Hold>> byProcessor = new HashMap<>();
-    for (Hold h : out) {
-      if (h != null) {
-        byProcessor.computeIfAbsent(h.processor, k -> new ArrayList<>()).add(h);
-      }
-    }
-    for (Map.Entry<String, List<Hold>> e : byProcessor.entrySet()) {
-      for (Hold h : e.getValue()) {
-        h.messages = 0;
-        h.firstMessage = 0;
-        h.lastMessage = 0;
-      }
-      Path log = dir.resolve(e.getKey() + ".log");
-      for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
-        String[] f = line.split(" ");
-        if (f.length != 5 || !f[0].equals("msg")) {
-          continue;
-        }
-        int partition = Integer.parseInt(f[2]);
-        long t = Long.parseLong(f[4]);
-        for (Hold h : e.getValue()) {
-          if (h.partition == partition && h.start <= t && t <= h.end) {
-            if (h.messages++ == 0) {
-              h.firstMessage = t;
-            }
-            h.lastMessage = t;
-          }
-        }
-      }
     }
     return out;
   }
@@ -374,8 +353,12 @@ public final class ProcessorCluster implements AutoCloseable {
 
   /** Partition -> processors holding it now. */
   public Map<Integer, List<String>> owners() throws IOException {
+    return owners(holds());
+  }
+
+  private static Map<Integer, List<String>> owners(List<Hold> holds) {
     Map<Integer, List<String>> owners = new TreeMap<>();
-    for (Hold h : holds()) {
+    for (Hold h : holds) {
       // A frozen (SIGSTOPped, not yet continued) processor holds nothing it can process.
       if (h.end == Long.MAX_VALUE && h.start != Long.MAX_VALUE) {
         owners.computeIfAbsent(h.partition, k -> new ArrayList<>()).add(h.processor);
@@ -390,7 +373,8 @@ public final class ProcessorCluster implements AutoCloseable {
    * message that arrived after {@code sinceMillis}.
    */
   public boolean settled(List<String> expected, long sinceMillis) throws IOException {
-    Map<Integer, List<String>> owners = owners();
+    List<Hold> holds = holds();
+    Map<Integer, List<String>> owners = owners(holds);
     if (owners.size() != partitions) {
       return false;
     }
@@ -404,7 +388,7 @@ public final class ProcessorCluster implements AutoCloseable {
     if (partitions >= expected.size() && perProcessor.size() != expected.size()) {
       return false;
     }
-    for (Hold h : holds()) {
+    for (Hold h : holds) {
       if (h.end == Long.MAX_VALUE && h.start != Long.MAX_VALUE && h.lastMessage <= sinceMillis) {
         return false;
       }
