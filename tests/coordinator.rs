@@ -352,6 +352,52 @@ async fn join_leave_crash_and_leader_failover_keep_one_owner_per_partition() {
     }
 }
 
+/// What the Java leader does when an input's partition count changes: the same members get a
+/// new version, through the whole barrier, and only the leader's request counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_recompute_runs_one_new_version_for_the_same_members() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let follower = if leader == "p1" { "p2" } else { "p1" };
+    c.get(follower).coordinator.request_rebalance();
+    c.get(&leader).coordinator.request_rebalance();
+    let running = |id: &str| {
+        c.get(id)
+            .coordinator
+            .metrics()
+            .running_version
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let start = Instant::now();
+    while running("p1") <= v1 || running("p2") <= v1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no new version after a recompute request"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One request from the leader, one new version: the follower's request was ignored.
+    assert_eq!((running("p1"), running("p2")), (v1 + 1, v1 + 1));
+    let computes: Vec<String> = c
+        .get(&leader)
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e.starts_with(&format!("Compute {{ version: {}", v1 + 1)))
+        .map(|(_, e)| e.clone())
+        .collect();
+    assert_eq!(computes.len(), 1, "{computes:?}");
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in ["p1", "p2"] {
+        c.stop(id).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_fails_with_the_key_named() {
     let storage = Arc::new(azurite().storage());

@@ -63,6 +63,8 @@ enum Command {
         stopped: bool,
     },
     Released,
+    /// Recompute the model for the same members (an input's partition count changed).
+    Rebalance,
     Stop,
 }
 
@@ -191,6 +193,13 @@ impl Coordinator {
         let _ = self.commands.send(Command::Released);
     }
 
+    /// Leader only (ignored otherwise): compute a new model for the current members, because
+    /// something the model is derived from besides membership changed, such as an input's
+    /// partition count. Rebalances already under way are not restarted.
+    pub fn request_rebalance(&self) {
+        let _ = self.commands.send(Command::Rebalance);
+    }
+
     /// Asks the task to leave the group and stop; returns at once. Idempotent.
     pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
@@ -264,6 +273,8 @@ struct Leader {
     /// When the current rebalance was first noticed.
     rebalance_started: Option<Instant>,
     compute_failures: u32,
+    /// A recompute was asked for (see [`Coordinator::request_rebalance`]).
+    recompute: bool,
 }
 
 struct Engine<'a, S: Storage> {
@@ -605,6 +616,13 @@ impl<'a, S: Storage> Engine<'a, S> {
                 }
             }
             Command::Computed { version, result } => self.on_computed(version, result).await?,
+            Command::Rebalance => {
+                if let Some(l) = self.leader.as_mut() {
+                    tracing::info!("recompute requested");
+                    l.recompute = true;
+                    l.next_scan = Instant::now();
+                }
+            }
             Command::Released | Command::Stop => {}
         }
         Ok(())
@@ -638,6 +656,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                     next_scan: Instant::now(),
                     rebalance_started: None,
                     compute_failures: 0,
+                    recompute: false,
                 });
                 self.emit(Event::Leadership { leader: true });
             }
@@ -737,7 +756,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         let mut barrier = None;
         match &mut l.phase {
             LeaderPhase::Idle => {
-                if doc_phase == Phase::Abandoned && !live.is_empty() {
+                if (doc_phase == Phase::Abandoned || l.recompute) && !live.is_empty() {
                     l.rebalance_started.get_or_insert(now);
                     compute = true;
                 } else if !live.is_empty() && (doc_phase == Phase::None || live != published) {
@@ -807,6 +826,8 @@ impl<'a, S: Storage> Engine<'a, S> {
             return;
         };
         tracing::info!(version, members = ?ids(&members), "computing job model");
+        // This compute reads the inputs afresh, which is what a recompute asked for.
+        l.recompute = false;
         l.phase = LeaderPhase::Computing {
             version,
             members: members.clone(),

@@ -197,6 +197,19 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorRelease
 }
 
 #[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorRebalance<'l>(
+    mut env: EnvUnowned<'l>,
+    _c: JClass<'l>,
+    h: jlong,
+) {
+    env.with_env(|_| -> BridgeResult<()> {
+        coordinator(h)?.coordinator.request_rebalance();
+        Ok(())
+    })
+    .resolve::<Throw>()
+}
+
+#[unsafe(no_mangle)]
 pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorStop<'l>(
     mut env: EnvUnowned<'l>,
     _c: JClass<'l>,

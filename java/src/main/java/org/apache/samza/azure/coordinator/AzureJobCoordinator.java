@@ -5,13 +5,17 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.config.Config;
+import org.apache.samza.config.StorageConfig;
 import org.apache.samza.coordinator.JobCoordinator;
 import org.apache.samza.coordinator.JobCoordinatorListener;
 import org.apache.samza.job.model.ContainerModel;
 import org.apache.samza.job.model.JobModel;
 import org.apache.samza.metrics.MetricsRegistry;
+import org.apache.samza.system.SystemStream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -32,6 +36,8 @@ public final class AzureJobCoordinator implements JobCoordinator {
   };
   private static final String[] NATIVE_KEYS = {"job.name", "job.id"};
   private static final long POLL_MILLIS = 500;
+  static final String PARTITION_WATCH_MS = "job.coordinator.monitor-partition-change.frequency.ms";
+  private static final long DEFAULT_PARTITION_WATCH_MS = 300_000;
 
   private final String processorId;
   private final Config config;
@@ -45,15 +51,48 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private volatile JobModel jobModel;
   private volatile ProcessingFence fence;
 
+  /** 0: input partition counts are not watched. */
+  private final long partitionWatchMillis;
+
   // Touched only by the event thread.
   private ContainerModel running;
   private boolean containerStopped = true;
+  private boolean leading;
+  private long jobModelVersion;
+  private long nextPartitionCheck;
 
   public AzureJobCoordinator(String processorId, Config config, MetricsRegistry registry) {
     this.processorId = Objects.requireNonNull(processorId, "processorId");
     this.config = Objects.requireNonNull(config, "config");
     this.metrics = new CoordinatorMetrics(registry);
     this.models = new JobModels(config, registry);
+    this.partitionWatchMillis = partitionWatchMillis(config);
+  }
+
+  /**
+   * Samza's own key and default. Like ZkJobCoordinator, jobs with durable stores are not watched:
+   * new partitions would change the task-to-changelog mapping under their state.
+   */
+  static long partitionWatchMillis(Config config) {
+    long ms;
+    try {
+      ms = config.getLong(PARTITION_WATCH_MS, DEFAULT_PARTITION_WATCH_MS);
+    } catch (NumberFormatException e) {
+      throw new AzureConfigException(
+          PARTITION_WATCH_MS
+              + " must be a whole number of milliseconds, got '"
+              + config.get(PARTITION_WATCH_MS)
+              + "'");
+    }
+    if (ms < 0) {
+      throw new AzureConfigException(
+          PARTITION_WATCH_MS + " must be 0 (off) or a positive number of milliseconds, got " + ms);
+    }
+    if (ms > 0 && new StorageConfig(config).hasDurableStores()) {
+      LOG.info("Not watching input partition counts: the job has durable stores");
+      return 0;
+    }
+    return ms;
   }
 
   /** Only the keys the native side reads cross the boundary; nothing else of the config. */
@@ -129,7 +168,9 @@ public final class AzureJobCoordinator implements JobCoordinator {
     try {
       while (true) {
         String[] event = c.nextEvent(POLL_MILLIS);
-        metrics.update(c.metrics());
+        long[] m = c.metrics();
+        metrics.update(m);
+        watchPartitions(c, m[2]);
         if (event == null) {
           continue;
         }
@@ -169,6 +210,8 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private void handle(NativeCoordinator c, String[] event) {
     switch (event[0]) {
       case "leader":
+        leading = "1".equals(event[1]);
+        nextPartitionCheck = System.nanoTime() + partitionWatchMillis * 1_000_000L;
         LOG.info(
             "Processor {} {} the leader",
             processorId,
@@ -194,6 +237,34 @@ public final class AzureJobCoordinator implements JobCoordinator {
         break;
       default:
         throw new IllegalStateException("unknown coordinator event " + event[0]);
+    }
+  }
+
+  /**
+   * Leader only: when an input of the running model gained or lost partitions, asks for a new
+   * model. A failed look-up is retried at the next check; the running model stays in force
+   * meanwhile.
+   */
+  private void watchPartitions(NativeCoordinator c, long newestVersion) {
+    JobModel model = jobModel;
+    if (!leading
+        || partitionWatchMillis == 0
+        || model == null
+        // A newer version is on its way; it may already hold the change.
+        || jobModelVersion != newestVersion
+        || System.nanoTime() - nextPartitionCheck < 0) {
+      return;
+    }
+    nextPartitionCheck = System.nanoTime() + partitionWatchMillis * 1_000_000L;
+    try {
+      Set<SystemStream> changed = models.partitionCountChanges(model);
+      if (!changed.isEmpty()) {
+        LOG.info("Partition count of inputs {} changed; asking for a new job model", changed);
+        metrics.partitionCountChanges.inc();
+        c.requestRebalance();
+      }
+    } catch (RuntimeException e) {
+      LOG.warn("Could not read the partition counts of the inputs; will try again", e);
     }
   }
 
@@ -225,6 +296,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
 
   private void start(long version, JobModel model) {
     jobModel = model;
+    jobModelVersion = version;
     ContainerModel next = model.getContainers().get(processorId);
     if (next == null) {
       LOG.info("Job model version {} gives processor {} no work", version, processorId);

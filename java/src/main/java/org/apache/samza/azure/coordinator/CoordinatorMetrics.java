@@ -23,6 +23,10 @@ public final class CoordinatorMetrics {
   private final Counter storageErrors;
   private final Timer storageLatency;
   private final Gauge<Long> lastRebalanceMs;
+
+  /** Counted on the Java side: the leader saw an input's partition count change. */
+  final Counter partitionCountChanges;
+
   private long seenRequests;
   private long seenLatencyMicros;
 
@@ -38,6 +42,7 @@ public final class CoordinatorMetrics {
     storageErrors = registry.newCounter(GROUP, "storage-errors");
     storageLatency = registry.newTimer(GROUP, "storage-latency-us");
     lastRebalanceMs = registry.newGauge(GROUP, "last-rebalance-duration-ms", 0L);
+    partitionCountChanges = registry.newCounter(GROUP, "partition-count-changes");
   }
 
   /** {@code m} is the array documented on {@code Native.coordinatorMetrics}. */

@@ -3,12 +3,16 @@ package org.apache.samza.azure.coordinator;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.apache.samza.SamzaException;
 import org.apache.samza.config.Config;
 import org.apache.samza.config.MapConfig;
+import org.apache.samza.config.TaskConfig;
 import org.apache.samza.container.TaskName;
 import org.apache.samza.container.grouper.task.GrouperMetadataImpl;
 import org.apache.samza.coordinator.JobModelCalculator;
@@ -21,6 +25,8 @@ import org.apache.samza.runtime.LocationId;
 import org.apache.samza.serializers.model.SamzaObjectMapper;
 import org.apache.samza.system.StreamMetadataCache;
 import org.apache.samza.system.SystemAdmins;
+import org.apache.samza.system.SystemStream;
+import org.apache.samza.system.SystemStreamMetadata;
 import org.apache.samza.system.SystemStreamPartition;
 import org.apache.samza.util.SystemClock;
 
@@ -59,14 +65,47 @@ final class JobModels implements AutoCloseable {
     return new MapConfig(copy);
   }
 
-  /** The model for {@code processors}, given the previous one (null if none), as JSON. */
-  String compute(List<String> processors, JobModel previous) {
+  private StreamMetadataCache metadataCache() {
     if (metadataCache == null) {
       systemAdmins = new SystemAdmins(config, getClass().getSimpleName());
       systemAdmins.start();
       metadataCache =
           new StreamMetadataCache(systemAdmins, METADATA_CACHE_TTL_MS, SystemClock.instance());
     }
+    return metadataCache;
+  }
+
+  /**
+   * The input streams whose partition count now differs from the number of their partitions that
+   * {@code model} assigns. Judged against the model itself rather than a count taken when watching
+   * began, so a change between that moment and the model's computation is not missed.
+   */
+  Set<SystemStream> partitionCountChanges(JobModel model) {
+    Map<SystemStream, Set<Integer>> assigned = new HashMap<>();
+    for (ContainerModel container : model.getContainers().values()) {
+      for (TaskModel task : container.getTasks().values()) {
+        for (SystemStreamPartition ssp : task.getSystemStreamPartitions()) {
+          assigned
+              .computeIfAbsent(ssp.getSystemStream(), k -> new HashSet<>())
+              .add(ssp.getPartition().getPartitionId());
+        }
+      }
+    }
+    Set<SystemStream> inputs = new TaskConfig(config).getAllInputStreams();
+    Set<SystemStream> changed = new HashSet<>();
+    for (SystemStream stream : inputs) {
+      SystemStreamMetadata m = metadataCache().getSystemStreamMetadata(stream, true);
+      int current = m == null ? 0 : m.getSystemStreamPartitionMetadata().size();
+      if (current != assigned.getOrDefault(stream, Collections.emptySet()).size()) {
+        changed.add(stream);
+      }
+    }
+    return changed;
+  }
+
+  /** The model for {@code processors}, given the previous one (null if none), as JSON. */
+  String compute(List<String> processors, JobModel previous) {
+    StreamMetadataCache metadataCache = metadataCache();
     // The processor list reaches the groupers only through the locality map's keys.
     Map<String, LocationId> processorLocality = new HashMap<>();
     for (String p : processors) {

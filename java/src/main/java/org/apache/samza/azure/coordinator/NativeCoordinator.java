@@ -46,6 +46,10 @@ final class NativeCoordinator extends NativeHandle {
     run(Native::coordinatorReleased);
   }
 
+  void requestRebalance() {
+    run(Native::coordinatorRebalance);
+  }
+
   void stop() {
     run(Native::coordinatorStop);
   }

@@ -113,6 +113,9 @@ public final class Native {
 
   public static native void coordinatorReleased(long handle);
 
+  /** Leader only: recompute the model for the same members. */
+  public static native void coordinatorRebalance(long handle);
+
   public static native void coordinatorStop(long handle);
 
   public static native long[] coordinatorMetrics(long handle);

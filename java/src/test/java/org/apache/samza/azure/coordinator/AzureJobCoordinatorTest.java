@@ -183,4 +183,23 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
       assertTrue(e.getMessage(), e.getMessage().contains("soon"));
     }
   }
+
+  @Test
+  public void badPartitionWatchIntervalIsNamed() throws Exception {
+    for (String bad : new String[] {"often", "-1"}) {
+      Map<String, String> config = config("jc" + JOBS.incrementAndGet());
+      config.put(AzureJobCoordinator.PARTITION_WATCH_MS, bad);
+      try {
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("p", new MapConfig(config), new MetricsRegistryMap(), null);
+        fail("expected a config error for " + bad);
+      } catch (AzureConfigException e) {
+        assertTrue(e.getMessage(), e.getMessage().contains(AzureJobCoordinator.PARTITION_WATCH_MS));
+        assertTrue(e.getMessage(), e.getMessage().contains(bad.replace("-", "")));
+      }
+    }
+    Map<String, String> off = config("jc" + JOBS.incrementAndGet());
+    off.put(AzureJobCoordinator.PARTITION_WATCH_MS, "0");
+    assertEquals(0, AzureJobCoordinator.partitionWatchMillis(new MapConfig(off)));
+  }
 }

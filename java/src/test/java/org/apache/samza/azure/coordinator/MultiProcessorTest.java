@@ -30,6 +30,8 @@ public class MultiProcessorTest extends AzuriteTest {
     Path dir = Files.createTempDirectory("samza-azure-cluster");
     Map<String, String> config = new HashMap<>(azurite.config());
     config.put("job.name", job);
+    // Samza's default is 5 minutes; the leader checks the inputs' partition counts every second.
+    config.put(AzureJobCoordinator.PARTITION_WATCH_MS, "1000");
     List<String> jvmArgs =
         new ArrayList<>(Arrays.asList(System.getProperty("samza.azure.test.jvmargs").split(" ")));
     return new ProcessorCluster(
@@ -71,6 +73,10 @@ public class MultiProcessorTest extends AzuriteTest {
 
       c.start("p4");
       awaitSettled(c, "p4 joining", Arrays.asList("p1", "p2", "p3", "p4"));
+
+      // The leader notices the 9th partition and hands it out; settled() wants all 9 owned.
+      c.addPartition();
+      awaitSettled(c, "an input partition added", Arrays.asList("p1", "p2", "p3", "p4"));
 
       String leader = c.leader();
       assertNotNull("one processor leads", leader);

@@ -30,7 +30,7 @@ import org.apache.samza.azure.storage.AzureStorageClient;
 public final class ProcessorCluster implements AutoCloseable {
   private final Path dir;
   private final Path configFile;
-  private final int partitions;
+  private volatile int partitions;
   private final List<String> jvmArgs;
   private final String classpath;
   private final Map<String, Process> processes = new ConcurrentHashMap<>();
@@ -112,6 +112,12 @@ public final class ProcessorCluster implements AutoCloseable {
     } catch (IOException | InterruptedException e) {
       // stopped
     }
+  }
+
+  /** Adds partition n (n = the current count) to the input, and feeds it from now on. */
+  public void addPartition() throws IOException {
+    Files.createFile(dir.resolve("input").resolve("input").resolve(String.valueOf(partitions)));
+    partitions++;
   }
 
   public void start(String id) throws IOException {
