@@ -149,6 +149,15 @@ public final class FailoverBench {
       } else if (!kind.equals("azure")) {
         throw new IllegalArgumentException("coordinator must be azure, zk or upstream: " + kind);
       }
+      // Arguments after the bound are config overrides, key=value, e.g. other timings.
+      for (String kv : Arrays.asList(args).subList(Math.min(4, args.length), args.length)) {
+        int eq = kv.indexOf('=');
+        if (eq <= 0) {
+          throw new IllegalArgumentException("expected key=value, got '" + kv + "'");
+        }
+        config.put(kv.substring(0, eq), kv.substring(eq + 1));
+        say("override: " + kv);
+      }
       try (ProcessorCluster c =
           new ProcessorCluster(dir.resolve("job"), config, PARTITIONS, jvmArgs, classpath)) {
         if (kind.equals("zk")) {
