@@ -319,6 +319,19 @@ async fn join_leave_crash_and_leader_failover_keep_one_owner_per_partition() {
     }
     let (v1, t) = c.settled(0, Duration::from_secs(20)).await;
     eprintln!("3 processors running v{v1} after {t:?}");
+    // The job's first version owes no barrier: nothing can be running yet.
+    for p in &c.procs {
+        let events = p.events.lock().unwrap();
+        let first = events
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .find(|e| e.starts_with("Prepare") || e.starts_with("Start"));
+        assert!(
+            first.is_some_and(|e| e.starts_with("Start")),
+            "{}: {first:?}",
+            p.id
+        );
+    }
 
     c.spawn("p4");
     let (v2, t) = c.settled(v1, Duration::from_secs(20)).await;

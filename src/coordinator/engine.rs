@@ -578,7 +578,13 @@ impl<'a, S: Storage> Engine<'a, S> {
                     model: model(),
                 });
             }
-            Phase::Done if v == self.acked && self.started < v && self.preparing.is_none() => {
+            // Started after acknowledging, or, owing no acknowledgement, with nothing running
+            // (the job's first version, or a processor that joined after it was computed).
+            Phase::Done
+                if self.started < v
+                    && self.preparing.is_none()
+                    && (v == self.acked || (self.running == 0 && !self.doc.must_ack(&self.me))) =>
+            {
                 tracing::info!(
                     version = v,
                     member = self.doc.is_member(&self.me),
@@ -879,12 +885,30 @@ impl<'a, S: Storage> Engine<'a, S> {
         };
         l.compute_failures = 0;
         let lease = l.lease;
-        let doc = ModelDocument::new(version, &self.me, members, must_ack, model);
+        // The job's first version: no container can be running anywhere (they only start on
+        // a done version), so there is nothing to wait for. It goes out done, with nobody
+        // owing an acknowledgement.
+        let first = self.doc.phase() == Phase::None;
+        let doc = if first {
+            ModelDocument::new(version, &self.me, members, Vec::new(), model)
+                .with_phase(Phase::Done)
+        } else {
+            ModelDocument::new(version, &self.me, members, must_ack, model)
+        };
         if self.publish(doc, lease).await? {
             self.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
             let deadline = Instant::now() + self.timing.barrier_timeout;
             if let Some(l) = self.leader.as_mut() {
-                l.phase = LeaderPhase::Barrier { deadline };
+                if first {
+                    if let Some(t) = l.rebalance_started.take() {
+                        self.metrics
+                            .last_rebalance_ms
+                            .store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
+                    l.phase = LeaderPhase::Idle;
+                } else {
+                    l.phase = LeaderPhase::Barrier { deadline };
+                }
             }
         } else if let Some(l) = self.leader.as_mut() {
             l.phase = LeaderPhase::Idle;

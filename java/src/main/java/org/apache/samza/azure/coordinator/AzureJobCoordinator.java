@@ -57,6 +57,10 @@ public final class AzureJobCoordinator implements JobCoordinator {
   // Touched only by the event thread.
   private ContainerModel running;
   private boolean containerStopped = true;
+
+  /** onJobModelExpired was called since the last onNewJobModel (StreamProcessor needs it). */
+  private boolean expired;
+
   private boolean leading;
   private long jobModelVersion;
   private long nextPartitionCheck;
@@ -308,8 +312,13 @@ public final class AzureJobCoordinator implements JobCoordinator {
           version,
           processorId,
           next.getTasks().keySet());
+      if (!expired) {
+        // A version owing no acknowledgement (the job's first) comes without a prepare.
+        listener().onJobModelExpired();
+      }
       running = next;
       containerStopped = false;
+      expired = false;
       fence.arm();
       listener().onNewJobModel(processorId, model);
     }
@@ -317,9 +326,10 @@ public final class AzureJobCoordinator implements JobCoordinator {
 
   /** Stops the container (synchronously, in StreamProcessor) if one may be running. */
   private void expire() {
-    if (!containerStopped || running == null) {
+    if (!containerStopped || !expired) {
       // Also before the first model: StreamProcessor only accepts a model after an expiry.
       listener().onJobModelExpired();
+      expired = true;
     }
     running = null;
     containerStopped = true;
