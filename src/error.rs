@@ -28,6 +28,9 @@ pub enum ErrorKind {
     BadRequest,
     /// A bug: panic, broken invariant, unexpected response.
     Internal,
+    /// A newer owner holds what this party wrote to (a task's checkpoints); storage refused
+    /// the write and nothing of it was applied.
+    Fenced,
 }
 
 impl ErrorKind {
@@ -45,10 +48,11 @@ impl ErrorKind {
             ErrorKind::Authentication => "AUTHENTICATION",
             ErrorKind::BadRequest => "BAD_REQUEST",
             ErrorKind::Internal => "INTERNAL",
+            ErrorKind::Fenced => "FENCED",
         }
     }
 
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Config,
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
@@ -60,6 +64,7 @@ impl ErrorKind {
         ErrorKind::Authentication,
         ErrorKind::BadRequest,
         ErrorKind::Internal,
+        ErrorKind::Fenced,
     ];
 
     /// Worth retrying after a backoff.

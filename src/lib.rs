@@ -2,6 +2,7 @@
 //!
 //! The core is plain Rust with no JNI types; `jni` is the only module that touches the JVM.
 
+pub mod checkpoint;
 pub mod config;
 pub mod coordination;
 pub mod coordinator;

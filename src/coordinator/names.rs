@@ -17,6 +17,8 @@ pub struct JobNames {
     pub container: String,
     /// Table of the job's membership rows (letters and digits only).
     pub table: String,
+    /// Table of the job's task checkpoints.
+    pub checkpoint_table: String,
 }
 
 fn fnv1a64(parts: &[&str]) -> u64 {
@@ -66,9 +68,18 @@ impl JobNames {
             .take(42)
             .collect();
         let table = format!("samza{alnum}{hash}");
+        // Its own hash, so it cannot equal the membership table even for contrived names.
+        let short: String = alnum.chars().take(40).collect();
+        let checkpoint_hash = fnv1a64(&[job_name, job_id, "checkpoints"]);
+        let checkpoint_table = format!("samzacp{short}{checkpoint_hash:016x}");
         validate_container(&container)?;
         validate_table(&table)?;
-        Ok(JobNames { container, table })
+        validate_table(&checkpoint_table)?;
+        Ok(JobNames {
+            container,
+            table,
+            checkpoint_table,
+        })
     }
 
     pub fn job_model_blob(&self) -> BlobRef {
@@ -102,6 +113,7 @@ mod tests {
             let names = JobNames::new(n, i).unwrap();
             assert!(seen.insert(names.container.clone()), "{n}/{i}");
             assert!(seen.insert(names.table.clone()), "{n}/{i}");
+            assert!(seen.insert(names.checkpoint_table.clone()), "{n}/{i}");
         }
     }
 
@@ -110,6 +122,7 @@ mod tests {
         let long = "x".repeat(500);
         let n = JobNames::new(&long, "7").unwrap();
         assert!(n.container.len() <= 63 && n.table.len() <= 63);
+        assert!(n.checkpoint_table.len() <= 63, "{}", n.checkpoint_table);
         let n = JobNames::new("---", "__").unwrap();
         assert!(n.container.starts_with("samza-"), "{}", n.container);
         let n = JobNames::new("日本", "1").unwrap();

@@ -29,6 +29,7 @@ pub fn exception_class(kind: ErrorKind) -> String {
         ErrorKind::Authentication => "StorageAuthenticationException",
         ErrorKind::BadRequest => "StorageBadRequestException",
         ErrorKind::Internal => "AzureCoordinationException",
+        ErrorKind::Fenced => "FencedWriteException",
     };
     format!("{PKG}{simple}")
 }

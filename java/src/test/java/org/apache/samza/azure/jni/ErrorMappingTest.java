@@ -10,6 +10,7 @@ import org.apache.samza.SamzaException;
 import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.azure.errors.AzureCoordinationException;
 import org.apache.samza.azure.errors.LeaseHeldException;
+import org.apache.samza.azure.errors.FencedWriteException;
 import org.apache.samza.azure.errors.LeaseLostException;
 import org.apache.samza.azure.errors.NativePanicException;
 import org.apache.samza.azure.errors.OutcomeUnknownException;
@@ -38,6 +39,7 @@ public class ErrorMappingTest {
     expected.put("AUTHENTICATION", StorageAuthenticationException.class);
     expected.put("BAD_REQUEST", StorageBadRequestException.class);
     expected.put("INTERNAL", AzureCoordinationException.class);
+    expected.put("FENCED", FencedWriteException.class);
     for (Map.Entry<String, Class<? extends AzureCoordinationException>> e : expected.entrySet()) {
       try {
         Native.testThrow(e.getKey(), "detail for " + e.getKey());
