@@ -16,8 +16,55 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
+use crate::coordinator::names::JobNames;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode};
+
+pub const KEY_UPSTREAM_READ: &str = "task.checkpoint.azure.upstream.read";
+pub const KEY_UPSTREAM_TABLE: &str = "task.checkpoint.azure.upstream.table";
+
+/// What the checkpoint manager reads from the job's config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    pub table: String,
+    /// Where upstream samza-azure kept this job's checkpoints, if they are to be read.
+    pub upstream_table: Option<String>,
+}
+
+impl CheckpointConfig {
+    pub fn from_map(config: &HashMap<String, String>) -> Result<Self> {
+        let name = config
+            .get(KEY_JOB_NAME)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| Error::config(KEY_JOB_NAME, "a non-empty job name"))?;
+        let id = config.get(KEY_JOB_ID).map(String::as_str).unwrap_or("1");
+        let read = match config.get(KEY_UPSTREAM_READ).map(|s| s.trim()) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(Error::config(
+                    KEY_UPSTREAM_READ,
+                    format!("true or false, got '{other}'"),
+                ))
+            }
+        };
+        let upstream_table = match config.get(KEY_UPSTREAM_TABLE) {
+            Some(t) => {
+                crate::storage::names::validate_table(t)
+                    .map_err(|e| Error::config(KEY_UPSTREAM_TABLE, e.message()))?;
+                t.clone()
+            }
+            None => upstream_table(name),
+        };
+        Ok(CheckpointConfig {
+            table: JobNames::new(name, id)?.checkpoint_table,
+            // A job name with no letters or digits gave upstream no valid table either.
+            upstream_table: (read && crate::storage::names::validate_table(&upstream_table).is_ok())
+                .then_some(upstream_table),
+        })
+    }
+}
 
 const OWNER_ROW: &str = "owner";
 /// UTF-16 code units per string property: the Table service allows 64 KiB per property.
@@ -586,6 +633,29 @@ mod tests {
             .err()
             .expect("incomplete");
         assert!(err.message().contains("incomplete"), "{err}");
+    }
+
+    #[test]
+    fn config_names_bad_values_and_derives_tables() {
+        let map = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = CheckpointConfig::from_map(&map(&[("job.name", "my-job")])).unwrap();
+        assert_eq!(c.upstream_table.as_deref(), Some("myjob"));
+        assert!(c.table.starts_with("samzacpmyjob1"), "{}", c.table);
+        let off = map(&[("job.name", "j"), (KEY_UPSTREAM_READ, "false")]);
+        assert_eq!(CheckpointConfig::from_map(&off).unwrap().upstream_table, None);
+        let bad = map(&[("job.name", "j"), (KEY_UPSTREAM_READ, "yes")]);
+        let e = CheckpointConfig::from_map(&bad).unwrap_err();
+        assert!(e.message().contains(KEY_UPSTREAM_READ) && e.message().contains("yes"));
+        let bad = map(&[("job.name", "j"), (KEY_UPSTREAM_TABLE, "no-dashes")]);
+        let e = CheckpointConfig::from_map(&bad).unwrap_err();
+        assert!(e.message().contains(KEY_UPSTREAM_TABLE), "{e}");
+        let e = CheckpointConfig::from_map(&map(&[])).unwrap_err();
+        assert!(e.message().contains("job.name"));
     }
 
     #[test]

@@ -102,11 +102,21 @@ pub(super) fn string_array<'l>(
     env: &mut Env<'l>,
     items: impl ExactSizeIterator<Item = String>,
 ) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    nullable_string_array(env, items.map(Some))
+}
+
+/// Like [`string_array`], with `None` as a Java null.
+pub(super) fn nullable_string_array<'l>(
+    env: &mut Env<'l>,
+    items: impl ExactSizeIterator<Item = Option<String>>,
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
     let arr = JObjectArray::<JString>::new(env, items.len(), JString::null())?;
     for (i, text) in items.enumerate() {
-        let s = env.new_string(text)?;
-        arr.set_element(env, i, &s)?;
-        env.delete_local_ref(s);
+        if let Some(text) = text {
+            let s = env.new_string(text)?;
+            arr.set_element(env, i, &s)?;
+            env.delete_local_ref(s);
+        }
     }
     Ok(arr)
 }

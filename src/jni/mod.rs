@@ -6,6 +6,7 @@
 //! in, and native log records are pulled by a Java thread ([`crate::logging::poll`]).
 #![deny(clippy::unwrap_used)]
 
+mod checkpoint;
 mod coordinator;
 mod error;
 mod exports;

@@ -50,6 +50,9 @@ import org.slf4j.LoggerFactory;
  * generator, else a random UUID.
  */
 public final class AzureApplicationRunner implements ApplicationRunner {
+  /** Samza's key (deprecated there in favour of id generators, still what it reads). */
+  static final String PROCESSOR_ID = "processor.id";
+
   private static final Logger LOG = LoggerFactory.getLogger(AzureApplicationRunner.class);
   private static final String FACTORY_KEY = "job.coordinator.factory";
   private static final String METADATA_STORE_FACTORY = "metadata.store.factory";
@@ -140,8 +143,13 @@ public final class AzureApplicationRunner implements ApplicationRunner {
     }
   }
 
-  private StreamProcessor createProcessor(Config jobConfig, Optional<ExternalContext> context) {
-    String processorId = processorId(jobConfig);
+  private StreamProcessor createProcessor(Config config, Optional<ExternalContext> context) {
+    String processorId = processorId(config);
+    // The container's config is this one: its checkpoint manager finds the processor (and so
+    // the generation fencing its writes) by processor.id.
+    Map<String, String> withId = new HashMap<>(config);
+    withId.put(PROCESSOR_ID, processorId);
+    Config jobConfig = new MapConfig(withId);
     // Each message first checks that this processor still holds its partitions.
     TaskFactory<?> taskFactory =
         FencedTasks.wrap(TaskFactoryUtil.getTaskFactory(appDesc), processorId, jobConfig);

@@ -1,13 +1,13 @@
 package org.apache.samza.azure.coordinator;
 
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.samza.azure.errors.AzureConfigException;
+import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.config.Config;
 import org.apache.samza.config.StorageConfig;
 import org.apache.samza.coordinator.JobCoordinator;
@@ -101,18 +101,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
 
   /** Only the keys the native side reads cross the boundary; nothing else of the config. */
   public static Map<String, String> nativeConfig(Config config) {
-    Map<String, String> out = new HashMap<>();
-    for (Map.Entry<String, String> e : config.entrySet()) {
-      String k = e.getKey();
-      boolean wanted = Arrays.asList(NATIVE_KEYS).contains(k);
-      for (String prefix : NATIVE_PREFIXES) {
-        wanted |= k.startsWith(prefix);
-      }
-      if (wanted && e.getValue() != null) {
-        out.put(k, e.getValue());
-      }
-    }
-    return out;
+    return ConfigArrays.select(config, NATIVE_KEYS, NATIVE_PREFIXES);
   }
 
   @Override
@@ -319,7 +308,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
       running = next;
       containerStopped = false;
       expired = false;
-      fence.arm();
+      fence.arm(version);
       listener().onNewJobModel(processorId, model);
     }
   }

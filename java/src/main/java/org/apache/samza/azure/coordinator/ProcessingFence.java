@@ -24,6 +24,7 @@ public final class ProcessingFence {
   private volatile long epoch = -1;
   private volatile long allowedUntil = Long.MIN_VALUE;
   private volatile boolean closed;
+  private volatile long generation;
 
   private ProcessingFence(NativeCoordinator coordinator) {
     this.coordinator = coordinator;
@@ -40,13 +41,25 @@ public final class ProcessingFence {
     BY_PROCESSOR.remove(processorId, this);
   }
 
+  /**
+   * The JobModel version the running container started with: the generation that fences its tasks'
+   * checkpoints against a later owner (0 before any).
+   */
+  public long generation() {
+    return generation;
+  }
+
   /** The fence of a processor coordinated by us in this JVM, or null. */
   public static ProcessingFence of(String processorId) {
     return BY_PROCESSOR.get(processorId);
   }
 
-  /** Called before a container starts: it may process until the next fence. */
-  void arm() {
+  /**
+   * Called before a container starts with JobModel {@code version}: it may process until the next
+   * fence, and its tasks' checkpoints are written under that version.
+   */
+  void arm(long version) {
+    generation = version;
     long[] f = coordinator.fence();
     epoch = f[0];
     allowedUntil = System.nanoTime() + f[1];

@@ -126,6 +126,29 @@ public final class Native {
   /** {@code [container, table]} holding a job's coordination state. */
   public static native String[] jobStorageNames(String jobName, String jobId);
 
+  // ---- checkpoints (use org.apache.samza.azure.checkpoint) ----
+
+  public static native long checkpointOpen(String[] keys, String[] values, String processorId);
+
+  public static native void checkpointClose(long handle);
+
+  public static native String checkpointTable(long handle);
+
+  public static native void checkpointCreate(long handle);
+
+  /** Takes the task for {@code generation} (0: no generation, nothing fenced). */
+  public static native void checkpointClaim(long handle, String task, long generation);
+
+  /** {@code [version, text, ...]}. */
+  public static native String[] checkpointRead(long handle, String task);
+
+  public static native void checkpointWrite(long handle, String task, int version, String text);
+
+  /** {@code [row key, offset or null, ...]} from upstream samza-azure's table. */
+  public static native String[] checkpointUpstream(long handle, String task);
+
+  public static native void checkpointClear(long handle, String[] tasks);
+
   // ---- coordination utils (use org.apache.samza.azure.coordination) ----
 
   public static native long utilsOpen(String[] keys, String[] values, String groupId);

@@ -1,0 +1,257 @@
+package org.apache.samza.azure.checkpoint;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.LongSupplier;
+import org.apache.samza.Partition;
+import org.apache.samza.SamzaException;
+import org.apache.samza.azure.coordinator.ProcessingFence;
+import org.apache.samza.azure.errors.FencedWriteException;
+import org.apache.samza.azure.jni.ConfigArrays;
+import org.apache.samza.checkpoint.Checkpoint;
+import org.apache.samza.checkpoint.CheckpointManager;
+import org.apache.samza.checkpoint.CheckpointV1;
+import org.apache.samza.checkpoint.CheckpointV2;
+import org.apache.samza.config.ApplicationConfig;
+import org.apache.samza.config.Config;
+import org.apache.samza.config.TaskConfig;
+import org.apache.samza.container.TaskName;
+import org.apache.samza.metrics.MetricsRegistry;
+import org.apache.samza.serializers.CheckpointV1Serde;
+import org.apache.samza.serializers.CheckpointV2Serde;
+import org.apache.samza.system.SystemStreamPartition;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Task checkpoints in Azure Table Storage (storage logic in the native core; see docs/protocol.md,
+ * "Checkpoints"). Writes {@link CheckpointV1} and {@link CheckpointV2}, each in one atomic
+ * transaction; reads follow {@code task.checkpoint.read.versions}. When the processor runs under
+ * our coordinator, each write is fenced by the JobModel version its container started with, so a
+ * processor that lost a task cannot overwrite the new owner's checkpoint. A task with no checkpoint
+ * of ours is read from upstream samza-azure's table, so switching does not reprocess.
+ */
+public final class AzureCheckpointManager implements CheckpointManager {
+  private static final Logger LOG = LoggerFactory.getLogger(AzureCheckpointManager.class);
+  private static final String[] NATIVE_KEYS = {"job.name", "job.id"};
+  private static final String[] NATIVE_PREFIXES = {
+    "azure.storage.", "sensitive.azure.storage.", "task.checkpoint.azure."
+  };
+
+  private final Map<String, String> nativeConfig;
+  private final String processorId;
+  private final List<Short> readVersions;
+  private final CheckpointMetrics metrics;
+  private final Set<TaskName> tasks = ConcurrentHashMap.newKeySet();
+  private final ObjectMapper json = new ObjectMapper();
+  private final CheckpointV1Serde v1 = new CheckpointV1Serde();
+  private final CheckpointV2Serde v2 = new CheckpointV2Serde();
+  private final LongSupplier generation;
+  private volatile NativeCheckpoints store;
+
+  public AzureCheckpointManager(Config config, MetricsRegistry registry) {
+    this(config, registry, null);
+  }
+
+  /**
+   * @param generation the JobModel version fencing this container's writes; null: ask our
+   *     coordinator (0 when the processor does not run under it)
+   */
+  AzureCheckpointManager(Config config, MetricsRegistry registry, LongSupplier generation) {
+    this.nativeConfig = ConfigArrays.select(config, NATIVE_KEYS, NATIVE_PREFIXES);
+    String id = new ApplicationConfig(config).getProcessorId();
+    this.processorId = id == null ? "unidentified-" + UUID.randomUUID() : id;
+    this.readVersions = new TaskConfig(config).getCheckpointReadVersions();
+    this.metrics = new CheckpointMetrics(registry);
+    this.generation =
+        generation != null
+            ? generation
+            : () -> {
+              ProcessingFence fence = ProcessingFence.of(processorId);
+              return fence == null ? 0 : fence.generation();
+            };
+    // Bad config fails here, naming the key, before any container work.
+    NativeCheckpoints.open(nativeConfig, processorId).close();
+  }
+
+  @Override
+  public void createResources() {
+    try (NativeCheckpoints s = NativeCheckpoints.open(nativeConfig, processorId)) {
+      s.createResources();
+    }
+  }
+
+  @Override
+  public void register(TaskName taskName) {
+    tasks.add(taskName);
+  }
+
+  /** Creates the table if needed and takes every registered task for this container. */
+  @Override
+  public synchronized void start() {
+    if (store == null) {
+      store = NativeCheckpoints.open(nativeConfig, processorId);
+    }
+    store.createResources();
+    long generation = this.generation.getAsLong();
+    if (generation == 0) {
+      LOG.warn(
+          "Processor {} does not run under AzureJobCoordinator: its checkpoint writes are not"
+              + " fenced by a job model version (the latest claim of a task wins)",
+          processorId);
+    }
+    for (TaskName task : tasks) {
+      store.claim(task.getTaskName(), generation);
+    }
+    LOG.info(
+        "Checkpoints of {} tasks in table {} (processor {}, job model version {})",
+        tasks.size(),
+        store.table(),
+        processorId,
+        generation);
+  }
+
+  @Override
+  public Checkpoint readLastCheckpoint(TaskName taskName) {
+    NativeCheckpoints s = started(taskName);
+    long t0 = System.nanoTime();
+    String[] read = s.read(taskName.getTaskName());
+    Map<Short, String> byVersion = new HashMap<>();
+    for (int i = 0; i + 1 < read.length; i += 2) {
+      byVersion.put(Short.valueOf(read[i]), read[i + 1]);
+    }
+    Checkpoint checkpoint = null;
+    for (Short version : readVersions) {
+      String text = byVersion.get(version);
+      if (text != null) {
+        checkpoint = parse(taskName, version, text);
+        break;
+      }
+    }
+    if (checkpoint == null && byVersion.isEmpty()) {
+      checkpoint = upstream(s, taskName);
+    }
+    metrics.readLatency.update((System.nanoTime() - t0) / 1000);
+    return checkpoint;
+  }
+
+  @Override
+  public void writeCheckpoint(TaskName taskName, Checkpoint checkpoint) {
+    NativeCheckpoints s = started(taskName);
+    String text;
+    if (checkpoint instanceof CheckpointV1) {
+      text = new String(v1.toBytes((CheckpointV1) checkpoint), StandardCharsets.UTF_8);
+    } else if (checkpoint instanceof CheckpointV2) {
+      text = new String(v2.toBytes((CheckpointV2) checkpoint), StandardCharsets.UTF_8);
+    } else {
+      throw new SamzaException(
+          "checkpoint of task "
+              + taskName
+              + ": unsupported checkpoint class "
+              + checkpoint.getClass().getName()
+              + " (version "
+              + checkpoint.getVersion()
+              + "); expected CheckpointV1 or CheckpointV2");
+    }
+    long t0 = System.nanoTime();
+    try {
+      s.write(taskName.getTaskName(), checkpoint.getVersion(), text);
+    } catch (FencedWriteException e) {
+      metrics.fencedWrites.inc();
+      throw e;
+    } catch (RuntimeException e) {
+      metrics.failedWrites.inc();
+      throw e;
+    }
+    metrics.writes.inc();
+    metrics.writeLatency.update((System.nanoTime() - t0) / 1000);
+  }
+
+  @Override
+  public void clearCheckpoints() {
+    try (NativeCheckpoints s = NativeCheckpoints.open(nativeConfig, processorId)) {
+      s.clear(tasks.stream().map(TaskName::getTaskName).toArray(String[]::new));
+    }
+  }
+
+  @Override
+  public synchronized void stop() {
+    if (store != null) {
+      store.close();
+      store = null;
+    }
+  }
+
+  private NativeCheckpoints started(TaskName taskName) {
+    if (!tasks.contains(taskName)) {
+      throw new SamzaException("task " + taskName + " is not registered with this manager");
+    }
+    NativeCheckpoints s = store;
+    if (s == null) {
+      throw new SamzaException("the checkpoint manager is not started (task " + taskName + ")");
+    }
+    return s;
+  }
+
+  private Checkpoint parse(TaskName taskName, short version, String text) {
+    byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
+    Checkpoint c;
+    try {
+      // Samza's V1 serde returns null on bad input instead of throwing.
+      c = version == 1 ? v1.fromBytes(bytes) : version == 2 ? v2.fromBytes(bytes) : null;
+    } catch (RuntimeException e) {
+      throw new SamzaException(
+          "checkpoint version " + version + " of task " + taskName + " could not be parsed", e);
+    }
+    if (c == null) {
+      throw new SamzaException(
+          "checkpoint version " + version + " of task " + taskName + " could not be parsed");
+    }
+    return c;
+  }
+
+  /** Upstream samza-azure's rows: RowKey = the SSP as JSON, Offset = the offset. */
+  private Checkpoint upstream(NativeCheckpoints s, TaskName taskName) {
+    String[] rows = s.upstream(taskName.getTaskName());
+    if (rows.length == 0) {
+      return null;
+    }
+    Map<SystemStreamPartition, String> offsets = new HashMap<>();
+    for (int i = 0; i + 1 < rows.length; i += 2) {
+      offsets.put(upstreamSsp(taskName, rows[i]), rows[i + 1]);
+    }
+    metrics.upstreamReads.inc();
+    LOG.info(
+        "Task {} has no checkpoint of ours; read {} offsets from upstream samza-azure's table",
+        taskName,
+        offsets.size());
+    return new CheckpointV1(offsets);
+  }
+
+  private SystemStreamPartition upstreamSsp(TaskName taskName, String rowKey) {
+    try {
+      Map<?, ?> m = json.readValue(rowKey, Map.class);
+      Object system = m.get("system");
+      Object stream = m.get("stream");
+      Object partition = m.get("partition");
+      if (system == null || stream == null || partition == null) {
+        throw new IOException("expected system, stream and partition");
+      }
+      return new SystemStreamPartition(
+          system.toString(),
+          stream.toString(),
+          new Partition(Integer.parseInt(partition.toString())));
+    } catch (IOException | NumberFormatException e) {
+      throw new SamzaException(
+          "upstream checkpoint row of task " + taskName + " has an unreadable key '" + rowKey + "'",
+          e);
+    }
+  }
+}

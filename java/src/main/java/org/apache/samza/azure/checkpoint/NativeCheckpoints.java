@@ -1,0 +1,48 @@
+package org.apache.samza.azure.checkpoint;
+
+import java.util.Map;
+import org.apache.samza.azure.jni.ConfigArrays;
+import org.apache.samza.azure.jni.Native;
+import org.apache.samza.azure.jni.NativeHandle;
+
+/** The native checkpoint store of one container: a table per job, a partition per task. */
+final class NativeCheckpoints extends NativeHandle {
+  private NativeCheckpoints(long handle) {
+    super(handle, Native::checkpointClose);
+  }
+
+  /** Validates the config (errors name the key); no request is made yet. */
+  static NativeCheckpoints open(Map<String, String> config, String processorId) {
+    Native.ensureLoaded();
+    ConfigArrays c = new ConfigArrays(config);
+    return new NativeCheckpoints(Native.checkpointOpen(c.keys, c.values, processorId));
+  }
+
+  String table() {
+    return call(Native::checkpointTable);
+  }
+
+  void createResources() {
+    run(Native::checkpointCreate);
+  }
+
+  void claim(String task, long generation) {
+    run(h -> Native.checkpointClaim(h, task, generation));
+  }
+
+  String[] read(String task) {
+    return call(h -> Native.checkpointRead(h, task));
+  }
+
+  void write(String task, int version, String text) {
+    run(h -> Native.checkpointWrite(h, task, version, text));
+  }
+
+  String[] upstream(String task) {
+    return call(h -> Native.checkpointUpstream(h, task));
+  }
+
+  void clear(String[] tasks) {
+    run(h -> Native.checkpointClear(h, tasks));
+  }
+}
