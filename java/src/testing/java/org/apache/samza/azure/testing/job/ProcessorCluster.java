@@ -357,6 +357,22 @@ public final class ProcessorCluster implements AutoCloseable {
     return h.afterPause ? (h.messages == 0 ? Long.MIN_VALUE : h.lastMessage + 1) : h.end;
   }
 
+  /** Partition -> every offset any processor processed from it. */
+  public Map<Integer, java.util.TreeSet<Long>> processedOffsets() throws IOException {
+    Map<Integer, java.util.TreeSet<Long>> out = new TreeMap<>();
+    File[] logs = dir.toFile().listFiles((d, name) -> name.endsWith(".log"));
+    for (File log : logs == null ? new File[0] : logs) {
+      for (String line : Files.readAllLines(log.toPath(), StandardCharsets.UTF_8)) {
+        String[] f = line.split(" ");
+        if (f.length == 5 && f[0].equals("msg")) {
+          out.computeIfAbsent(Integer.parseInt(f[2]), k -> new java.util.TreeSet<>())
+              .add(Long.parseLong(f[3]));
+        }
+      }
+    }
+    return out;
+  }
+
   /** Partition -> processors holding it now. */
   public Map<Integer, List<String>> owners() throws IOException {
     return owners(holds());
