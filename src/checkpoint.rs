@@ -1,15 +1,15 @@
 //! Task checkpoints in Table Storage, fenced by task ownership.
 //!
-//! One table per job; one partition per task (PartitionKey = the task name, escaped). In it:
-//! - `owner`: who may write the task's checkpoints: the processor and the generation (the
-//!   JobModel version in which it started the container holding the task);
-//! - `v<version>` (and `v<version>.<n>` when one row is not enough): the last checkpoint of
-//!   that checkpoint version, opaque text split into string properties.
+//! One table per job; one partition per task (PartitionKey = the task name, escaped). Its row
+//! `owner` records who may write the task's checkpoints: the processor and the generation (the
+//! JobModel version in which it started the container holding the task). It also holds each
+//! checkpoint version's text, split into string properties `v<version>c<n>`, when it fits
+//! ([`INLINE_CHUNKS`] per version); a larger one goes to rows `v<version>.<n>`.
 //!
-//! A write is one entity-group transaction: the checkpoint rows, deletes of rows the previous
-//! write used and this one does not, and a no-op merge of `owner` conditional on the ETag this
-//! writer last saw. A new owner replaces `owner` when it claims the task, so a stale writer's
-//! next transaction fails as a whole and nothing of it is applied.
+//! A write is one request: a merge of `owner` conditional on the ETag this writer last saw,
+//! or, when extra rows are involved, an entity-group transaction of that merge with the rows'
+//! upserts and deletes. A new owner merges its name into `owner` when it claims the task, which
+//! changes the ETag, so a stale writer's next write fails as a whole and nothing of it applies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -60,8 +60,9 @@ impl CheckpointConfig {
         Ok(CheckpointConfig {
             table: JobNames::new(name, id)?.checkpoint_table,
             // A job name with no letters or digits gave upstream no valid table either.
-            upstream_table: (read && crate::storage::names::validate_table(&upstream_table).is_ok())
-                .then_some(upstream_table),
+            upstream_table: (read
+                && crate::storage::names::validate_table(&upstream_table).is_ok())
+            .then_some(upstream_table),
         })
     }
 }
@@ -69,8 +70,11 @@ impl CheckpointConfig {
 const OWNER_ROW: &str = "owner";
 /// UTF-16 code units per string property: the Table service allows 64 KiB per property.
 const CHUNK_UNITS: usize = 32_000;
-/// Chunks per row: 15 × 64,000 bytes stays under the 1 MiB entity limit with room for names.
+/// Chunks per extra row: 15 × 64,000 bytes stays under the 1 MiB entity limit.
 const CHUNKS_PER_ROW: usize = 15;
+/// Chunks per version kept in the owner row: three versions × 4 × 64,000 bytes stay under the
+/// 1 MiB entity limit with the owner's own properties.
+pub const INLINE_CHUNKS: usize = 4;
 /// Largest checkpoint accepted: its UTF-8 text must fit one 4 MiB transaction with the
 /// multipart and JSON overhead.
 pub const MAX_CHECKPOINT_BYTES: usize = 3 * 1024 * 1024;
@@ -82,12 +86,20 @@ pub struct Owner {
     pub generation: u64,
 }
 
+/// Where a checkpoint version lives now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Stored {
+    /// `v<version>c<n>` properties present in the owner row (some may be blanked).
+    inline_props: usize,
+    /// Extra rows `v<version>.<n>` (0: inline).
+    rows: usize,
+}
+
 /// What is known about one claimed task.
 struct TaskState {
     owner_etag: ETag,
     generation: u64,
-    /// Rows each checkpoint version occupies now.
-    rows: BTreeMap<u16, usize>,
+    stored: BTreeMap<u16, Stored>,
     /// Checkpoints read while claiming, handed to the first read.
     claimed: Option<BTreeMap<u16, String>>,
 }
@@ -118,11 +130,11 @@ pub fn partition_key(task: &str) -> String {
 }
 
 fn row_key(version: u16, index: usize) -> String {
-    if index == 0 {
-        format!("v{version}")
-    } else {
-        format!("v{version}.{index}")
-    }
+    format!("v{version}.{index}")
+}
+
+fn chunk_name(version: u16, index: usize) -> String {
+    format!("v{version}c{index}")
 }
 
 /// Splits `text` into chunks of at most [`CHUNK_UNITS`] UTF-16 units, never inside a character.
@@ -165,71 +177,105 @@ fn parse_owner(task: &str, e: &Entity) -> Result<Owner> {
     })
 }
 
-/// The rows of one checkpoint: `v<version>` carries `rows` and `bytes` for checking
-/// completeness on read.
-fn checkpoint_rows(pk: &str, version: u16, generation: u64, text: &str) -> Vec<Entity> {
+/// The owner-row merge and extra rows that store `text` as `version`, given where the
+/// version lives now. Stale inline chunks are blanked (a merge cannot drop properties) and
+/// stale extra rows deleted.
+fn layout(
+    pk: &str,
+    owner: &Owner,
+    version: u16,
+    text: &str,
+    before: Stored,
+) -> (Entity, Vec<BatchOp>, Stored) {
     let parts = chunks(text);
-    let groups: Vec<&[&str]> = parts.chunks(CHUNKS_PER_ROW).collect();
-    let n = groups.len();
-    groups
-        .into_iter()
-        .enumerate()
-        .map(|(i, group)| {
+    let mut head = owner_entity(pk, owner).with(&format!("v{version}bytes"), text.len() as i64);
+    let mut extra = Vec::new();
+    let after = if parts.len() <= INLINE_CHUNKS {
+        for (j, part) in parts.iter().enumerate() {
+            head = head.with(&chunk_name(version, j), *part);
+        }
+        Stored {
+            inline_props: before.inline_props.max(parts.len()),
+            rows: 0,
+        }
+    } else {
+        let groups: Vec<&[&str]> = parts.chunks(CHUNKS_PER_ROW).collect();
+        for (i, group) in groups.iter().enumerate() {
             let mut e = Entity::new(pk, row_key(version, i));
-            if i == 0 {
-                e = e
-                    .with("rows", n as i64)
-                    .with("bytes", text.len() as i64)
-                    .with("generation", generation.to_string());
-            }
             for (j, part) in group.iter().enumerate() {
                 e = e.with(&format!("c{j}"), *part);
             }
-            e
-        })
-        .collect()
+            extra.push(BatchOp::Upsert(e, WriteMode::Replace));
+        }
+        Stored {
+            inline_props: before.inline_props,
+            rows: groups.len(),
+        }
+    };
+    let inline_now = if after.rows == 0 { parts.len() } else { 0 };
+    for j in inline_now..before.inline_props {
+        head = head.with(&chunk_name(version, j), "");
+    }
+    head = head
+        .with(&format!("v{version}chunks"), inline_now as i64)
+        .with(&format!("v{version}rows"), after.rows as i64);
+    for i in after.rows..before.rows {
+        extra.push(BatchOp::Delete {
+            row_key: row_key(version, i),
+            if_match: IfMatch::Any,
+        });
+    }
+    (head, extra, after)
 }
 
 /// A task's partition as read: its owner and its complete checkpoints.
 struct Partition {
     owner: Option<(Owner, ETag)>,
     checkpoints: BTreeMap<u16, String>,
-    rows: BTreeMap<u16, usize>,
+    stored: BTreeMap<u16, Stored>,
 }
 
-fn parse_version(row_key: &str) -> Option<(u16, usize)> {
-    let rest = row_key.strip_prefix('v')?;
-    match rest.split_once('.') {
-        None => Some((rest.parse().ok()?, 0)),
-        Some((v, i)) => Some((v.parse().ok()?, i.parse().ok()?)),
-    }
+fn parse_extra(row_key: &str) -> Option<(u16, usize)> {
+    let (v, i) = row_key.strip_prefix('v')?.split_once('.')?;
+    Some((v.parse().ok()?, i.parse().ok()?))
 }
 
-fn assemble(task: &str, rows: BTreeMap<u16, BTreeMap<usize, Entity>>) -> Result<Partition> {
+/// The checkpoints in an owner row and its extra rows, each checked complete.
+fn assemble(
+    task: &str,
+    owner: &Entity,
+    extra: &BTreeMap<u16, BTreeMap<usize, Entity>>,
+) -> Result<(BTreeMap<u16, String>, BTreeMap<u16, Stored>)> {
+    let int = |name: &str| owner.properties.get(name).and_then(Value::as_i64);
     let mut checkpoints = BTreeMap::new();
-    let mut counts = BTreeMap::new();
-    for (version, parts) in rows {
-        counts.insert(version, parts.len());
+    let mut stored = BTreeMap::new();
+    let versions = owner.properties.keys().filter_map(|k| {
+        k.strip_prefix('v')?
+            .strip_suffix("bytes")?
+            .parse::<u16>()
+            .ok()
+    });
+    for version in versions.collect::<Vec<_>>() {
         let incomplete = || {
             Error::new(
                 ErrorKind::Internal,
                 format!("checkpoint version {version} of task '{task}' is incomplete in storage"),
             )
         };
-        let head = parts.get(&0).ok_or_else(incomplete)?;
-        let want_rows = head
-            .properties
-            .get("rows")
-            .and_then(Value::as_i64)
-            .ok_or_else(incomplete)? as usize;
-        let want_bytes = head
-            .properties
-            .get("bytes")
-            .and_then(Value::as_i64)
-            .ok_or_else(incomplete)? as usize;
-        let mut text = String::with_capacity(want_bytes);
-        for i in 0..want_rows {
-            let row = parts.get(&i).ok_or_else(incomplete)?;
+        let want = int(&format!("v{version}bytes")).ok_or_else(incomplete)? as usize;
+        let inline = int(&format!("v{version}chunks")).ok_or_else(incomplete)? as usize;
+        let rows = int(&format!("v{version}rows")).ok_or_else(incomplete)? as usize;
+        let mut text = String::with_capacity(want);
+        for j in 0..inline {
+            text.push_str(
+                owner
+                    .get_str(&chunk_name(version, j))
+                    .ok_or_else(incomplete)?,
+            );
+        }
+        let parts = extra.get(&version);
+        for i in 0..rows {
+            let row = parts.and_then(|p| p.get(&i)).ok_or_else(incomplete)?;
             for j in 0..CHUNKS_PER_ROW {
                 match row.get_str(&format!("c{j}")) {
                     Some(s) => text.push_str(s),
@@ -237,16 +283,24 @@ fn assemble(task: &str, rows: BTreeMap<u16, BTreeMap<usize, Entity>>) -> Result<
                 }
             }
         }
-        if text.len() != want_bytes {
+        if text.len() != want {
             return Err(incomplete());
         }
+        let inline_props = (0..)
+            .take_while(|j| owner.properties.contains_key(&chunk_name(version, *j)))
+            .count();
+        // Extra rows beyond `rows` are leftovers of an interrupted history; delete them too.
+        let present = parts.map(|p| p.len()).unwrap_or(0).max(rows);
+        stored.insert(
+            version,
+            Stored {
+                inline_props,
+                rows: present,
+            },
+        );
         checkpoints.insert(version, text);
     }
-    Ok(Partition {
-        owner: None,
-        checkpoints,
-        rows: counts,
-    })
+    Ok((checkpoints, stored))
 }
 
 impl<S: TableStore> CheckpointStore<S> {
@@ -276,7 +330,7 @@ impl<S: TableStore> CheckpointStore<S> {
     async fn read_partition(&self, task: &str) -> Result<Partition> {
         let pk = partition_key(task);
         let mut owner = None;
-        let mut rows: BTreeMap<u16, BTreeMap<usize, Entity>> = BTreeMap::new();
+        let mut extra: BTreeMap<u16, BTreeMap<usize, Entity>> = BTreeMap::new();
         let mut continuation = None;
         loop {
             let page = self
@@ -285,12 +339,9 @@ impl<S: TableStore> CheckpointStore<S> {
                 .await?;
             for e in page.entities {
                 if e.row_key == OWNER_ROW {
-                    let etag = e.etag.clone().ok_or_else(|| {
-                        Error::internal(format!("owner row of task '{task}' has no ETag"))
-                    })?;
-                    owner = Some((parse_owner(task, &e)?, etag));
-                } else if let Some((v, i)) = parse_version(&e.row_key) {
-                    rows.entry(v).or_default().insert(i, e);
+                    owner = Some(e);
+                } else if let Some((v, i)) = parse_extra(&e.row_key) {
+                    extra.entry(v).or_default().insert(i, e);
                 }
             }
             continuation = page.continuation;
@@ -298,9 +349,23 @@ impl<S: TableStore> CheckpointStore<S> {
                 break;
             }
         }
-        let mut partition = assemble(task, rows)?;
-        partition.owner = owner;
-        Ok(partition)
+        let Some(owner) = owner else {
+            return Ok(Partition {
+                owner: None,
+                checkpoints: BTreeMap::new(),
+                stored: BTreeMap::new(),
+            });
+        };
+        let etag = owner
+            .etag
+            .clone()
+            .ok_or_else(|| Error::internal(format!("owner row of task '{task}' has no ETag")))?;
+        let (checkpoints, stored) = assemble(task, &owner, &extra)?;
+        Ok(Partition {
+            owner: Some((parse_owner(task, &owner)?, etag)),
+            checkpoints,
+            stored,
+        })
     }
 
     /// Takes ownership of `task` for `generation` (0: unfenced, see below) and reads its
@@ -331,12 +396,13 @@ impl<S: TableStore> CheckpointStore<S> {
                     } else {
                         IfMatch::ETag(etag.clone())
                     };
+                    // A merge: the checkpoints in the row stay for the new owner.
                     self.store
                         .update_entity(
                             &self.table,
                             &owner_entity(&pk, &me),
                             &if_match,
-                            WriteMode::Replace,
+                            WriteMode::Merge,
                         )
                         .await
                 }
@@ -352,7 +418,7 @@ impl<S: TableStore> CheckpointStore<S> {
                     *state = Some(TaskState {
                         owner_etag,
                         generation,
-                        rows: p.rows,
+                        stored: p.stored,
                         claimed: Some(p.checkpoints),
                     });
                     return Ok(());
@@ -381,7 +447,7 @@ impl<S: TableStore> CheckpointStore<S> {
             return Ok(claimed);
         }
         let p = self.read_partition(task).await?;
-        s.rows = p.rows;
+        s.stored = p.stored;
         Ok(p.checkpoints)
     }
 
@@ -405,33 +471,32 @@ impl<S: TableStore> CheckpointStore<S> {
             processor: self.processor.clone(),
             generation: s.generation,
         };
-        let rows = checkpoint_rows(&pk, version, s.generation, text);
-        let n = rows.len();
-        let before = s.rows.get(&version).copied().unwrap_or(0);
-        let mut ops = Vec::with_capacity(1 + n.max(before));
-        ops.push(BatchOp::Update(
-            owner_entity(&pk, &me),
-            IfMatch::ETag(s.owner_etag.clone()),
-            WriteMode::Merge,
-        ));
-        ops.extend(
-            rows.into_iter()
-                .map(|e| BatchOp::Upsert(e, WriteMode::Replace)),
-        );
-        for i in n..before {
-            ops.push(BatchOp::Delete {
-                row_key: row_key(version, i),
-                if_match: IfMatch::Any,
-            });
-        }
-        match self.store.batch(&self.table, &pk, ops).await {
-            Ok(etags) => {
-                s.owner_etag = etags
-                    .first()
-                    .cloned()
-                    .flatten()
-                    .ok_or_else(|| Error::internal("the owner update returned no ETag"))?;
-                s.rows.insert(version, n);
+        let before = s.stored.get(&version).copied().unwrap_or_default();
+        let (head, extra, after) = layout(&pk, &me, version, text, before);
+        let if_match = IfMatch::ETag(s.owner_etag.clone());
+        let result = if extra.is_empty() {
+            self.store
+                .update_entity(&self.table, &head, &if_match, WriteMode::Merge)
+                .await
+        } else {
+            let mut ops = Vec::with_capacity(1 + extra.len());
+            ops.push(BatchOp::Update(head, if_match, WriteMode::Merge));
+            ops.extend(extra);
+            self.store
+                .batch(&self.table, &pk, ops)
+                .await
+                .and_then(|etags| {
+                    etags
+                        .into_iter()
+                        .next()
+                        .flatten()
+                        .ok_or_else(|| Error::internal("the owner update returned no ETag"))
+                })
+        };
+        match result {
+            Ok(etag) => {
+                s.owner_etag = etag;
+                s.stored.insert(version, after);
                 s.claimed = None;
                 Ok(())
             }
@@ -447,7 +512,7 @@ impl<S: TableStore> CheckpointStore<S> {
                 match p.owner {
                     Some((o, etag)) if o == me => {
                         s.owner_etag = etag;
-                        s.rows = p.rows;
+                        s.stored = p.stored;
                         if p.checkpoints.get(&version).map(String::as_str) == Some(text) {
                             return Ok(());
                         }
@@ -598,40 +663,100 @@ mod tests {
         assert_eq!(chunks(""), vec![""]);
     }
 
+    /// Applies a layout the way storage would: merge into the owner, upsert and delete rows.
+    fn apply(
+        owner: &mut Entity,
+        extra: &mut BTreeMap<u16, BTreeMap<usize, Entity>>,
+        head: Entity,
+        ops: Vec<BatchOp>,
+    ) {
+        owner.properties.extend(head.properties);
+        for op in ops {
+            match op {
+                BatchOp::Upsert(e, _) => {
+                    let (v, i) = parse_extra(&e.row_key).unwrap();
+                    extra.entry(v).or_default().insert(i, e);
+                }
+                BatchOp::Delete { row_key, .. } => {
+                    let (v, i) = parse_extra(&row_key).unwrap();
+                    assert!(extra.get_mut(&v).unwrap().remove(&i).is_some(), "{row_key}");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn entity_bytes(e: &Entity) -> usize {
+        e.properties
+            .iter()
+            .map(|(k, v)| {
+                k.len() * 2
+                    + v.as_str()
+                        .map(|s| s.encode_utf16().count() * 2)
+                        .unwrap_or(8)
+            })
+            .sum()
+    }
+
     #[test]
-    fn rows_stay_within_entity_limits() {
-        let text = "x".repeat(CHUNK_UNITS * CHUNKS_PER_ROW * 2 + 1);
-        let rows = checkpoint_rows("t", 2, 7, &text);
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].row_key, "v2");
-        assert_eq!(rows[2].row_key, "v2.2");
-        for r in &rows {
-            assert!(r.properties.len() <= 255);
-            let bytes: usize = r
-                .properties
-                .values()
-                .filter_map(Value::as_str)
-                .map(|s| s.encode_utf16().count() * 2)
-                .sum();
-            assert!(bytes < 1024 * 1024 - 16 * 1024, "{bytes}");
+    fn checkpoints_move_between_inline_and_rows_and_read_back_whole() {
+        let me = Owner {
+            processor: "p".into(),
+            generation: 3,
+        };
+        let mut owner = owner_entity("t", &me);
+        let mut extra = BTreeMap::new();
+        let mut stored = Stored::default();
+        let small = "s".repeat(100);
+        let big = "b".repeat(CHUNK_UNITS * CHUNKS_PER_ROW * 2 + 7);
+        let medium = "m".repeat(CHUNK_UNITS * 3 + 1);
+        for (i, text) in [&small, &big, &medium, &small, &big, &small]
+            .iter()
+            .enumerate()
+        {
+            let (head, ops, after) = layout("t", &me, 2, text, stored);
+            // Small and medium ones are one merge, with no transaction.
+            assert_eq!(
+                ops.is_empty(),
+                text.len() <= CHUNK_UNITS * INLINE_CHUNKS && stored.rows == 0,
+                "step {i}"
+            );
+            apply(&mut owner, &mut extra, head, ops);
+            stored = after;
+            let (read, seen) = assemble("t", &owner, &extra).unwrap();
+            assert_eq!(read[&2], **text, "step {i}");
+            assert_eq!(seen[&2], stored, "step {i}");
+            assert!(owner.properties.len() <= 255);
+            assert!(
+                entity_bytes(&owner) < 1024 * 1024 / 3,
+                "{}",
+                entity_bytes(&owner)
+            );
+            for row in extra.values().flat_map(|r| r.values()) {
+                assert!(entity_bytes(row) < 1024 * 1024 - 16 * 1024);
+            }
         }
-        let mut by_index = BTreeMap::new();
-        for (i, r) in rows.into_iter().enumerate() {
-            by_index.insert(i, r);
-        }
-        let p = assemble("t", BTreeMap::from([(2u16, by_index)])).unwrap();
-        assert_eq!(p.checkpoints[&2], text);
+        // The other version is untouched by all this.
+        let (head, ops, _) = layout("t", &me, 1, "v1 text", Stored::default());
+        apply(&mut owner, &mut extra, head, ops);
+        let (read, _) = assemble("t", &owner, &extra).unwrap();
+        assert_eq!(read[&1], "v1 text");
+        assert_eq!(read[&2], small);
     }
 
     #[test]
     fn a_missing_chunk_row_is_an_error_not_a_short_checkpoint() {
+        let me = Owner {
+            processor: "p".into(),
+            generation: 1,
+        };
         let text = "y".repeat(CHUNK_UNITS * CHUNKS_PER_ROW + 10);
-        let mut rows = checkpoint_rows("t", 1, 1, &text);
-        rows.pop();
-        let by_index: BTreeMap<usize, Entity> = rows.into_iter().enumerate().collect();
-        let err = assemble("t", BTreeMap::from([(1u16, by_index)]))
-            .err()
-            .expect("incomplete");
+        let mut owner = owner_entity("t", &me);
+        let mut extra = BTreeMap::new();
+        let (head, ops, _) = layout("t", &me, 1, &text, Stored::default());
+        apply(&mut owner, &mut extra, head, ops);
+        extra.get_mut(&1).unwrap().remove(&1);
+        let err = assemble("t", &owner, &extra).expect_err("incomplete");
         assert!(err.message().contains("incomplete"), "{err}");
     }
 
@@ -647,7 +772,10 @@ mod tests {
         assert_eq!(c.upstream_table.as_deref(), Some("myjob"));
         assert!(c.table.starts_with("samzacpmyjob1"), "{}", c.table);
         let off = map(&[("job.name", "j"), (KEY_UPSTREAM_READ, "false")]);
-        assert_eq!(CheckpointConfig::from_map(&off).unwrap().upstream_table, None);
+        assert_eq!(
+            CheckpointConfig::from_map(&off).unwrap().upstream_table,
+            None
+        );
         let bad = map(&[("job.name", "j"), (KEY_UPSTREAM_READ, "yes")]);
         let e = CheckpointConfig::from_map(&bad).unwrap_err();
         assert!(e.message().contains(KEY_UPSTREAM_READ) && e.message().contains("yes"));
