@@ -35,8 +35,9 @@ public final class SamzaJobDemo {
       throws Exception {
     long deadline = System.currentTimeMillis() + 120_000;
     while (System.currentTimeMillis() < deadline) {
-      String table = c.describe();
-      if (!table.isEmpty() && !table.equals(last[0]) && c.owners().size() == PARTITIONS) {
+      Map<Integer, List<String>> owners = c.owners();
+      String table = c.describe(owners);
+      if (!table.isEmpty() && !table.equals(last[0]) && owners.size() == PARTITIONS) {
         say("assignment (processor, partitions):\n" + table.replaceAll("\\s+$", ""));
         last[0] = table;
       }

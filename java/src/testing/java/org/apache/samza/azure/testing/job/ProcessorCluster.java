@@ -419,11 +419,15 @@ public final class ProcessorCluster implements AutoCloseable {
   }
 
   public String describe() throws IOException {
+    return describe(owners());
+  }
+
+  /** The table of {@code owners} (one snapshot, so the table and a check agree). */
+  public String describe(Map<Integer, List<String>> owners) throws IOException {
     Map<String, List<Integer>> byProcessor = new TreeMap<>();
-    owners()
-        .forEach(
-            (p, ids) ->
-                ids.forEach(id -> byProcessor.computeIfAbsent(id, k -> new ArrayList<>()).add(p)));
+    owners.forEach(
+        (p, ids) ->
+            ids.forEach(id -> byProcessor.computeIfAbsent(id, k -> new ArrayList<>()).add(p)));
     StringBuilder sb = new StringBuilder();
     String leader = leader();
     for (Map.Entry<String, List<Integer>> e : byProcessor.entrySet()) {
