@@ -7,12 +7,12 @@ use jni::sys::{jint, jlong};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, config_map, nullable_string_array, string, string_array, strings};
+use super::exports::{
+    block, config_map, nullable_string_array, open_storage, string, string_array, strings,
+};
 use super::handle::{self, HandleType};
 use crate::checkpoint::{self, CheckpointConfig, CheckpointStore};
-use crate::config::StorageConfig;
 use crate::error::{Error, ErrorKind};
-use crate::runtime;
 use crate::storage::AzureStorage;
 
 pub struct CheckpointHandle {
@@ -51,11 +51,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointOpen<'l>
     env.with_env(|env| -> BridgeResult<jlong> {
         let map = config_map(env, &keys, &values)?;
         let processor_id = string(env, &processor_id, "processor id")?;
-        let storage_config = StorageConfig::from_map(&map)?;
         let config = CheckpointConfig::from_map(&map)?;
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        let storage = Arc::new(AzureStorage::new(&storage_config)?);
+        let storage = open_storage(&map)?;
         Ok(handle::into_handle(CheckpointHandle {
             store: CheckpointStore::new(storage.clone(), &config.table, &processor_id),
             storage,

@@ -13,9 +13,8 @@ use jni::sys::{jboolean, jlong, jlongArray};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, config_map, long_array, string, string_array};
+use super::exports::{block, config_map, long_array, open_storage, string, string_array};
 use super::handle::{self, HandleType};
-use crate::config::StorageConfig;
 use crate::coordinator::names::JobNames;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
 use crate::error::Error;
@@ -78,11 +77,11 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorStart<'
     env.with_env(|env| -> BridgeResult<jlong> {
         let map = config_map(env, &keys, &values)?;
         let processor_id = string(env, &processor_id, "processor id")?;
-        let storage_config = StorageConfig::from_map(&map)?;
         let config = CoordinatorConfig::from_map(&map)?;
+        let storage = open_storage(&map)?;
+        // The protocol task is spawned on the runtime.
         let rt = runtime::handle()?;
         let _guard = rt.enter();
-        let storage = Arc::new(AzureStorage::new(&storage_config)?);
         let coordinator = Coordinator::start(storage.clone(), config, &processor_id)?;
         Ok(handle::into_handle(CoordinatorHandle {
             coordinator,

@@ -127,6 +127,16 @@ pub(super) fn long_array(env: &mut Env<'_>, values: &[i64]) -> BridgeResult<jlon
     Ok(arr.into_raw())
 }
 
+/// The storage client for a job's config (its `azure.storage.*` keys), built inside the runtime.
+pub(super) fn open_storage(
+    config: &HashMap<String, String>,
+) -> BridgeResult<std::sync::Arc<AzureStorage>> {
+    let storage_config = crate::config::StorageConfig::from_map(config)?;
+    let rt = runtime::handle()?;
+    let _guard = rt.enter();
+    Ok(std::sync::Arc::new(AzureStorage::new(&storage_config)?))
+}
+
 pub(super) fn block<T>(
     fut: impl std::future::Future<Output = crate::Result<T>>,
 ) -> BridgeResult<T> {

@@ -1,7 +1,6 @@
 //! Exports for Samza's CoordinationUtils: a group handle, lease keepers (leader elector,
 //! locks) and cluster members.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use jni::objects::{JClass, JObjectArray, JString};
@@ -9,9 +8,8 @@ use jni::sys::{jboolean, jint, jlong};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, config_map, string};
+use super::exports::{block, config_map, open_storage, string};
 use super::handle::{self, HandleType};
-use crate::config::StorageConfig;
 use crate::coordination::{ClusterMember, Group};
 use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
 use crate::error::Error;
@@ -62,7 +60,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_utilsOpen<'l>(
     env.with_env(|env| -> BridgeResult<jlong> {
         let map = config_map(env, &keys, &values)?;
         let group_id = string(env, &group_id, "group id")?;
-        let storage_config = StorageConfig::from_map(&map)?;
+        let storage = open_storage(&map)?;
         let job_name = map
             .get(KEY_JOB_NAME)
             .filter(|s| !s.trim().is_empty())
@@ -70,7 +68,6 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_utilsOpen<'l>(
         let job_id = map.get(KEY_JOB_ID).map(String::as_str).unwrap_or("1");
         let rt = runtime::handle()?;
         let _guard = rt.enter();
-        let storage = Arc::new(AzureStorage::new(&storage_config)?);
         Ok(handle::into_handle(Group::new(
             storage, job_name, job_id, &group_id,
         )?))

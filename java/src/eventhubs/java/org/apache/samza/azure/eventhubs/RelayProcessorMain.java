@@ -1,19 +1,9 @@
 package org.apache.samza.azure.eventhubs;
 
-import java.io.FileInputStream;
 import java.io.IOException;
-import java.io.InputStream;
-import java.lang.management.ManagementFactory;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Paths;
-import java.time.Duration;
-import java.util.HashMap;
 import java.util.Map;
-import java.util.Properties;
+import org.apache.samza.azure.testing.job.ProcessorMain;
 import org.apache.samza.config.MapConfig;
-import org.apache.samza.job.ApplicationStatus;
-import org.apache.samza.runtime.ApplicationRunner;
 import org.apache.samza.runtime.ApplicationRunners;
 
 /**
@@ -25,34 +15,9 @@ public final class RelayProcessorMain {
   private RelayProcessorMain() {}
 
   public static void main(String[] args) throws IOException {
-    Properties props = new Properties();
-    try (InputStream in = new FileInputStream(args[0])) {
-      props.load(in);
-    }
-    Map<String, String> config = new HashMap<>();
-    props.stringPropertyNames().forEach(k -> config.put(k, props.getProperty(k)));
-    config.put("processor.id", args[1]);
+    Map<String, String> config = ProcessorMain.loadConfig(args[0], args[1], RelayTask.LOG_DIR);
     System.setProperty(FakeEventHubClient.PROCESSOR_PROPERTY, args[1]);
-    String pid = ManagementFactory.getRuntimeMXBean().getName().split("@")[0];
-    Files.write(
-        Paths.get(config.get(RelayTask.LOG_DIR), args[1] + ".pid"),
-        pid.getBytes(StandardCharsets.UTF_8));
-    ApplicationRunner runner =
-        ApplicationRunners.getApplicationRunner(new RelayApp(), new MapConfig(config));
-    Thread hook =
-        new Thread(
-            () -> {
-              runner.kill();
-              runner.waitForFinish(Duration.ofSeconds(60));
-            },
-            "graceful-stop");
-    Runtime.getRuntime().addShutdownHook(hook);
-    runner.run();
-    runner.waitForFinish();
-    ApplicationStatus status = runner.status();
-    System.out.println("processor " + args[1] + " finished: " + status);
-    if (status.getStatusCode() == ApplicationStatus.StatusCode.UnsuccessfulFinish) {
-      Runtime.getRuntime().halt(1);
-    }
+    ProcessorMain.runUntilStopped(
+        ApplicationRunners.getApplicationRunner(new RelayApp(), new MapConfig(config)), args[1]);
   }
 }

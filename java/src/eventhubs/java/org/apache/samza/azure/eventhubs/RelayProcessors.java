@@ -15,6 +15,7 @@ import java.util.Properties;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import org.apache.samza.azure.testing.job.ProcessorCluster;
 
 /**
  * Runs {@link RelayApp} on several processors, one JVM each ({@link RelayProcessorMain}), with one
@@ -53,22 +54,9 @@ final class RelayProcessors implements AutoCloseable {
   }
 
   void start(String id) throws IOException {
-    List<String> cmd = new ArrayList<>();
-    cmd.add(new File(System.getProperty("java.home"), "bin/java").getPath());
-    cmd.addAll(jvmArgs);
-    cmd.add("-Xmx256m");
-    cmd.add("-Dlogback.configurationFile=" + dir.resolve("logback.xml"));
-    cmd.add("-cp");
-    cmd.add(classpath);
-    cmd.add(RelayProcessorMain.class.getName());
-    cmd.add(configFile.toString());
-    cmd.add(id);
-    Process p =
-        new ProcessBuilder(cmd)
-            .redirectErrorStream(true)
-            .redirectOutput(dir.resolve(id + ".out").toFile())
-            .start();
-    processes.put(id, p);
+    processes.put(
+        id,
+        ProcessorCluster.launch(dir, jvmArgs, classpath, RelayProcessorMain.class, configFile, id));
   }
 
   boolean isRunning(String id) {

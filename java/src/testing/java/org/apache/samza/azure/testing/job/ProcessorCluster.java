@@ -121,6 +121,17 @@ public final class ProcessorCluster implements AutoCloseable {
   }
 
   public void start(String id) throws IOException {
+    processes.put(id, launch(dir, jvmArgs, classpath, ProcessorMain.class, configFile, id));
+    endedAt.remove(id);
+  }
+
+  /**
+   * Starts {@code main <configFile> <id>} in a JVM of its own, with the logback config in {@code
+   * dir}, output to {@code dir/<id>.out}.
+   */
+  public static Process launch(
+      Path dir, List<String> jvmArgs, String classpath, Class<?> main, Path configFile, String id)
+      throws IOException {
     List<String> cmd = new ArrayList<>();
     cmd.add(new File(System.getProperty("java.home"), "bin/java").getPath());
     cmd.addAll(jvmArgs);
@@ -128,16 +139,13 @@ public final class ProcessorCluster implements AutoCloseable {
     cmd.add("-Dlogback.configurationFile=" + dir.resolve("logback.xml"));
     cmd.add("-cp");
     cmd.add(classpath);
-    cmd.add(ProcessorMain.class.getName());
+    cmd.add(main.getName());
     cmd.add(configFile.toString());
     cmd.add(id);
-    Process p =
-        new ProcessBuilder(cmd)
-            .redirectErrorStream(true)
-            .redirectOutput(dir.resolve(id + ".out").toFile())
-            .start();
-    processes.put(id, p);
-    endedAt.remove(id);
+    return new ProcessBuilder(cmd)
+        .redirectErrorStream(true)
+        .redirectOutput(dir.resolve(id + ".out").toFile())
+        .start();
   }
 
   public boolean isRunning(String id) {

@@ -21,24 +21,39 @@ public final class ProcessorMain {
   private ProcessorMain() {}
 
   public static void main(String[] args) throws IOException {
-    Properties props = new Properties();
-    try (InputStream in = new FileInputStream(args[0])) {
-      props.load(in);
-    }
-    Map<String, String> config = new HashMap<>();
-    props.stringPropertyNames().forEach(k -> config.put(k, props.getProperty(k)));
-    config.put("processor.id", args[1]);
-    // The harness signals this process (SIGSTOP, SIGKILL) by pid; Java 8 has no Process.pid().
-    String pid = java.lang.management.ManagementFactory.getRuntimeMXBean().getName().split("@")[0];
-    java.nio.file.Files.write(
-        java.nio.file.Paths.get(config.get("ownership.log.dir"), args[1] + ".pid"),
-        pid.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    Map<String, String> config = loadConfig(args[0], args[1], "ownership.log.dir");
     // "local": Samza's own LocalApplicationRunner, for the coordinators it knows (ZooKeeper,
     // upstream samza-azure), which the failover benchmark compares with ours.
     ApplicationRunner runner =
         "local".equals(config.get("ownership.runner"))
             ? new LocalApplicationRunner(new OwnershipApp(), new MapConfig(config))
             : new AzureApplicationRunner(new OwnershipApp(), new MapConfig(config));
+    runUntilStopped(runner, args[1]);
+  }
+
+  /**
+   * The properties file as a config, with {@code processor.id} set to {@code id}; writes this JVM's
+   * pid to {@code <dir in logDirKey>/<id>.pid}, since the harness signals processes (SIGSTOP,
+   * SIGKILL) by pid and Java 8 has no Process.pid().
+   */
+  public static Map<String, String> loadConfig(String file, String id, String logDirKey)
+      throws IOException {
+    Properties props = new Properties();
+    try (InputStream in = new FileInputStream(file)) {
+      props.load(in);
+    }
+    Map<String, String> config = new HashMap<>();
+    props.stringPropertyNames().forEach(k -> config.put(k, props.getProperty(k)));
+    config.put("processor.id", id);
+    String pid = java.lang.management.ManagementFactory.getRuntimeMXBean().getName().split("@")[0];
+    java.nio.file.Files.write(
+        java.nio.file.Paths.get(config.get(logDirKey), id + ".pid"),
+        pid.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    return config;
+  }
+
+  /** Runs until the application ends; SIGTERM stops it gracefully; a failure exits with 1. */
+  public static void runUntilStopped(ApplicationRunner runner, String id) {
     Thread hook =
         new Thread(
             () -> {
@@ -50,7 +65,7 @@ public final class ProcessorMain {
     runner.run();
     runner.waitForFinish();
     ApplicationStatus status = runner.status();
-    System.out.println("processor " + args[1] + " finished: " + status);
+    System.out.println("processor " + id + " finished: " + status);
     if (status.getStatusCode() == ApplicationStatus.StatusCode.UnsuccessfulFinish) {
       Runtime.getRuntime().halt(1);
     }
