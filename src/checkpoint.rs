@@ -438,6 +438,18 @@ impl<S: TableStore> CheckpointStore<S> {
         ))
     }
 
+    /// [`claim`](Self::claim)s every task, up to 16 at a time: a container's start should not
+    /// wait for hundreds of round trips in a row.
+    pub async fn claim_all(&self, tasks: &[String], generation: u64) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(tasks)
+            .map(|t| self.claim(t, generation))
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+
     /// The task's checkpoints by checkpoint version (empty: none).
     pub async fn read(&self, task: &str) -> Result<BTreeMap<u16, String>> {
         let slot = self.slot(task);
@@ -566,12 +578,6 @@ impl<S: TableStore> CheckpointStore<S> {
             *state = None;
         }
         Ok(())
-    }
-
-    /// Forgets a task (it left this processor); its rows stay for the next owner.
-    pub fn release(&self, task: &str) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.remove(task);
     }
 }
 

@@ -155,3 +155,23 @@ async fn upstream_rows_are_read_as_written_by_samza_azure() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn claiming_many_tasks_at_once_takes_each_or_fails_on_a_newer_owner() {
+    let table = unique("cp");
+    let tasks: Vec<String> = (0..40).map(|i| format!("Partition {i}")).collect();
+    let old = store(&table, "p1").await;
+    old.claim_all(&tasks, 4).await.unwrap();
+    for t in &tasks {
+        old.write(t, 1, t).await.unwrap();
+    }
+    // A newer container takes them all and sees every checkpoint.
+    let new = store(&table, "p2").await;
+    new.claim_all(&tasks, 5).await.unwrap();
+    for t in &tasks {
+        assert_eq!(new.read(t).await.unwrap()[&1], *t);
+    }
+    // The old generation cannot take them back.
+    let err = old.claim_all(&tasks, 4).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+}

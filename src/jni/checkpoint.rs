@@ -98,18 +98,19 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointCreate<'
     .resolve::<Throw>()
 }
 
+/// Claims every task for `generation` (see `CheckpointStore::claim_all`).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointClaim<'l>(
     mut env: EnvUnowned<'l>,
     _c: JClass<'l>,
     h: jlong,
-    task: JString<'l>,
+    tasks: JObjectArray<'l, JString<'l>>,
     generation: jlong,
 ) {
     env.with_env(|env| -> BridgeResult<()> {
-        let task = string(env, &task, "task name")?;
+        let tasks = strings(env, &tasks, "task names")?;
         let c = checkpoints(h)?;
-        block(c.store.claim(&task, generation.max(0) as u64))
+        block(c.store.claim_all(&tasks, generation.max(0) as u64))
     })
     .resolve::<Throw>()
 }

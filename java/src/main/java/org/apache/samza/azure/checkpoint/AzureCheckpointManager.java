@@ -107,9 +107,7 @@ public final class AzureCheckpointManager implements CheckpointManager {
               + " fenced by a job model version (the latest claim of a task wins)",
           processorId);
     }
-    for (TaskName task : tasks) {
-      store.claim(task.getTaskName(), generation);
-    }
+    store.claim(tasks.stream().map(TaskName::getTaskName).toArray(String[]::new), generation);
     LOG.info(
         "Checkpoints of {} tasks in table {} (processor {}, job model version {})",
         tasks.size(),

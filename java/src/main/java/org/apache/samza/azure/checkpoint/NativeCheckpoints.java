@@ -26,8 +26,8 @@ final class NativeCheckpoints extends NativeHandle {
     run(Native::checkpointCreate);
   }
 
-  void claim(String task, long generation) {
-    run(h -> Native.checkpointClaim(h, task, generation));
+  void claim(String[] tasks, long generation) {
+    run(h -> Native.checkpointClaim(h, tasks, generation));
   }
 
   String[] read(String task) {

@@ -136,8 +136,8 @@ public final class Native {
 
   public static native void checkpointCreate(long handle);
 
-  /** Takes the task for {@code generation} (0: no generation, nothing fenced). */
-  public static native void checkpointClaim(long handle, String task, long generation);
+  /** Takes the tasks for {@code generation} (0: no generation, nothing fenced). */
+  public static native void checkpointClaim(long handle, String[] tasks, long generation);
 
   /** {@code [version, text, ...]}. */
   public static native String[] checkpointRead(long handle, String task);
