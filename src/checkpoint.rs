@@ -483,61 +483,72 @@ impl<S: TableStore> CheckpointStore<S> {
             processor: self.processor.clone(),
             generation: s.generation,
         };
-        let before = s.stored.get(&version).copied().unwrap_or_default();
-        let (head, extra, after) = layout(&pk, &me, version, text, before);
-        let if_match = IfMatch::ETag(s.owner_etag.clone());
-        let result = if extra.is_empty() {
-            self.store
-                .update_entity(&self.table, &head, &if_match, WriteMode::Merge)
-                .await
-        } else {
-            let mut ops = Vec::with_capacity(1 + extra.len());
-            ops.push(BatchOp::Update(head, if_match, WriteMode::Merge));
-            ops.extend(extra);
-            self.store
-                .batch(&self.table, &pk, ops)
-                .await
-                .and_then(|etags| {
-                    etags
-                        .into_iter()
-                        .next()
-                        .flatten()
-                        .ok_or_else(|| Error::internal("the owner update returned no ETag"))
-                })
-        };
-        match result {
-            Ok(etag) => {
-                s.owner_etag = etag;
-                s.stored.insert(version, after);
-                s.claimed = None;
-                Ok(())
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::PreconditionFailed | ErrorKind::OutcomeUnknown
-                ) =>
-            {
-                // Either a newer owner claimed the task, or a retry of our own transaction
-                // found the ETag our first attempt had already changed. Storage tells which.
-                let p = self.read_partition(task).await?;
-                match p.owner {
-                    Some((o, etag)) if o == me => {
-                        s.owner_etag = etag;
-                        s.stored = p.stored;
-                        if p.checkpoints.get(&version).map(String::as_str) == Some(text) {
-                            return Ok(());
-                        }
-                        Err(e.context(format!("writing the checkpoint of task '{task}'")))
+        // A second attempt only after storage showed this processor still owns the task (an
+        // earlier write of ours, whose answer was lost, had moved the ETag on).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = s.stored.get(&version).copied().unwrap_or_default();
+            let (head, extra, after) = layout(&pk, &me, version, text, before);
+            let if_match = IfMatch::ETag(s.owner_etag.clone());
+            let result = if extra.is_empty() {
+                self.store
+                    .update_entity(&self.table, &head, &if_match, WriteMode::Merge)
+                    .await
+            } else {
+                let mut ops = Vec::with_capacity(1 + extra.len());
+                ops.push(BatchOp::Update(head, if_match, WriteMode::Merge));
+                ops.extend(extra);
+                self.store
+                    .batch(&self.table, &pk, ops)
+                    .await
+                    .and_then(|etags| {
+                        etags
+                            .into_iter()
+                            .next()
+                            .flatten()
+                            .ok_or_else(|| Error::internal("the owner update returned no ETag"))
+                    })
+            };
+            let e = match result {
+                Ok(etag) => {
+                    s.owner_etag = etag;
+                    s.stored.insert(version, after);
+                    s.claimed = None;
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::PreconditionFailed | ErrorKind::OutcomeUnknown
+                    ) =>
+                {
+                    e
+                }
+                Err(e) => return Err(e.context(format!("writing the checkpoint of task '{task}'"))),
+            };
+            // Either a newer owner claimed the task, or a write of ours applied without us
+            // hearing so (a retried request, or an earlier call that failed). Storage tells which.
+            let p = self.read_partition(task).await?;
+            match p.owner {
+                Some((o, etag)) if o == me => {
+                    s.owner_etag = etag;
+                    s.stored = p.stored;
+                    if p.checkpoints.get(&version).map(String::as_str) == Some(text) {
+                        return Ok(());
                     }
-                    Some((o, _)) => Err(fenced(task, &me, &o)),
-                    None => Err(Error::new(
+                    if attempt >= 2 {
+                        return Err(e.context(format!("writing the checkpoint of task '{task}'")));
+                    }
+                }
+                Some((o, _)) => return Err(fenced(task, &me, &o)),
+                None => {
+                    return Err(Error::new(
                         ErrorKind::Fenced,
                         format!("the checkpoint of task '{task}' was refused: its owner row is gone (checkpoints cleared?)"),
-                    )),
+                    ))
                 }
             }
-            Err(e) => Err(e.context(format!("writing the checkpoint of task '{task}'"))),
         }
     }
 

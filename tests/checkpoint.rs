@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{azurite, unique};
 use samza_azure_coordinator::checkpoint::{self, CheckpointStore, MAX_CHECKPOINT_BYTES};
-use samza_azure_coordinator::storage::{AzureStorage, Entity, TableStore};
+use samza_azure_coordinator::storage::{AzureStorage, Entity, IfMatch, TableStore, WriteMode};
 use samza_azure_coordinator::ErrorKind;
 
 async fn store(table: &str, processor: &str) -> CheckpointStore<AzureStorage> {
@@ -174,4 +174,30 @@ async fn claiming_many_tasks_at_once_takes_each_or_fails_on_a_newer_owner() {
     // The old generation cannot take them back.
     let err = old.claim_all(&tasks, 4).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+}
+
+/// A write of ours that storage applied without us hearing so moves the owner row's ETag; the
+/// next write finds the task still ours and goes through instead of failing the commit.
+#[tokio::test]
+async fn a_moved_etag_with_the_same_owner_is_retried_not_failed() {
+    let table = unique("cp");
+    let s = store(&table, "p1").await;
+    s.claim("t", 3).await.unwrap();
+    s.write("t", 1, "first").await.unwrap();
+    // What a lost answer leaves behind: the row changed, still owned by p1 at generation 3.
+    let az = azurite().storage();
+    let row = az.get_entity(&table, "t", "owner").await.unwrap();
+    let touch = Entity::new("t", "owner").with("processor", "p1");
+    az.update_entity(
+        &table,
+        &touch,
+        &IfMatch::ETag(row.etag.unwrap()),
+        WriteMode::Merge,
+    )
+    .await
+    .unwrap();
+    s.write("t", 1, "second").await.unwrap();
+    let r = store(&table, "p2").await;
+    r.claim("t", 4).await.unwrap();
+    assert_eq!(r.read("t").await.unwrap()[&1], "second");
 }
