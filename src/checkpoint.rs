@@ -75,9 +75,22 @@ const CHUNKS_PER_ROW: usize = 15;
 /// Chunks per version kept in the owner row: three versions × 4 × 64,000 bytes stay under the
 /// 1 MiB entity limit with the owner's own properties.
 pub const INLINE_CHUNKS: usize = 4;
-/// Largest checkpoint accepted: its UTF-8 text must fit one 4 MiB transaction with the
-/// multipart and JSON overhead.
-pub const MAX_CHECKPOINT_BYTES: usize = 3 * 1024 * 1024;
+/// Largest checkpoint accepted, measured as it travels: JSON-escaped inside one transaction,
+/// whose whole body the Table service limits to 4 MiB; the rest is left for the multipart
+/// framing and the other properties.
+pub const MAX_CHECKPOINT_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
+
+/// The length of `text` as a JSON string body (quotes, backslashes and control characters
+/// are escaped).
+fn escaped_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
 
 /// Who owns a task, as recorded in its `owner` row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -466,11 +479,12 @@ impl<S: TableStore> CheckpointStore<S> {
     /// Replaces the task's checkpoint of `version` with `text`, atomically, if this processor
     /// still owns the task.
     pub async fn write(&self, task: &str, version: u16, text: &str) -> Result<()> {
-        if text.len() > MAX_CHECKPOINT_BYTES {
+        let escaped = escaped_len(text);
+        if escaped > MAX_CHECKPOINT_BYTES {
             return Err(Error::new(
                 ErrorKind::BadRequest,
                 format!(
-                    "the checkpoint of task '{task}' is {} bytes; at most {MAX_CHECKPOINT_BYTES} fit in one atomic write",
+                    "the checkpoint of task '{task}' is {} bytes ({escaped} as sent); at most {MAX_CHECKPOINT_BYTES} fit in one atomic write",
                     text.len()
                 ),
             ));
@@ -801,6 +815,19 @@ mod tests {
         assert!(e.message().contains(KEY_UPSTREAM_TABLE), "{e}");
         let e = CheckpointConfig::from_map(&map(&[])).unwrap_err();
         assert!(e.message().contains("job.name"));
+    }
+
+    #[test]
+    fn escaped_length_is_what_serde_json_sends() {
+        for text in [
+            "plain",
+            "{\"a\":\"b\\c\"}",
+            "line\nbreak\ttab\u{1}\u{7f}é😀",
+            "",
+        ] {
+            let json = serde_json::to_string(text).unwrap();
+            assert_eq!(escaped_len(text), json.len() - 2, "{text:?}");
+        }
     }
 
     #[test]
