@@ -62,6 +62,11 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private boolean expired;
 
   private boolean leading;
+
+  /** The last model parsed, by version: prepare and start of one version carry the same one. */
+  private long parsedVersion = -1;
+
+  private JobModel parsedModel;
   private long jobModelVersion;
   private long nextPartitionCheck;
 
@@ -215,10 +220,10 @@ public final class AzureJobCoordinator implements JobCoordinator {
             c, Long.parseLong(event[1]), event[2], Arrays.asList(event).subList(3, event.length));
         break;
       case "prepare":
-        prepare(c, Long.parseLong(event[1]), models.read(event[2]));
+        prepare(c, Long.parseLong(event[1]), parsed(Long.parseLong(event[1]), event[2]));
         break;
       case "start":
-        start(Long.parseLong(event[1]), models.read(event[2]));
+        start(Long.parseLong(event[1]), parsed(Long.parseLong(event[1]), event[2]));
         break;
       case "fence":
         LOG.warn("Processor {} lost contact with storage; stopping its container", processorId);
@@ -231,6 +236,14 @@ public final class AzureJobCoordinator implements JobCoordinator {
       default:
         throw new IllegalStateException("unknown coordinator event " + event[0]);
     }
+  }
+
+  private JobModel parsed(long version, String json) {
+    if (version != parsedVersion) {
+      parsedModel = models.read(json);
+      parsedVersion = version;
+    }
+    return parsedModel;
   }
 
   /**
