@@ -267,7 +267,10 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l
             &string(env, &job_name, "job name")?,
             &string(env, &job_id, "job id")?,
         )?;
-        string_array(env, [names.container, names.table].into_iter())
+        string_array(
+            env,
+            [names.container, names.table, names.checkpoint_table].into_iter(),
+        )
     })
     .resolve::<Throw>()
 }

@@ -123,7 +123,7 @@ public final class Native {
   /** {@code [fence epoch, nanoseconds left before processing must stop]}; cheap. */
   public static native long[] coordinatorFence(long handle);
 
-  /** {@code [container, table]} holding a job's coordination state. */
+  /** {@code [container, membership table, checkpoint table]} holding a job's state. */
   public static native String[] jobStorageNames(String jobName, String jobId);
 
   // ---- checkpoints (use org.apache.samza.azure.checkpoint) ----

@@ -1,0 +1,24 @@
+package org.apache.samza.azure;
+
+import org.apache.samza.azure.jni.Native;
+
+/**
+ * Operator tool: {@code java -cp <our jar>:<samza and slf4j jars>
+ * org.apache.samza.azure.JobStorageNames <job.name> [job.id]} prints where a job's state lives in
+ * its storage account, to inspect it or to remove it (see docs/operations.md). Makes no request.
+ */
+public final class JobStorageNames {
+  private JobStorageNames() {}
+
+  public static void main(String[] args) {
+    if (args.length < 1 || args.length > 2) {
+      System.err.println("usage: JobStorageNames <job.name> [job.id (default 1)]");
+      System.exit(2);
+    }
+    String[] names = Native.jobStorageNames(args[0], args.length > 1 ? args[1] : "1");
+    System.out.println(
+        "container=" + names[0] + "   (blob jobmodel: JobModel document, leader lease)");
+    System.out.println("membershipTable=" + names[1]);
+    System.out.println("checkpointTable=" + names[2]);
+  }
+}
