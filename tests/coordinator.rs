@@ -113,6 +113,7 @@ struct Processor {
 
 struct Cluster {
     job: String,
+    timing: Timing,
     ledger: Arc<Mutex<Ledger>>,
     procs: Vec<Processor>,
 }
@@ -192,6 +193,7 @@ impl Cluster {
     fn new() -> Self {
         Cluster {
             job: unique("job"),
+            timing: timing(),
             ledger: Arc::default(),
             procs: Vec::new(),
         }
@@ -201,7 +203,7 @@ impl Cluster {
         let config = CoordinatorConfig {
             job_name: self.job.clone(),
             job_id: "1".into(),
-            timing: timing(),
+            timing: self.timing.clone(),
         };
         let (ledger, me) = (self.ledger.clone(), id.to_owned());
         let events: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
@@ -405,6 +407,72 @@ async fn a_requested_recompute_runs_one_new_version_for_the_same_members() {
         .map(|(_, e)| e.clone())
         .collect();
     assert_eq!(computes.len(), 1, "{computes:?}");
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in ["p1", "p2"] {
+        c.stop(id).await;
+    }
+}
+
+/// A storage outage shorter than the self-fence bound stops nothing: no fence, no new version,
+/// the same container keeps running; it only shows as failed heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_storage_outage_stops_nothing() {
+    let mut c = Cluster::new();
+    // A wide margin, so a loaded machine's scheduling cannot turn the outage into a fence.
+    c.timing.liveness = Duration::from_secs(3);
+    for id in ["p1", "p2"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let follower = if leader == "p1" { "p2" } else { "p1" };
+    let load = |id: &str, f: fn(&samza_azure_coordinator::coordinator::Metrics) -> u64| {
+        f(c.get(id).coordinator.metrics())
+    };
+    let failures = |m: &samza_azure_coordinator::coordinator::Metrics| {
+        m.heartbeat_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = load(follower, failures);
+    // Self-fence bound: liveness 3 s - 0.75 s. The last accepted heartbeat was at most one
+    // interval (0.3 s) before, and the next comes within one interval after: about 1.0 s of
+    // silence.
+    let outage = Duration::from_millis(400);
+    let storage = c.get(follower).storage.clone();
+    storage.outage(outage);
+    let start = Instant::now();
+    // Until a heartbeat failed in the outage and a later write got through.
+    loop {
+        let recovered = storage
+            .writes()
+            .iter()
+            .any(|w| w.accepted && w.at > start + outage);
+        if recovered && load(follower, failures) > before {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no failed heartbeat and recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events: Vec<String> = c
+        .get(follower)
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, e)| e.clone())
+        .collect();
+    assert!(!events.iter().any(|e| e.starts_with("Fence")), "{events:?}");
+    let running = |id: &str| {
+        c.get(id)
+            .coordinator
+            .metrics()
+            .running_version
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!((running("p1"), running("p2")), (v1, v1));
     assert!(c.ledger.lock().unwrap().violations.is_empty());
     for id in ["p1", "p2"] {
         c.stop(id).await;

@@ -24,6 +24,8 @@ pub struct Write {
 pub struct Recording {
     inner: AzureStorage,
     writes: Mutex<Vec<Write>>,
+    /// Until then every request fails as storage being unreachable would.
+    down_until: Mutex<Option<Instant>>,
 }
 
 impl Recording {
@@ -31,6 +33,22 @@ impl Recording {
         Recording {
             inner,
             writes: Mutex::new(Vec::new()),
+            down_until: Mutex::new(None),
+        }
+    }
+
+    /// Storage is unreachable from this client for `d`, starting now.
+    pub fn outage(&self, d: Duration) {
+        *self.down_until.lock().unwrap() = Some(Instant::now() + d);
+    }
+
+    fn gate(&self) -> Result<()> {
+        match *self.down_until.lock().unwrap() {
+            Some(until) if Instant::now() < until => Err(samza_azure_coordinator::Error::new(
+                samza_azure_coordinator::ErrorKind::Transient,
+                "simulated outage: storage unreachable",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -69,23 +87,28 @@ impl LeaseStore for Recording {
         duration: LeaseDuration,
         proposed: Option<LeaseId>,
     ) -> Result<LeaseId> {
+        self.gate()?;
         let r = self.inner.acquire_lease(blob, duration, proposed).await;
         let id = r.as_ref().map(|l| l.to_string()).unwrap_or_default();
         self.note(format!("acquire_lease {blob} {id}"), r)
     }
     async fn renew_lease(&self, blob: &BlobRef, lease: LeaseId, d: Option<Duration>) -> Result<()> {
+        self.gate()?;
         let r = self.inner.renew_lease(blob, lease, d).await;
         self.note(format!("renew_lease {blob}"), r)
     }
     async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()> {
+        self.gate()?;
         let r = self.inner.release_lease(blob, lease).await;
         self.note(format!("release_lease {blob}"), r)
     }
     async fn break_lease(&self, blob: &BlobRef, period: Duration) -> Result<Duration> {
+        self.gate()?;
         let r = self.inner.break_lease(blob, period).await;
         self.note(format!("break_lease {blob}"), r)
     }
     async fn change_lease(&self, b: &BlobRef, l: LeaseId, p: LeaseId) -> Result<LeaseId> {
+        self.gate()?;
         let r = self.inner.change_lease(b, l, p).await;
         self.note(format!("change_lease {b}"), r)
     }
@@ -94,16 +117,20 @@ impl LeaseStore for Recording {
 #[async_trait]
 impl DocumentStore for Recording {
     async fn ensure_container(&self, container: &str) -> Result<bool> {
+        self.gate()?;
         self.inner.ensure_container(container).await
     }
     async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
+        self.gate()?;
         let r = self.inner.create_document(blob, body).await;
         self.note(format!("create_document {blob}"), r)
     }
     async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
+        self.gate()?;
         self.inner.read_document(blob).await
     }
     async fn read_document_if_changed(&self, b: &BlobRef, k: &ETag) -> Result<Option<Document>> {
+        self.gate()?;
         self.inner.read_document_if_changed(b, k).await
     }
     async fn check_document(
@@ -111,6 +138,7 @@ impl DocumentStore for Recording {
         b: &BlobRef,
         k: &ETag,
     ) -> Result<samza_azure_coordinator::storage::Change> {
+        self.gate()?;
         self.inner.check_document(b, k).await
     }
     async fn replace_document(
@@ -120,6 +148,7 @@ impl DocumentStore for Recording {
         if_match: Option<&ETag>,
         lease: Option<LeaseId>,
     ) -> Result<ETag> {
+        self.gate()?;
         let r = self
             .inner
             .replace_document(blob, body, if_match, lease)
@@ -132,6 +161,7 @@ impl DocumentStore for Recording {
         if_match: Option<&ETag>,
         lease: Option<LeaseId>,
     ) -> Result<()> {
+        self.gate()?;
         let r = self.inner.delete_document(blob, if_match, lease).await;
         self.note(format!("delete_document {blob}"), r)
     }
@@ -140,17 +170,21 @@ impl DocumentStore for Recording {
 #[async_trait]
 impl TableStore for Recording {
     async fn ensure_table(&self, table: &str) -> Result<bool> {
+        self.gate()?;
         self.inner.ensure_table(table).await
     }
     async fn delete_table(&self, table: &str) -> Result<()> {
+        self.gate()?;
         let r = self.inner.delete_table(table).await;
         self.note(format!("delete_table {table}"), r)
     }
     async fn insert_entity(&self, table: &str, e: &Entity) -> Result<ETag> {
+        self.gate()?;
         let r = self.inner.insert_entity(table, e).await;
         self.note(format!("insert_entity {}", e.row_key), r)
     }
     async fn upsert_entity(&self, table: &str, e: &Entity, mode: WriteMode) -> Result<ETag> {
+        self.gate()?;
         let r = self.inner.upsert_entity(table, e, mode).await;
         self.note(format!("upsert_entity {}", e.row_key), r)
     }
@@ -161,10 +195,12 @@ impl TableStore for Recording {
         if_match: &IfMatch,
         mode: WriteMode,
     ) -> Result<ETag> {
+        self.gate()?;
         let r = self.inner.update_entity(table, e, if_match, mode).await;
         self.note(format!("update_entity {}", e.row_key), r)
     }
     async fn get_entity(&self, table: &str, pk: &str, rk: &str) -> Result<Entity> {
+        self.gate()?;
         self.inner.get_entity(table, pk, rk).await
     }
     async fn query_partition(
@@ -175,11 +211,13 @@ impl TableStore for Recording {
         page_size: Option<u32>,
         continuation: Option<Continuation>,
     ) -> Result<Page> {
+        self.gate()?;
         self.inner
             .query_partition(table, pk, filter, page_size, continuation)
             .await
     }
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
+        self.gate()?;
         let keys: Vec<String> = ops
             .iter()
             .map(|op| match op {
@@ -193,6 +231,7 @@ impl TableStore for Recording {
         self.note(format!("batch {pk} {}", keys.join(",")), r)
     }
     async fn delete_entity(&self, table: &str, pk: &str, rk: &str, m: &IfMatch) -> Result<()> {
+        self.gate()?;
         let r = self.inner.delete_entity(table, pk, rk, m).await;
         self.note(format!("delete_entity {rk}"), r)
     }
