@@ -193,15 +193,11 @@ fn parse_owner(task: &str, e: &Entity) -> Result<Owner> {
 /// The owner-row merge and extra rows that store `text` as `version`, given where the
 /// version lives now. Stale inline chunks are blanked (a merge cannot drop properties) and
 /// stale extra rows deleted.
-fn layout(
-    pk: &str,
-    owner: &Owner,
-    version: u16,
-    text: &str,
-    before: Stored,
-) -> (Entity, Vec<BatchOp>, Stored) {
+fn layout(pk: &str, version: u16, text: &str, before: Stored) -> (Entity, Vec<BatchOp>, Stored) {
     let parts = chunks(text);
-    let mut head = owner_entity(pk, owner).with(&format!("v{version}bytes"), text.len() as i64);
+    // Only the checkpoint's own properties: a write never touches who owns the task, so even
+    // a write that storage wrongly let through could not hand the task back.
+    let mut head = Entity::new(pk, OWNER_ROW).with(&format!("v{version}bytes"), text.len() as i64);
     let mut extra = Vec::new();
     let after = if parts.len() <= INLINE_CHUNKS {
         for (j, part) in parts.iter().enumerate() {
@@ -503,7 +499,7 @@ impl<S: TableStore> CheckpointStore<S> {
         loop {
             attempt += 1;
             let before = s.stored.get(&version).copied().unwrap_or_default();
-            let (head, extra, after) = layout(&pk, &me, version, text, before);
+            let (head, extra, after) = layout(&pk, version, text, before);
             let if_match = IfMatch::ETag(s.owner_etag.clone());
             let result = if extra.is_empty() {
                 self.store
@@ -745,7 +741,7 @@ mod tests {
             .iter()
             .enumerate()
         {
-            let (head, ops, after) = layout("t", &me, 2, text, stored);
+            let (head, ops, after) = layout("t", 2, text, stored);
             // Small and medium ones are one merge, with no transaction.
             assert_eq!(
                 ops.is_empty(),
@@ -768,7 +764,7 @@ mod tests {
             }
         }
         // The other version is untouched by all this.
-        let (head, ops, _) = layout("t", &me, 1, "v1 text", Stored::default());
+        let (head, ops, _) = layout("t", 1, "v1 text", Stored::default());
         apply(&mut owner, &mut extra, head, ops);
         let (read, _) = assemble("t", &owner, &extra).unwrap();
         assert_eq!(read[&1], "v1 text");
@@ -784,7 +780,7 @@ mod tests {
         let text = "y".repeat(CHUNK_UNITS * CHUNKS_PER_ROW + 10);
         let mut owner = owner_entity("t", &me);
         let mut extra = BTreeMap::new();
-        let (head, ops, _) = layout("t", &me, 1, &text, Stored::default());
+        let (head, ops, _) = layout("t", 1, &text, Stored::default());
         apply(&mut owner, &mut extra, head, ops);
         extra.get_mut(&1).unwrap().remove(&1);
         let err = assemble("t", &owner, &extra).expect_err("incomplete");
