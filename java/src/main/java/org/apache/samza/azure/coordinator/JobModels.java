@@ -39,6 +39,7 @@ final class JobModels implements AutoCloseable {
   static final String TASK_GROUPER = "task.name.grouper.factory";
   static final String GROUP_BY_CONTAINER_IDS =
       "org.apache.samza.container.grouper.task.GroupByContainerIdsFactory";
+  static final String HOST_AFFINITY = "job.host-affinity.enabled";
   private static final int METADATA_CACHE_TTL_MS = 5000;
 
   private final Config config;
@@ -48,20 +49,20 @@ final class JobModels implements AutoCloseable {
   private StreamMetadataCache metadataCache;
 
   JobModels(Config config, MetricsRegistry registry) {
-    this.config = withDefaultGrouper(config);
+    this.config = withDefaults(config);
     this.registry = registry;
   }
 
   /**
    * Standalone assigns tasks to the live processor ids, which only GroupByContainerIds does;
-   * Samza's default (GroupByContainerCount) would invent ids "0".."n-1".
+   * Samza's default (GroupByContainerCount) would invent ids "0".."n-1". And Samza's calculator
+   * passes task locality to the grouper only with host affinity on: here a task's "host" is its
+   * previous processor, so on (the default) a membership change moves as few tasks as it can.
    */
-  static Config withDefaultGrouper(Config config) {
-    if (config.containsKey(TASK_GROUPER)) {
-      return config;
-    }
+  static Config withDefaults(Config config) {
     Map<String, String> copy = new HashMap<>(config);
-    copy.put(TASK_GROUPER, GROUP_BY_CONTAINER_IDS);
+    copy.putIfAbsent(TASK_GROUPER, GROUP_BY_CONTAINER_IDS);
+    copy.putIfAbsent(HOST_AFFINITY, "true");
     return new MapConfig(copy);
   }
 
@@ -124,8 +125,13 @@ final class JobModels implements AutoCloseable {
         }
       }
     }
+    // Each processor is its own "location", and a task's location is its previous owner: the
+    // groupers that honour locality (GroupByContainerIds does) then leave tasks where they were
+    // as far as the balance allows, so a membership change moves as few partitions as it can.
+    Map<TaskName, LocationId> taskLocality = new HashMap<>();
+    previousOwner.forEach((task, owner) -> taskLocality.put(task, new LocationId(owner)));
     GrouperMetadataImpl grouperMetadata =
-        new GrouperMetadataImpl(processorLocality, new HashMap<>(), previousSsps, previousOwner);
+        new GrouperMetadataImpl(processorLocality, taskLocality, previousSsps, previousOwner);
     JobModel model =
         JobModelCalculator.INSTANCE.calculateJobModel(
             config, changelogPartitions, metadataCache, grouperMetadata);
