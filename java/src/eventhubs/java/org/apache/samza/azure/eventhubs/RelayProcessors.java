@@ -2,7 +2,6 @@ package org.apache.samza.azure.eventhubs;
 
 import java.io.File;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -37,20 +36,9 @@ final class RelayProcessors implements AutoCloseable {
     Properties props = new Properties();
     props.putAll(config);
     props.put(RelayTask.LOG_DIR, dir.toString());
-    configFile = dir.resolve("processor.properties");
-    try (OutputStream out = Files.newOutputStream(configFile)) {
-      props.store(out, "written by RelayProcessors");
-    }
-    Files.write(
-        dir.resolve("logback.xml"),
-        ("<configuration><appender name=\"OUT\" class=\"ch.qos.logback.core.ConsoleAppender\">"
-                + "<encoder><pattern>%d{HH:mm:ss.SSS} %-5level [%thread] %logger{30} - %msg%n"
-                + "</pattern></encoder></appender>"
-                + "<logger name=\"org.apache.samza.azure\" level=\"INFO\"/>"
-                + "<logger name=\"samza_azure_coordinator\" level=\"INFO\"/>"
-                + "<logger name=\"org.apache.samza.checkpoint.OffsetManager\" level=\"INFO\"/>"
-                + "<root level=\"WARN\"><appender-ref ref=\"OUT\"/></root></configuration>")
-            .getBytes(StandardCharsets.UTF_8));
+    configFile =
+        ProcessorCluster.writeProcessorFiles(
+            dir, props, "org.apache.samza.checkpoint.OffsetManager");
   }
 
   void start(String id) throws IOException {

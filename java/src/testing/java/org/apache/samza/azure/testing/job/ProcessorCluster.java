@@ -77,24 +77,40 @@ public final class ProcessorCluster implements AutoCloseable {
     props.put("systems.fs.default.stream.samza.offset.default", "upcoming");
     props.put("ownership.log.dir", dir.toString());
     props.put("task.shutdown.ms", "10000");
-    configFile = dir.resolve("processor.properties");
+    configFile =
+        writeProcessorFiles(
+            dir, props, "org.apache.samza.zk.ZkJobCoordinator", "org.apache.samza.coordinator");
+    feeder = new Thread(this::feed, "input-feeder");
+    feeder.setDaemon(true);
+    feeder.start();
+  }
+
+  /**
+   * Writes the processors' config ({@code dir/processor.properties}, returned) and a logback config
+   * logging ours and {@code infoLoggers} at INFO, everything else at WARN.
+   */
+  public static Path writeProcessorFiles(Path dir, Properties props, String... infoLoggers)
+      throws IOException {
+    Path configFile = dir.resolve("processor.properties");
     try (OutputStream out = Files.newOutputStream(configFile)) {
-      props.store(out, "written by ProcessorCluster");
+      props.store(out, "written by the test harness");
+    }
+    StringBuilder loggers = new StringBuilder();
+    for (String name : new String[] {"org.apache.samza.azure", "samza_azure_coordinator"}) {
+      loggers.append("<logger name=\"").append(name).append("\" level=\"INFO\"/>");
+    }
+    for (String name : infoLoggers) {
+      loggers.append("<logger name=\"").append(name).append("\" level=\"INFO\"/>");
     }
     Files.write(
         dir.resolve("logback.xml"),
         ("<configuration><appender name=\"OUT\" class=\"ch.qos.logback.core.ConsoleAppender\">"
                 + "<encoder><pattern>%d{HH:mm:ss.SSS} %-5level [%thread] %logger{30} - %msg%n"
                 + "</pattern></encoder></appender>"
-                + "<logger name=\"org.apache.samza.azure\" level=\"INFO\"/>"
-                + "<logger name=\"samza_azure_coordinator\" level=\"INFO\"/>"
-                + "<logger name=\"org.apache.samza.zk.ZkJobCoordinator\" level=\"INFO\"/>"
-                + "<logger name=\"org.apache.samza.coordinator\" level=\"INFO\"/>"
+                + loggers
                 + "<root level=\"WARN\"><appender-ref ref=\"OUT\"/></root></configuration>")
             .getBytes(StandardCharsets.UTF_8));
-    feeder = new Thread(this::feed, "input-feeder");
-    feeder.setDaemon(true);
-    feeder.start();
+    return configFile;
   }
 
   private void feed() {
