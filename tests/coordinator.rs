@@ -264,6 +264,23 @@ impl Cluster {
         self.ledger.lock().unwrap().stop(id);
     }
 
+    /// Version whose container runs at `id` (0: none).
+    fn running(&self, id: &str) -> u64 {
+        self.get(id)
+            .coordinator
+            .metrics()
+            .running_version
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn heartbeat_failures(&self, id: &str) -> u64 {
+        self.get(id)
+            .coordinator
+            .metrics()
+            .heartbeat_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn leader(&self) -> Option<String> {
         self.procs
             .iter()
@@ -380,13 +397,7 @@ async fn a_requested_recompute_runs_one_new_version_for_the_same_members() {
     let follower = if leader == "p1" { "p2" } else { "p1" };
     c.get(follower).coordinator.request_rebalance();
     c.get(&leader).coordinator.request_rebalance();
-    let running = |id: &str| {
-        c.get(id)
-            .coordinator
-            .metrics()
-            .running_version
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let running = |id: &str| c.running(id);
     let start = Instant::now();
     while running("p1") <= v1 || running("p2") <= v1 {
         assert!(
@@ -426,14 +437,7 @@ async fn a_short_storage_outage_stops_nothing() {
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let follower = if leader == "p1" { "p2" } else { "p1" };
-    let load = |id: &str, f: fn(&samza_azure_coordinator::coordinator::Metrics) -> u64| {
-        f(c.get(id).coordinator.metrics())
-    };
-    let failures = |m: &samza_azure_coordinator::coordinator::Metrics| {
-        m.heartbeat_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
-    let before = load(follower, failures);
+    let before = c.heartbeat_failures(follower);
     // Self-fence bound: liveness 3 s - 0.75 s. The last accepted heartbeat was at most one
     // interval (0.3 s) before, and the next comes within one interval after: about 1.0 s of
     // silence.
@@ -447,7 +451,7 @@ async fn a_short_storage_outage_stops_nothing() {
             .writes()
             .iter()
             .any(|w| w.accepted && w.at > start + outage);
-        if recovered && load(follower, failures) > before {
+        if recovered && c.heartbeat_failures(follower) > before {
             break;
         }
         assert!(
@@ -465,13 +469,7 @@ async fn a_short_storage_outage_stops_nothing() {
         .map(|(_, e)| e.clone())
         .collect();
     assert!(!events.iter().any(|e| e.starts_with("Fence")), "{events:?}");
-    let running = |id: &str| {
-        c.get(id)
-            .coordinator
-            .metrics()
-            .running_version
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let running = |id: &str| c.running(id);
     assert_eq!((running("p1"), running("p2")), (v1, v1));
     assert!(c.ledger.lock().unwrap().violations.is_empty());
     for id in ["p1", "p2"] {
