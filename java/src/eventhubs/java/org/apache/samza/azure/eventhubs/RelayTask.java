@@ -1,11 +1,7 @@
 package org.apache.samza.azure.eventhubs;
 
-import java.io.FileOutputStream;
-import java.io.IOException;
-import java.io.OutputStreamWriter;
-import java.io.UncheckedIOException;
-import java.io.Writer;
 import java.nio.charset.StandardCharsets;
+import org.apache.samza.azure.testing.job.TaskLog;
 import org.apache.samza.config.Config;
 import org.apache.samza.context.Context;
 import org.apache.samza.system.IncomingMessageEnvelope;
@@ -31,26 +27,13 @@ public final class RelayTask
     implements StreamTask, InitableTask, org.apache.samza.task.ClosableTask {
   public static final String LOG_DIR = "relay.log.dir";
   private static final SystemStream OUT = new SystemStream(RelayApp.SYSTEM, RelayApp.OUTPUT);
-  private static final Object LOCK = new Object();
-  private static Writer log;
 
   private Config config;
   private String processor;
   private int partition;
 
   private static void write(Config config, String line) {
-    synchronized (LOCK) {
-      try {
-        if (log == null) {
-          String path = config.get(LOG_DIR) + "/" + config.get("processor.id") + ".log";
-          log = new OutputStreamWriter(new FileOutputStream(path, true), StandardCharsets.UTF_8);
-        }
-        log.write(line + "\n");
-        log.flush();
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
-      }
-    }
+    TaskLog.append(config, LOG_DIR, line);
   }
 
   @Override

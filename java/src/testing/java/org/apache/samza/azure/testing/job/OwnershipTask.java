@@ -1,11 +1,5 @@
 package org.apache.samza.azure.testing.job;
 
-import java.io.FileOutputStream;
-import java.io.IOException;
-import java.io.OutputStreamWriter;
-import java.io.UncheckedIOException;
-import java.io.Writer;
-import java.nio.charset.StandardCharsets;
 import org.apache.samza.config.Config;
 import org.apache.samza.context.Context;
 import org.apache.samza.system.IncomingMessageEnvelope;
@@ -24,25 +18,12 @@ import org.apache.samza.task.TaskCoordinator;
 @SuppressWarnings("deprecation")
 public final class OwnershipTask
     implements StreamTask, InitableTask, org.apache.samza.task.ClosableTask {
-  private static final Object LOCK = new Object();
-  private static Writer log;
 
   private String processor;
   private int partition;
 
   static void write(Config config, String line) {
-    synchronized (LOCK) {
-      try {
-        if (log == null) {
-          String path = config.get("ownership.log.dir") + "/" + config.get("processor.id") + ".log";
-          log = new OutputStreamWriter(new FileOutputStream(path, true), StandardCharsets.UTF_8);
-        }
-        log.write(line + "\n");
-        log.flush();
-      } catch (IOException e) {
-        throw new UncheckedIOException(e);
-      }
-    }
+    TaskLog.append(config, "ownership.log.dir", line);
   }
 
   private Config config;
