@@ -897,18 +897,12 @@ impl<'a, S: Storage> Engine<'a, S> {
         };
         if self.publish(doc, lease).await? {
             self.metrics.rebalances.fetch_add(1, Ordering::Relaxed);
-            let deadline = Instant::now() + self.timing.barrier_timeout;
-            if let Some(l) = self.leader.as_mut() {
-                if first {
-                    if let Some(t) = l.rebalance_started.take() {
-                        self.metrics
-                            .last_rebalance_ms
-                            .store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    }
-                    l.phase = LeaderPhase::Idle;
-                } else {
-                    l.phase = LeaderPhase::Barrier { deadline };
-                }
+            if first {
+                self.rebalance_done();
+            } else if let Some(l) = self.leader.as_mut() {
+                l.phase = LeaderPhase::Barrier {
+                    deadline: Instant::now() + self.timing.barrier_timeout,
+                };
             }
         } else if let Some(l) = self.leader.as_mut() {
             l.phase = LeaderPhase::Idle;
@@ -962,6 +956,20 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
     }
 
+    /// Every processor concerned runs the new version: record how long the rebalance took
+    /// and go back to watching.
+    fn rebalance_done(&mut self) {
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if let Some(t) = l.rebalance_started.take() {
+            self.metrics
+                .last_rebalance_ms
+                .store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        l.phase = LeaderPhase::Idle;
+    }
+
     async fn barrier_tick(
         &mut self,
         snapshot: &Snapshot,
@@ -985,16 +993,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         if missing.is_empty() && waiting.is_empty() {
             let done = self.doc.with_phase(Phase::Done);
             if self.publish(done, lease).await? {
-                let started = self.leader.as_ref().and_then(|l| l.rebalance_started);
-                if let Some(t) = started {
-                    self.metrics
-                        .last_rebalance_ms
-                        .store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
-                }
-                if let Some(l) = self.leader.as_mut() {
-                    l.phase = LeaderPhase::Idle;
-                    l.rebalance_started = None;
-                }
+                self.rebalance_done();
             }
             return Ok(());
         }
