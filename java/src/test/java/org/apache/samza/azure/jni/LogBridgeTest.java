@@ -35,7 +35,8 @@ public class LogBridgeTest {
   }
 
   private List<ILoggingEvent> events() {
-    synchronized (appender.list) {
+    // Appends hold the appender's lock (AppenderBase.doAppend), not the list's.
+    synchronized (appender) {
       return new ArrayList<>(appender.list);
     }
   }

@@ -156,7 +156,8 @@ public class AzureStorageClientTest extends AzuriteTest {
           "marker log line",
           10_000,
           () -> {
-            synchronized (appender.list) {
+            // Appends hold the appender's lock (AppenderBase.doAppend), not the list's.
+            synchronized (appender) {
               return appender.list.stream()
                   .anyMatch(e -> e.getFormattedMessage().contains("secret-test-marker"));
             }
@@ -166,7 +167,8 @@ public class AzureStorageClientTest extends AzuriteTest {
       root.detachAppender(appender);
       NativeLogBridge.refreshLevel();
     }
-    synchronized (appender.list) {
+    // Appends hold the appender's lock (AppenderBase.doAppend), not the list's.
+    synchronized (appender) {
       assertTrue("TRACE produced native log lines", appender.list.size() > 3);
       for (ILoggingEvent e : appender.list) {
         texts.add(e.getFormattedMessage());
