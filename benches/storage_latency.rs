@@ -10,13 +10,16 @@ mod common;
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use samza_azure_coordinator::checkpoint::CheckpointStore;
 use samza_azure_coordinator::storage::{
     AzureStorage, BlobRef, Change, DocumentStore, ETag, Entity, LeaseDuration, LeaseStore,
     TableStore, WriteMode,
 };
+use samza_azure_coordinator::ErrorKind;
 
 const WARMUP_OPS: usize = 50;
 const DEFAULT_OPS: usize = 1000;
@@ -73,7 +76,7 @@ fn print_table(rows: &mut [Row]) {
     }
 }
 
-async fn run(s: &AzureStorage, ops: usize) -> Vec<Row> {
+async fn run(s: &Arc<AzureStorage>, ops: usize) -> Vec<Row> {
     let container = common::unique("bench");
     s.ensure_container(&container).await.expect("container");
     let mut rows = Vec::new();
@@ -143,7 +146,43 @@ async fn run(s: &AzureStorage, ops: usize) -> Vec<Row> {
         })
         .await,
     );
+    // The least a table request costs here: Azurite finds nothing and answers 404.
+    rows.push(
+        measure("table point read, missing row (404)", ops, || async {
+            let err = s.get_entity(&table, "job", "none").await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        })
+        .await,
+    );
+
+    // One checkpoint commit: the conditional merge of the task's owner row, which holds a
+    // CheckpointV1 of 8 SSPs as Samza serializes it.
+    let checkpoints = CheckpointStore::new(Arc::clone(s), &table, "p1");
+    checkpoints.claim("Partition 0", 1).await.expect("claim");
+    let text = checkpoint_v1_json(8);
+    rows.push(
+        measure("checkpoint commit (8 SSPs)", ops, || async {
+            checkpoints
+                .write("Partition 0", 1, &text)
+                .await
+                .expect("commit");
+        })
+        .await,
+    );
     rows
+}
+
+/// A CheckpointV1 of `ssps` Event Hubs-like SSPs, in the JSON shape Samza's serde writes.
+fn checkpoint_v1_json(ssps: usize) -> String {
+    let offsets: Vec<String> = (0..ssps)
+        .map(|i| {
+            format!(
+                r#""SystemStreamPartition [eventhubs, stream-{i}, 0]":{{"system":"eventhubs","partition":"0","offset":"{}","stream":"stream-{i}"}}"#,
+                1_000_000 * i
+            )
+        })
+        .collect();
+    format!("{{{}}}", offsets.join(","))
 }
 
 fn main() {
@@ -160,14 +199,76 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut rows = runtime.block_on(async {
-        let storage = azurite.storage();
-        run(&storage, ops).await
-    });
+    let storage = Arc::new(azurite.storage());
+    let mut rows = runtime.block_on(run(&storage, ops));
     println!(
         "storage_latency: {ops} sequential ops per row after {WARMUP_OPS} warm-up, \
          Azurite pid {} on 127.0.0.1\n",
         azurite.pid
     );
     print_table(&mut rows);
+    let rates = runtime.block_on(throughput(&storage));
+    println!(
+        "\n{CONCURRENT} requests in flight for {}s per row:\n",
+        THROUGHPUT_WINDOW.as_secs()
+    );
+    println!("| op | requests/s |");
+    println!("|---|---:|");
+    for (op, rate) in rates {
+        println!("| {op} | {rate:.0} |");
+    }
+}
+
+const CONCURRENT: usize = 8;
+const THROUGHPUT_WINDOW: Duration = Duration::from_secs(5);
+
+/// Requests per second with `CONCURRENT` loops, each waiting for its answer before sending
+/// again, all on this one client thread: how many requests Azurite's one Node process answers
+/// when it, not the client, is the limit.
+async fn throughput(s: &Arc<AzureStorage>) -> Vec<(&'static str, f64)> {
+    let table = common::unique("rate");
+    s.ensure_table(&table).await.expect("table");
+    let checkpoints = CheckpointStore::new(Arc::clone(s), &table, "p1");
+    let tasks: Vec<String> = (0..CONCURRENT).map(|i| format!("Partition {i}")).collect();
+    checkpoints.claim_all(&tasks, 1).await.expect("claim");
+    let text = checkpoint_v1_json(8);
+    let missing = rate(|i| {
+        let (table, tasks) = (&table, &tasks);
+        async move {
+            let err = s.get_entity(table, &tasks[i], "none").await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        }
+    })
+    .await;
+    let commits = rate(|i| {
+        let (checkpoints, tasks, text) = (&checkpoints, &tasks, &text);
+        async move { checkpoints.write(&tasks[i], 1, text).await.expect("commit") }
+    })
+    .await;
+    vec![
+        ("table point read, missing row (404)", missing),
+        ("checkpoint commit (8 SSPs), one task per loop", commits),
+    ]
+}
+
+async fn rate<F, Fut>(op: F) -> f64
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let start = Instant::now();
+    let end = start + THROUGHPUT_WINDOW;
+    let loops = (0..CONCURRENT).map(|i| {
+        let op = &op;
+        async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                op(i).await;
+                n += 1;
+            }
+            n
+        }
+    });
+    let done: u64 = futures::future::join_all(loops).await.into_iter().sum();
+    done as f64 / start.elapsed().as_secs_f64()
 }

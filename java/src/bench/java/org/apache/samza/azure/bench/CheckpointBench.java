@@ -5,6 +5,8 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import org.apache.samza.Partition;
 import org.apache.samza.azure.AzureCheckpointManagerFactory;
 import org.apache.samza.azure.testing.Azurite;
@@ -23,8 +25,11 @@ import org.apache.samza.system.SystemStreamPartition;
  * classpath (gradle checkpointBench -PsamzaSource=...).
  *
  * <p>Usage: {@code CheckpointBench [seconds per case] [task counts, comma-separated] [threads,
- * comma-separated]}. With several threads (a container's {@code job.container.thread.pool.size}),
- * each commits its own share of the tasks, in turn.
+ * comma-separated]}. With several threads each commits its own share of the tasks, in turn. The
+ * thread count {@code samza} (the default) is the concurrency of a Samza 1.8 container's commits:
+ * its commit pool has {@code min(max(2 * tasks, job.container.commit.thread.pool.size = 2),
+ * job.container.commit.thread.pool.max.size = 64)} threads, and a task has at most one commit in
+ * flight, so 1 task commits sequentially, 16 tasks 16 at a time and 256 tasks 64 at a time.
  */
 public final class CheckpointBench {
   private static final String UPSTREAM =
@@ -37,10 +42,7 @@ public final class CheckpointBench {
     for (String c : (args.length > 1 ? args[1] : "1,16,256").split(",")) {
       counts.add(Integer.parseInt(c));
     }
-    List<Integer> threadCounts = new ArrayList<>();
-    for (String c : (args.length > 2 ? args[2] : "1").split(",")) {
-      threadCounts.add(Integer.parseInt(c));
-    }
+    List<String> threadCounts = Arrays.asList((args.length > 2 ? args[2] : "samza").split(","));
     Map<String, CheckpointManagerFactory> impls = new java.util.LinkedHashMap<>();
     impls.put("ours", new AzureCheckpointManagerFactory());
     try {
@@ -54,10 +56,14 @@ public final class CheckpointBench {
     try (Azurite azurite = Azurite.start()) {
       int job = 0;
       for (int tasks : counts) {
-        for (int threads : threadCounts) {
-          if (threads > tasks) {
-            continue;
+        Set<Integer> cases = new TreeSet<>();
+        for (String t : threadCounts) {
+          int threads = t.equals("samza") ? samzaCommitConcurrency(tasks) : threadCount(t);
+          if (threads <= tasks) {
+            cases.add(threads);
           }
+        }
+        for (int threads : cases) {
           for (Map.Entry<String, CheckpointManagerFactory> impl : impls.entrySet()) {
             Map<String, String> config = new HashMap<>();
             config.put("job.name", "cpbench" + impl.getKey() + (job++));
@@ -80,6 +86,25 @@ public final class CheckpointBench {
     System.out.println("| manager | tasks | threads | commits | commits/s | p50 ms | p99 ms |");
     System.out.println("|---|---:|---:|---:|---:|---:|---:|");
     rows.forEach(System.out::println);
+  }
+
+  private static int threadCount(String arg) {
+    try {
+      int n = Integer.parseInt(arg);
+      if (n > 0) {
+        return n;
+      }
+    } catch (NumberFormatException e) {
+      // reported below
+    }
+    throw new IllegalArgumentException(
+        "thread count '" + arg + "': expected a positive integer or 'samza'");
+  }
+
+  /** Commits in flight at once in a Samza 1.8 container of {@code tasks} tasks, at defaults. */
+  static int samzaCommitConcurrency(int tasks) {
+    int pool = Math.min(Math.max(2 * tasks, 2), 64);
+    return Math.min(tasks, pool);
   }
 
   private static String run(
