@@ -1,15 +1,22 @@
 //! Task checkpoints in Table Storage, fenced by task ownership.
 //!
-//! One table per job; one partition per task (PartitionKey = the task name, escaped). Its row
-//! `owner` records who may write the task's checkpoints: the processor and the generation (the
-//! JobModel version in which it started the container holding the task). It also holds each
-//! checkpoint version's text, split into string properties `v<version>c<n>`, when it fits
-//! ([`INLINE_CHUNKS`] per version); a larger one goes to rows `v<version>.<n>`.
+//! One table per job, and one partition ([`PARTITION`]) for all of its tasks, so that commits of
+//! different tasks can share a transaction. A task's rows all start with its escaped name and
+//! `|` ([`task_key`]). Its row `<task>|owner` records who may write the task's checkpoints: the
+//! processor and the generation (the JobModel version in which it started the container holding
+//! the task). It also holds each checkpoint version's text, split into string properties
+//! `v<version>c<n>`, when it fits ([`INLINE_CHUNKS`] per version); a larger one goes to rows
+//! `<task>|v<version>.<n>`.
 //!
-//! A write is one request: a merge of `owner` conditional on the ETag this writer last saw,
-//! or, when extra rows are involved, an entity-group transaction of that merge with the rows'
-//! upserts and deletes. A new owner merges its name into `owner` when it claims the task, which
-//! changes the ETag, so a stale writer's next write fails as a whole and nothing of it applies.
+//! A write is a merge of the owner row conditional on the ETag this writer last saw, or, when
+//! extra rows are involved, an entity-group transaction of that merge with the rows' upserts and
+//! deletes. A new owner merges its name into the owner row when it claims the task, which changes
+//! the ETag, so a stale writer's next write fails as a whole and nothing of it applies.
+//!
+//! Group commit: the merges of concurrent commits (a container commits its tasks on a pool of
+//! threads) go to storage together, as one transaction of up to 100, while the previous request
+//! is in flight; nothing waits for company. Each merge keeps its own If-Match. A transaction
+//! fails as a whole, so when one does, each commit in it is sent again alone and judged alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -19,7 +26,10 @@ use serde_json::Value;
 use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
 use crate::coordinator::names::JobNames;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode};
+use crate::group_commit::{GroupCommit, Outcome};
+use crate::storage::{
+    quote, BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
+};
 
 pub const KEY_UPSTREAM_READ: &str = "task.checkpoint.azure.upstream.read";
 pub const KEY_UPSTREAM_TABLE: &str = "task.checkpoint.azure.upstream.table";
@@ -67,6 +77,10 @@ impl CheckpointConfig {
     }
 }
 
+/// The one partition of a job's checkpoint table. Azure serves a partition up to about 2,000
+/// entities/s: a commit writes one entity per checkpoint version, so that is a thousand tasks
+/// committing versions 1 and 2 every second (Samza's default `task.commit.ms` is 60 s).
+pub const PARTITION: &str = "tasks";
 const OWNER_ROW: &str = "owner";
 /// UTF-16 code units per string property: the Table service allows 64 KiB per property.
 const CHUNK_UNITS: usize = 32_000;
@@ -118,19 +132,21 @@ struct TaskState {
 }
 
 /// The checkpoints of one job, as written by one processor.
-pub struct CheckpointStore<S: TableStore> {
+pub struct CheckpointStore<S: TableStore + 'static> {
     store: Arc<S>,
     table: String,
     processor: String,
     tasks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<TaskState>>>>>,
+    commits: Arc<GroupCommit<S>>,
 }
 
-/// Escapes what the Table service forbids in keys (`/ \ # ?`, control characters) and `%`
-/// itself, so distinct task names stay distinct.
-pub fn partition_key(task: &str) -> String {
+/// The task's name as a row-key prefix: escapes what the Table service forbids in keys
+/// (`/ \\ # ?`, control characters), `|` (it ends the prefix) and `%` itself, so distinct task
+/// names stay distinct and no task's rows fall in another's range.
+pub fn task_key(task: &str) -> String {
     let mut out = String::with_capacity(task.len());
     for c in task.chars() {
-        if matches!(c, '/' | '\\' | '#' | '?' | '%') || c.is_control() {
+        if matches!(c, '/' | '\\' | '#' | '?' | '%' | '|') || c.is_control() {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 out.push_str(&format!("%{b:02X}"));
@@ -142,8 +158,22 @@ pub fn partition_key(task: &str) -> String {
     out
 }
 
-fn row_key(version: u16, index: usize) -> String {
-    format!("v{version}.{index}")
+fn owner_row(key: &str) -> String {
+    format!("{key}|{OWNER_ROW}")
+}
+
+fn row_key(key: &str, version: u16, index: usize) -> String {
+    format!("{key}|v{version}.{index}")
+}
+
+/// All of a task's rows and no other's: row keys from `<key>|` up to `<key>}` (`}` follows
+/// `|`). A key never contains `|`, so another task's rows cannot sort in between.
+fn task_rows_filter(key: &str) -> String {
+    format!(
+        "RowKey ge {} and RowKey lt {}",
+        quote(&format!("{key}|")),
+        quote(&format!("{key}}}"))
+    )
 }
 
 fn chunk_name(version: u16, index: usize) -> String {
@@ -168,8 +198,8 @@ fn chunks(text: &str) -> Vec<&str> {
     out
 }
 
-fn owner_entity(pk: &str, owner: &Owner) -> Entity {
-    Entity::new(pk, OWNER_ROW)
+fn owner_entity(key: &str, owner: &Owner) -> Entity {
+    Entity::new(PARTITION, owner_row(key))
         .with("processor", owner.processor.as_str())
         .with("generation", owner.generation.to_string())
 }
@@ -193,11 +223,12 @@ fn parse_owner(task: &str, e: &Entity) -> Result<Owner> {
 /// The owner-row merge and extra rows that store `text` as `version`, given where the
 /// version lives now. Stale inline chunks are blanked (a merge cannot drop properties) and
 /// stale extra rows deleted.
-fn layout(pk: &str, version: u16, text: &str, before: Stored) -> (Entity, Vec<BatchOp>, Stored) {
+fn layout(key: &str, version: u16, text: &str, before: Stored) -> (Entity, Vec<BatchOp>, Stored) {
     let parts = chunks(text);
     // Only the checkpoint's own properties: a write never touches who owns the task, so even
     // a write that storage wrongly let through could not hand the task back.
-    let mut head = Entity::new(pk, OWNER_ROW).with(&format!("v{version}bytes"), text.len() as i64);
+    let mut head =
+        Entity::new(PARTITION, owner_row(key)).with(&format!("v{version}bytes"), text.len() as i64);
     let mut extra = Vec::new();
     let after = if parts.len() <= INLINE_CHUNKS {
         for (j, part) in parts.iter().enumerate() {
@@ -210,7 +241,7 @@ fn layout(pk: &str, version: u16, text: &str, before: Stored) -> (Entity, Vec<Ba
     } else {
         let groups: Vec<&[&str]> = parts.chunks(CHUNKS_PER_ROW).collect();
         for (i, group) in groups.iter().enumerate() {
-            let mut e = Entity::new(pk, row_key(version, i));
+            let mut e = Entity::new(PARTITION, row_key(key, version, i));
             for (j, part) in group.iter().enumerate() {
                 e = e.with(&format!("c{j}"), *part);
             }
@@ -230,7 +261,7 @@ fn layout(pk: &str, version: u16, text: &str, before: Stored) -> (Entity, Vec<Ba
         .with(&format!("v{version}rows"), after.rows as i64);
     for i in after.rows..before.rows {
         extra.push(BatchOp::Delete {
-            row_key: row_key(version, i),
+            row_key: row_key(key, version, i),
             if_match: IfMatch::Any,
         });
     }
@@ -244,8 +275,9 @@ struct Partition {
     stored: BTreeMap<u16, Stored>,
 }
 
-fn parse_extra(row_key: &str) -> Option<(u16, usize)> {
-    let (v, i) = row_key.strip_prefix('v')?.split_once('.')?;
+/// The version and index of an extra row, from the part of its key after `<task>|`.
+fn parse_extra(suffix: &str) -> Option<(u16, usize)> {
+    let (v, i) = suffix.strip_prefix('v')?.split_once('.')?;
     Some((v.parse().ok()?, i.parse().ok()?))
 }
 
@@ -312,9 +344,10 @@ fn assemble(
     Ok((checkpoints, stored))
 }
 
-impl<S: TableStore> CheckpointStore<S> {
+impl<S: TableStore + 'static> CheckpointStore<S> {
     pub fn new(store: Arc<S>, table: &str, processor: &str) -> Self {
         CheckpointStore {
+            commits: GroupCommit::new(store.clone(), table, PARTITION, MAX_CHECKPOINT_BYTES),
             store,
             table: table.to_owned(),
             processor: processor.to_owned(),
@@ -336,26 +369,45 @@ impl<S: TableStore> CheckpointStore<S> {
         tasks.entry(task.to_owned()).or_default().clone()
     }
 
-    async fn read_partition(&self, task: &str) -> Result<Partition> {
-        let pk = partition_key(task);
-        let mut owner = None;
-        let mut extra: BTreeMap<u16, BTreeMap<usize, Entity>> = BTreeMap::new();
+    /// Every row of the task (none when the table is absent).
+    async fn task_rows(&self, key: &str) -> Result<Vec<Entity>> {
+        let filter = task_rows_filter(key);
+        let mut rows = Vec::new();
         let mut continuation = None;
         loop {
-            let page = self
+            let page = match self
                 .store
-                .query_partition(&self.table, &pk, None, Some(1000), continuation)
-                .await?;
-            for e in page.entities {
-                if e.row_key == OWNER_ROW {
-                    owner = Some(e);
-                } else if let Some((v, i)) = parse_extra(&e.row_key) {
-                    extra.entry(v).or_default().insert(i, e);
-                }
-            }
+                .query_partition(
+                    &self.table,
+                    PARTITION,
+                    Some(&filter),
+                    Some(1000),
+                    continuation,
+                )
+                .await
+            {
+                Ok(p) => p,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(rows),
+                Err(e) => return Err(e),
+            };
+            rows.extend(page.entities);
             continuation = page.continuation;
             if continuation.is_none() {
-                break;
+                return Ok(rows);
+            }
+        }
+    }
+
+    async fn read_partition(&self, task: &str) -> Result<Partition> {
+        let key = task_key(task);
+        let mut owner = None;
+        let mut extra: BTreeMap<u16, BTreeMap<usize, Entity>> = BTreeMap::new();
+        for e in self.task_rows(&key).await? {
+            let suffix = e.row_key.get(key.len() + 1..).unwrap_or_default();
+            if suffix == OWNER_ROW {
+                owner = Some(e);
+            } else if let Some((v, i)) = parse_extra(suffix) {
+                extra.entry(v).or_default().insert(i, e);
             }
         }
         let Some(owner) = owner else {
@@ -385,7 +437,7 @@ impl<S: TableStore> CheckpointStore<S> {
     pub async fn claim(&self, task: &str, generation: u64) -> Result<()> {
         let slot = self.slot(task);
         let mut state = slot.lock().await;
-        let pk = partition_key(task);
+        let key = task_key(task);
         let me = Owner {
             processor: self.processor.clone(),
             generation,
@@ -395,7 +447,7 @@ impl<S: TableStore> CheckpointStore<S> {
             let write = match &p.owner {
                 None => {
                     self.store
-                        .insert_entity(&self.table, &owner_entity(&pk, &me))
+                        .insert_entity(&self.table, &owner_entity(&key, &me))
                         .await
                 }
                 Some((o, etag)) if *o == me => Ok(etag.clone()),
@@ -409,7 +461,7 @@ impl<S: TableStore> CheckpointStore<S> {
                     self.store
                         .update_entity(
                             &self.table,
-                            &owner_entity(&pk, &me),
+                            &owner_entity(&key, &me),
                             &if_match,
                             WriteMode::Merge,
                         )
@@ -488,7 +540,7 @@ impl<S: TableStore> CheckpointStore<S> {
         let slot = self.slot(task);
         let mut guard = slot.lock().await;
         let s = guard.as_mut().ok_or_else(|| not_claimed(task))?;
-        let pk = partition_key(task);
+        let key = task_key(task);
         let me = Owner {
             processor: self.processor.clone(),
             generation: s.generation,
@@ -499,18 +551,27 @@ impl<S: TableStore> CheckpointStore<S> {
         loop {
             attempt += 1;
             let before = s.stored.get(&version).copied().unwrap_or_default();
-            let (head, extra, after) = layout(&pk, version, text, before);
+            let (head, extra, after) = layout(&key, version, text, before);
             let if_match = IfMatch::ETag(s.owner_etag.clone());
             let result = if extra.is_empty() {
-                self.store
-                    .update_entity(&self.table, &head, &if_match, WriteMode::Merge)
+                match self
+                    .commits
+                    .merge(head.clone(), if_match.clone(), escaped)
                     .await
+                {
+                    Outcome::Done(result) => result,
+                    Outcome::Alone => {
+                        self.store
+                            .update_entity(&self.table, &head, &if_match, WriteMode::Merge)
+                            .await
+                    }
+                }
             } else {
                 let mut ops = Vec::with_capacity(1 + extra.len());
                 ops.push(BatchOp::Update(head, if_match, WriteMode::Merge));
                 ops.extend(extra);
                 self.store
-                    .batch(&self.table, &pk, ops)
+                    .batch(&self.table, PARTITION, ops)
                     .await
                     .and_then(|etags| {
                         etags
@@ -567,34 +628,16 @@ impl<S: TableStore> CheckpointStore<S> {
         for task in tasks {
             let slot = self.slot(task);
             let mut state = slot.lock().await;
-            let pk = partition_key(task);
-            let mut keys = Vec::new();
-            let mut continuation = None;
-            loop {
-                let page = match self
-                    .store
-                    .query_partition(&self.table, &pk, None, Some(1000), continuation)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(e),
-                };
-                keys.extend(page.entities.into_iter().map(|e| e.row_key));
-                continuation = page.continuation;
-                if continuation.is_none() {
-                    break;
-                }
-            }
-            for group in keys.chunks(100) {
+            let rows = self.task_rows(&task_key(task)).await?;
+            for group in rows.chunks(MAX_BATCH_OPERATIONS) {
                 let ops = group
                     .iter()
-                    .map(|k| BatchOp::Delete {
-                        row_key: k.clone(),
+                    .map(|e| BatchOp::Delete {
+                        row_key: e.row_key.clone(),
                         if_match: IfMatch::Any,
                     })
                     .collect();
-                self.store.batch(&self.table, &pk, ops).await?;
+                self.store.batch(&self.table, PARTITION, ops).await?;
             }
             *state = None;
         }
@@ -663,12 +706,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partition_keys_escape_forbidden_characters_reversibly() {
-        assert_eq!(partition_key("Partition 0"), "Partition 0");
-        assert_eq!(partition_key("a/b#c?d\\e%f"), "a%2Fb%23c%3Fd%5Ce%25f");
-        assert_eq!(partition_key("t\u{1}"), "t%01");
+    fn task_keys_escape_forbidden_characters_reversibly() {
+        assert_eq!(task_key("Partition 0"), "Partition 0");
+        assert_eq!(task_key("a/b#c?d\\e%f|g"), "a%2Fb%23c%3Fd%5Ce%25f%7Cg");
+        assert_eq!(task_key("t\u{1}"), "t%01");
         // "%2F" written literally and "/" must not meet.
-        assert_ne!(partition_key("%2F"), partition_key("/"));
+        assert_ne!(task_key("%2F"), task_key("/"));
     }
 
     #[test]
@@ -697,15 +740,20 @@ mod tests {
         head: Entity,
         ops: Vec<BatchOp>,
     ) {
+        assert_eq!(
+            (head.partition_key.as_str(), head.row_key.as_str()),
+            (PARTITION, "t|owner")
+        );
         owner.properties.extend(head.properties);
         for op in ops {
             match op {
                 BatchOp::Upsert(e, _) => {
-                    let (v, i) = parse_extra(&e.row_key).unwrap();
+                    assert_eq!(e.partition_key, PARTITION);
+                    let (v, i) = parse_extra(e.row_key.strip_prefix("t|").unwrap()).unwrap();
                     extra.entry(v).or_default().insert(i, e);
                 }
                 BatchOp::Delete { row_key, .. } => {
-                    let (v, i) = parse_extra(&row_key).unwrap();
+                    let (v, i) = parse_extra(row_key.strip_prefix("t|").unwrap()).unwrap();
                     assert!(extra.get_mut(&v).unwrap().remove(&i).is_some(), "{row_key}");
                 }
                 other => panic!("unexpected {other:?}"),

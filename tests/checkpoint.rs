@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::recording::Recording;
 use common::{azurite, unique};
 use samza_azure_coordinator::checkpoint::{self, CheckpointStore, MAX_CHECKPOINT_BYTES};
 use samza_azure_coordinator::storage::{AzureStorage, Entity, IfMatch, TableStore, WriteMode};
@@ -16,13 +17,18 @@ async fn store(table: &str, processor: &str) -> CheckpointStore<AzureStorage> {
     s
 }
 
+/// The task's row keys, without the task's own prefix (`owner`, `v2.0`, ...).
 async fn row_keys(table: &str, task: &str) -> Vec<String> {
     let raw = azurite()
         .storage()
-        .query_partition(table, &checkpoint::partition_key(task), None, None, None)
+        .query_partition(table, checkpoint::PARTITION, None, None, None)
         .await
         .unwrap();
-    raw.entities.into_iter().map(|e| e.row_key).collect()
+    let prefix = format!("{}|", checkpoint::task_key(task));
+    raw.entities
+        .into_iter()
+        .filter_map(|e| e.row_key.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test]
@@ -186,8 +192,11 @@ async fn a_moved_etag_with_the_same_owner_is_retried_not_failed() {
     s.write("t", 1, "first").await.unwrap();
     // What a lost answer leaves behind: the row changed, still owned by p1 at generation 3.
     let az = azurite().storage();
-    let row = az.get_entity(&table, "t", "owner").await.unwrap();
-    let touch = Entity::new("t", "owner").with("processor", "p1");
+    let row = az
+        .get_entity(&table, checkpoint::PARTITION, "t|owner")
+        .await
+        .unwrap();
+    let touch = Entity::new(checkpoint::PARTITION, "t|owner").with("processor", "p1");
     az.update_entity(
         &table,
         &touch,
@@ -200,4 +209,139 @@ async fn a_moved_etag_with_the_same_owner_is_retried_not_failed() {
     let r = store(&table, "p2").await;
     r.claim("t", 4).await.unwrap();
     assert_eq!(r.read("t").await.unwrap()[&1], "second");
+}
+
+/// Concurrent commits of different tasks share requests (a container commits its tasks on a
+/// pool of threads), and every one of them lands.
+#[tokio::test]
+async fn concurrent_commits_share_requests_and_all_land() {
+    let table = unique("cp");
+    let recording = Arc::new(Recording::new(azurite().storage()));
+    let s = CheckpointStore::new(recording.clone(), &table, "p1");
+    s.create_resources().await.unwrap();
+    let tasks: Vec<String> = (0..16).map(|i| format!("Partition {i}")).collect();
+    s.claim_all(&tasks, 1).await.unwrap();
+    let before = recording.writes().len();
+
+    let commits = tasks.iter().map(|t| s.write(t, 1, t));
+    for result in futures::future::join_all(commits).await {
+        result.unwrap();
+    }
+    let requests = &recording.writes()[before..];
+    assert!(
+        requests.len() <= 4 && requests.iter().all(|w| w.accepted),
+        "16 commits took {} requests: {requests:?}",
+        requests.len()
+    );
+    assert!(
+        requests.iter().any(|w| w.op.starts_with("batch ")),
+        "{requests:?}"
+    );
+
+    let reader = store(&table, "p2").await;
+    reader.claim_all(&tasks, 2).await.unwrap();
+    for t in &tasks {
+        assert_eq!(reader.read(t).await.unwrap()[&1], *t);
+    }
+}
+
+/// A stale commit in a group must not fail the others: the transaction fails as a whole, then
+/// each commit is judged alone.
+#[tokio::test]
+async fn a_stale_commit_in_a_group_fails_alone() {
+    let table = unique("cp");
+    let recording = Arc::new(Recording::new(azurite().storage()));
+    let old = CheckpointStore::new(recording.clone(), &table, "p1");
+    old.create_resources().await.unwrap();
+    let tasks: Vec<String> = (0..8).map(|i| format!("Partition {i}")).collect();
+    old.claim_all(&tasks, 1).await.unwrap();
+    let new = store(&table, "p2").await;
+    new.claim(&tasks[3], 2).await.unwrap();
+    new.write(&tasks[3], 1, "p2's").await.unwrap();
+
+    let commits = tasks.iter().map(|t| old.write(t, 1, "p1's"));
+    let results = futures::future::join_all(commits).await;
+    // The group's transaction was refused as a whole, because of the one stale merge in it.
+    assert!(
+        recording
+            .writes()
+            .iter()
+            .any(|w| w.op.starts_with("batch ") && !w.accepted),
+        "{:?}",
+        recording.writes()
+    );
+    for (t, r) in tasks.iter().zip(&results) {
+        if t == &tasks[3] {
+            assert_eq!(r.as_ref().unwrap_err().kind(), ErrorKind::Fenced, "{r:?}");
+        } else {
+            r.as_ref().unwrap();
+        }
+    }
+    let reader = store(&table, "p3").await;
+    reader.claim_all(&tasks, 3).await.unwrap();
+    for t in &tasks {
+        let want = if t == &tasks[3] { "p2's" } else { "p1's" };
+        assert_eq!(reader.read(t).await.unwrap()[&1], want, "{t}");
+    }
+}
+
+/// Task names that differ only past a character the layout escapes, or that prefix each other,
+/// keep separate rows.
+#[tokio::test]
+async fn tasks_whose_names_prefix_each_other_stay_apart() {
+    let table = unique("cp");
+    let s = store(&table, "p1").await;
+    let tasks = ["a", "a|owner", "a|", "ab", "a b", "a%7C"];
+    for t in tasks {
+        s.claim(t, 1).await.unwrap();
+        s.write(t, 1, t).await.unwrap();
+    }
+    let r = store(&table, "p2").await;
+    for t in tasks {
+        r.claim(t, 2).await.unwrap();
+        assert_eq!(r.read(t).await.unwrap()[&1], t);
+        assert_eq!(row_keys(&table, t).await, ["owner"], "{t}");
+    }
+    r.clear(&["a".to_owned()]).await.unwrap();
+    let again = store(&table, "p3").await;
+    again.claim("a", 3).await.unwrap();
+    assert!(again.read("a").await.unwrap().is_empty());
+    again.claim("ab", 3).await.unwrap();
+    assert_eq!(again.read("ab").await.unwrap()[&1], "ab");
+}
+
+/// A commit abandoned while its group's request is in flight (its caller's future dropped)
+/// strands nobody: the commits queued behind it still go, and the abandoned task can commit
+/// again.
+#[tokio::test]
+async fn an_abandoned_commit_strands_nobody() {
+    let table = unique("cp");
+    let s = store(&table, "p1").await;
+    let tasks: Vec<String> = (0..6).map(|i| format!("Partition {i}")).collect();
+    s.claim_all(&tasks, 1).await.unwrap();
+
+    let mut first = Box::pin(s.write(&tasks[0], 1, "abandoned"));
+    assert!(
+        futures::poll!(&mut first).is_pending(),
+        "no request in flight"
+    );
+    let mut rest = Box::pin(futures::future::join_all(
+        tasks[1..].iter().map(|t| s.write(t, 1, t)),
+    ));
+    assert!(futures::poll!(&mut rest).is_pending());
+    drop(first);
+    let results = tokio::time::timeout(std::time::Duration::from_secs(20), rest)
+        .await
+        .expect("the queued commits were stranded");
+    for r in results {
+        r.unwrap();
+    }
+    s.write(&tasks[0], 1, "again").await.unwrap();
+
+    let reader = store(&table, "p2").await;
+    reader.claim_all(&tasks, 2).await.unwrap();
+    assert_eq!(reader.read(&tasks[0]).await.unwrap()[&1], "again");
+    for t in &tasks[1..] {
+        assert_eq!(reader.read(t).await.unwrap()[&1], *t);
+    }
 }

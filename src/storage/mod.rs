@@ -24,6 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use azure::{AzureStorage, StorageStats, StorageStatsSnapshot};
 pub use names::BlobRef;
+pub use table::quote;
 
 /// An entity-group transaction holds at most this many operations (service limit).
 pub const MAX_BATCH_OPERATIONS: usize = 100;

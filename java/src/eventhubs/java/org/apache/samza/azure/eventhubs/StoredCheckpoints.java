@@ -19,10 +19,11 @@ import org.apache.samza.serializers.CheckpointV2Serde;
 /**
  * Reads, without taking part, the checkpoints our checkpoint manager has committed while the
  * processors run. Reading through {@code AzureCheckpointManager} would claim the tasks and fence
- * their running owners, so this reads the task's {@code owner} row in the job's checkpoint table
- * directly (the layout in docs/configuration.md, "Checkpoints": each version's text in properties
- * {@code v<version>c<n>}, with {@code v<version>bytes}, {@code v<version>chunks} and {@code
- * v<version>rows}). Only checkpoints kept inline in that row are read; this job's are small.
+ * their running owners, so this reads the task's owner row ({@code <task>|owner} in partition
+ * {@code tasks}) in the job's checkpoint table directly (the layout in docs/protocol.md,
+ * "Checkpoints": each version's text in properties {@code v<version>c<n>}, with {@code
+ * v<version>bytes}, {@code v<version>chunks} and {@code v<version>rows}). Only checkpoints kept
+ * inline in that row are read; this job's are small.
  */
 final class StoredCheckpoints {
   private final CloudTable table;
@@ -48,13 +49,35 @@ final class StoredCheckpoints {
             .getTableReference(name);
   }
 
+  /**
+   * The owner row's key: the task name with {@code / \\ # ? % |} and control characters
+   * percent-escaped (UTF-8), then {@code |owner}.
+   */
+  static String ownerRow(String taskName) {
+    StringBuilder key = new StringBuilder();
+    taskName
+        .codePoints()
+        .forEach(
+            c -> {
+              if ("/\\#?%|".indexOf(c) >= 0 || Character.isISOControl(c)) {
+                for (byte b : new String(Character.toChars(c)).getBytes(StandardCharsets.UTF_8)) {
+                  key.append(String.format("%%%02X", b & 0xff));
+                }
+              } else {
+                key.appendCodePoint(c);
+              }
+            });
+    return key.append("|owner").toString();
+  }
+
   /** Version -> checkpoint of the task; empty when it has none (or the table is not there yet). */
   Map<Short, Checkpoint> read(String taskName) throws Exception {
     DynamicTableEntity owner;
     try {
       owner =
           table
-              .execute(TableOperation.retrieve(taskName, "owner", DynamicTableEntity.class))
+              .execute(
+                  TableOperation.retrieve("tasks", ownerRow(taskName), DynamicTableEntity.class))
               .getResultAsType();
     } catch (StorageException e) {
       if (e.getHttpStatusCode() == 404) {
@@ -98,7 +121,8 @@ final class StoredCheckpoints {
     try {
       DynamicTableEntity owner =
           table
-              .execute(TableOperation.retrieve(taskName, "owner", DynamicTableEntity.class))
+              .execute(
+                  TableOperation.retrieve("tasks", ownerRow(taskName), DynamicTableEntity.class))
               .getResultAsType();
       return owner == null ? null : owner.getProperties().get("processor").getValueAsString();
     } catch (StorageException e) {
