@@ -17,6 +17,17 @@ async fn store(table: &str, processor: &str) -> CheckpointStore<AzureStorage> {
     s
 }
 
+/// A store whose requests are recorded, to count them and see which storage refused.
+async fn recorded_store(
+    table: &str,
+    processor: &str,
+) -> (Arc<Recording>, CheckpointStore<Recording>) {
+    let recording = Arc::new(Recording::new(azurite().storage()));
+    let s = CheckpointStore::new(recording.clone(), table, processor);
+    s.create_resources().await.unwrap();
+    (recording, s)
+}
+
 /// The task's row keys, without the task's own prefix (`owner`, `v2.0`, ...).
 async fn row_keys(table: &str, task: &str) -> Vec<String> {
     let raw = azurite()
@@ -216,9 +227,7 @@ async fn a_moved_etag_with_the_same_owner_is_retried_not_failed() {
 #[tokio::test]
 async fn concurrent_commits_share_requests_and_all_land() {
     let table = unique("cp");
-    let recording = Arc::new(Recording::new(azurite().storage()));
-    let s = CheckpointStore::new(recording.clone(), &table, "p1");
-    s.create_resources().await.unwrap();
+    let (recording, s) = recorded_store(&table, "p1").await;
     let tasks: Vec<String> = (0..16).map(|i| format!("Partition {i}")).collect();
     s.claim_all(&tasks, 1).await.unwrap();
     let before = recording.writes().len();
@@ -250,9 +259,7 @@ async fn concurrent_commits_share_requests_and_all_land() {
 #[tokio::test]
 async fn a_stale_commit_in_a_group_fails_alone() {
     let table = unique("cp");
-    let recording = Arc::new(Recording::new(azurite().storage()));
-    let old = CheckpointStore::new(recording.clone(), &table, "p1");
-    old.create_resources().await.unwrap();
+    let (recording, old) = recorded_store(&table, "p1").await;
     let tasks: Vec<String> = (0..8).map(|i| format!("Partition {i}")).collect();
     old.claim_all(&tasks, 1).await.unwrap();
     let new = store(&table, "p2").await;

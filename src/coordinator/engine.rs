@@ -758,6 +758,11 @@ impl<'a, S: Storage> Engine<'a, S> {
         let Some(l) = self.leader.as_mut() else {
             return Ok(());
         };
+        if Instant::now() >= l.valid_until {
+            // Checked again: the process may have been paused while it read the membership.
+            tracing::warn!("leader lease may have lapsed; not acting as leader");
+            return Ok(());
+        }
         let mut compute = false;
         let mut barrier = None;
         match &mut l.phase {
