@@ -97,7 +97,9 @@ impl<S: TableStore + 'static> GroupCommit<S> {
     }
 
     /// After a request: stops sending if nothing queued meanwhile, else lets a task send the
-    /// rest, so the caller that sent is not kept waiting on others' merges.
+    /// next request, so the caller that sent is not kept waiting on others' merges. Every
+    /// request, the caller's or a task's, ends here (through [`HandOn`], even on a panic), so
+    /// the queue never stalls with `sending` left set.
     fn hand_on(self: Arc<Self>) {
         let mut q = self.queue();
         if q.pending.is_empty() {
@@ -108,14 +110,8 @@ impl<S: TableStore + 'static> GroupCommit<S> {
             Ok(runtime) => {
                 drop(q);
                 runtime.spawn(async move {
-                    loop {
-                        self.send_one().await;
-                        let mut q = self.queue();
-                        if q.pending.is_empty() {
-                            q.sending = false;
-                            return;
-                        }
-                    }
+                    let _hand_on = HandOn(Arc::clone(&self));
+                    self.send_one().await;
                 });
             }
             // No runtime (it is shutting down): the queued callers send alone, or fail doing so.
@@ -181,8 +177,7 @@ impl<S: TableStore + 'static> GroupCommit<S> {
     }
 }
 
-/// Hands the queue on when the leading caller's request is done, or when its future is dropped
-/// while it sends.
+/// Hands the queue on when a request is done, or when the future sending it is dropped.
 struct HandOn<S: TableStore + 'static>(Arc<GroupCommit<S>>);
 
 impl<S: TableStore + 'static> Drop for HandOn<S> {
