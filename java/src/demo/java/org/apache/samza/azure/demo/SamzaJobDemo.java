@@ -7,15 +7,19 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.apache.samza.azure.AzureCheckpointManagerFactory;
+import org.apache.samza.azure.testing.Await;
 import org.apache.samza.azure.testing.Azurite;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
 
 /**
  * The main job: a real Samza 1.8 job on three processors (three JVMs) coordinated by
  * AzureJobCoordinatorFactory through a local Azurite, consuming a file-based input stream with 8
- * partitions that grows every 50 ms. Prints the assignment table on every rebalance, kills the
- * leader with kill -9, prints how long the survivors took to run the new model, and stops
- * everything cleanly.
+ * partitions that grows every 50 ms, and committing its offsets every second through
+ * AzureCheckpointManagerFactory. Prints the assignment table on every rebalance, kills the leader
+ * with kill -9, prints how long the survivors took to run the new model, checks that no partition
+ * was held twice and that the leader's partitions resumed from its committed offsets (no offset
+ * skipped), and stops everything cleanly.
  */
 public final class SamzaJobDemo {
   private static final int PARTITIONS = 8;
@@ -55,6 +59,8 @@ public final class SamzaJobDemo {
       Path dir = Files.createTempDirectory("samza-azure-demo");
       Map<String, String> config = new HashMap<>(azurite.config());
       config.put("job.name", "demo");
+      config.put("task.checkpoint.factory", AzureCheckpointManagerFactory.class.getName());
+      config.put("task.commit.ms", "1000");
       List<String> jvmArgs =
           new ArrayList<>(Arrays.asList(System.getProperty("samza.azure.demo.jvmargs").split(" ")));
       try (ProcessorCluster c =
@@ -78,7 +84,19 @@ public final class SamzaJobDemo {
             String.format(
                 "all %d partitions processed by %s, %.1f s after the JVMs were launched",
                 PARTITIONS, live, took / 1000.0));
-        Thread.sleep(2000);
+        // Long enough for a few commits before the kill.
+        Await.until(
+            "every partition to process 40 messages",
+            60_000,
+            () -> {
+              try {
+                return c.holds().stream()
+                    .filter(h -> h.end == Long.MAX_VALUE)
+                    .allMatch(h -> h.messages >= 40);
+              } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+              }
+            });
 
         String leader = c.leader();
         say("kill -9 " + leader + " (the leader) ...");
@@ -105,7 +123,14 @@ public final class SamzaJobDemo {
             "stopped; "
                 + c.holds().stream().mapToLong(h -> h.messages).sum()
                 + " messages were processed in all");
-        if (!overlaps.isEmpty()) {
+        Map<Integer, List<Long>> skipped = c.skippedOffsets();
+        skipped.values().removeIf(List::isEmpty);
+        say(
+            skipped.isEmpty()
+                ? "checked: every partition was processed from its first offset to its last with"
+                    + " none skipped (the killed leader's partitions resumed from its checkpoints)"
+                : "SKIPPED OFFSETS (partition -> offsets): " + skipped);
+        if (!overlaps.isEmpty() || !skipped.isEmpty()) {
           System.exit(1);
         }
       }

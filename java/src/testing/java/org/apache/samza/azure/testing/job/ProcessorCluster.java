@@ -397,6 +397,25 @@ public final class ProcessorCluster implements AutoCloseable {
     return out;
   }
 
+  /**
+   * Partition -> offsets between its first and last processed offset that no processor processed
+   * (empty lists when nothing was skipped); every partition that processed anything is a key.
+   */
+  public Map<Integer, List<Long>> skippedOffsets() throws IOException {
+    Map<Integer, List<Long>> out = new TreeMap<>();
+    for (Map.Entry<Integer, java.util.TreeSet<Long>> e : processedOffsets().entrySet()) {
+      java.util.TreeSet<Long> offsets = e.getValue();
+      List<Long> missing = new ArrayList<>();
+      for (long o = offsets.first(); o <= offsets.last(); o++) {
+        if (!offsets.contains(o)) {
+          missing.add(o);
+        }
+      }
+      out.put(e.getKey(), missing);
+    }
+    return out;
+  }
+
   /** Partition -> processors holding it now. */
   public Map<Integer, List<String>> owners() throws IOException {
     return owners(holds());
