@@ -8,7 +8,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.samza.azure.AzureCheckpointManagerFactory;
-import org.apache.samza.azure.testing.Await;
 import org.apache.samza.azure.testing.Azurite;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
 
@@ -85,18 +84,7 @@ public final class SamzaJobDemo {
                 "all %d partitions processed by %s, %.1f s after the JVMs were launched",
                 PARTITIONS, live, took / 1000.0));
         // Long enough for a few commits before the kill.
-        Await.until(
-            "every partition to process 40 messages",
-            60_000,
-            () -> {
-              try {
-                return c.holds().stream()
-                    .filter(h -> h.end == Long.MAX_VALUE)
-                    .allMatch(h -> h.messages >= 40);
-              } catch (java.io.IOException e) {
-                throw new java.io.UncheckedIOException(e);
-              }
-            });
+        c.awaitHoldersProcessed(40, 60_000);
 
         String leader = c.leader();
         say("kill -9 " + leader + " (the leader) ...");

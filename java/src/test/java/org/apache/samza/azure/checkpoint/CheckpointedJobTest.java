@@ -47,18 +47,7 @@ public class CheckpointedJobTest extends AzuriteTest {
         assertTrue(out, out.contains("Checkpoints of") && out.contains("job model version"));
       }
       // Each owner has been processing for a while (several commit intervals) before the kill.
-      Await.until(
-          "every holder to process 40 messages",
-          60_000,
-          () -> {
-            try {
-              return c.holds().stream()
-                  .filter(h -> h.end == Long.MAX_VALUE)
-                  .allMatch(h -> h.messages >= 40);
-            } catch (java.io.IOException e) {
-              throw new java.io.UncheckedIOException(e);
-            }
-          });
+      c.awaitHoldersProcessed(40, 60_000);
       c.kill("p1");
       live.remove("p1");
       awaitSettled(c, live);

@@ -397,6 +397,22 @@ public final class ProcessorCluster implements AutoCloseable {
     return out;
   }
 
+  /** Waits until every partition's current holder has processed at least {@code messages}. */
+  public void awaitHoldersProcessed(int messages, long boundMillis) throws InterruptedException {
+    org.apache.samza.azure.testing.Await.until(
+        "every holder to process " + messages + " messages",
+        boundMillis,
+        () -> {
+          try {
+            return holds().stream()
+                .filter(h -> h.end == Long.MAX_VALUE)
+                .allMatch(h -> h.messages >= messages);
+          } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        });
+  }
+
   /**
    * Partition -> offsets between its first and last processed offset that no processor processed
    * (empty lists when nothing was skipped); every partition that processed anything is a key.
