@@ -298,7 +298,7 @@ async fn a_stale_commit_in_a_group_fails_alone() {
 async fn tasks_whose_names_prefix_each_other_stay_apart() {
     let table = unique("cp");
     let s = store(&table, "p1").await;
-    let tasks = ["a", "a|owner", "a|", "ab", "a b", "a%7C"];
+    let tasks = ["a", "a|owner", "a|", "ab", "a b", "a%7C", "a'b", "a}"];
     for t in tasks {
         s.claim(t, 1).await.unwrap();
         s.write(t, 1, t).await.unwrap();

@@ -89,6 +89,12 @@ pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// A key as the SDK needs it for an entity's address: it writes keys into the OData literal
+/// `(PartitionKey='..',RowKey='..')` as given, so a quote in a key must come doubled.
+fn url_key(key: &str) -> String {
+    key.replace('\'', "''")
+}
+
 fn sdk_err(what: &str) -> impl Fn(azure_core::Error) -> Error + '_ {
     move |e| {
         Error::new(
@@ -163,8 +169,8 @@ impl TableStore for AzureStorage {
         let json = to_json(table, entity)?;
         let client = self
             .table_client(table)
-            .partition_key_client(entity.partition_key.clone())
-            .entity_client(entity.row_key.clone());
+            .partition_key_client(url_key(&entity.partition_key))
+            .entity_client(url_key(&entity.row_key));
         self.run(
             format!("upsert {table}/{}/{}", entity.partition_key, entity.row_key),
             Idempotency::Idempotent,
@@ -196,8 +202,8 @@ impl TableStore for AzureStorage {
         let json = to_json(table, entity)?;
         let client = self
             .table_client(table)
-            .partition_key_client(entity.partition_key.clone())
-            .entity_client(entity.row_key.clone());
+            .partition_key_client(url_key(&entity.partition_key))
+            .entity_client(url_key(&entity.row_key));
         let idempotency = idempotency(if_match);
         self.run(
             format!("update {table}/{}/{}", entity.partition_key, entity.row_key),
@@ -226,8 +232,8 @@ impl TableStore for AzureStorage {
         validate_key("RowKey", row_key)?;
         let client = self
             .table_client(table)
-            .partition_key_client(partition_key.to_owned())
-            .entity_client(row_key.to_owned());
+            .partition_key_client(url_key(partition_key))
+            .entity_client(url_key(row_key));
         self.run(
             format!("read {table}/{partition_key}/{row_key}"),
             Idempotency::Idempotent,
@@ -367,7 +373,7 @@ impl TableStore for AzureStorage {
         };
         let client = self
             .table_client(table)
-            .partition_key_client(partition_key.to_owned());
+            .partition_key_client(url_key(partition_key));
         let count = ops.len();
         self.run(
             format!("batch of {count} on {table}/{partition_key}"),
@@ -383,19 +389,19 @@ impl TableStore for AzureStorage {
                         tx = match (op, json) {
                             (BatchOp::Insert(_), Some(j)) => tx.insert(j),
                             (BatchOp::Upsert(e, WriteMode::Replace), Some(j)) => {
-                                tx.insert_or_replace(e.row_key.clone(), j)
+                                tx.insert_or_replace(url_key(&e.row_key), j)
                             }
                             (BatchOp::Upsert(e, WriteMode::Merge), Some(j)) => {
-                                tx.insert_or_merge(e.row_key.clone(), j)
+                                tx.insert_or_merge(url_key(&e.row_key), j)
                             }
                             (BatchOp::Update(e, m, WriteMode::Replace), Some(j)) => {
-                                tx.update(e.row_key.clone(), j, Some(sdk_if_match(m)))
+                                tx.update(url_key(&e.row_key), j, Some(sdk_if_match(m)))
                             }
                             (BatchOp::Update(e, m, WriteMode::Merge), Some(j)) => {
-                                tx.merge(e.row_key.clone(), j, Some(sdk_if_match(m)))
+                                tx.merge(url_key(&e.row_key), j, Some(sdk_if_match(m)))
                             }
                             (BatchOp::Delete { row_key, if_match }, None) => {
-                                tx.delete(row_key.clone(), Some(sdk_if_match(if_match)))
+                                tx.delete(url_key(row_key), Some(sdk_if_match(if_match)))
                             }
                             _ => {
                                 return Err(Error::internal(
@@ -452,8 +458,8 @@ impl TableStore for AzureStorage {
         validate_key("RowKey", row_key)?;
         let client = self
             .table_client(table)
-            .partition_key_client(partition_key.to_owned())
-            .entity_client(row_key.to_owned());
+            .partition_key_client(url_key(partition_key))
+            .entity_client(url_key(row_key));
         let idempotency = idempotency(if_match);
         self.run(
             format!("delete {table}/{partition_key}/{row_key}"),
