@@ -5,7 +5,7 @@ import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.jni.NativeHandle;
 
-/** The native checkpoint store of one container: a table per job, a partition per task. */
+/** The native checkpoint store of one container: a table per job, rows keyed by task. */
 final class NativeCheckpoints extends NativeHandle {
   private NativeCheckpoints(long handle) {
     super(handle, Native::checkpointClose);
