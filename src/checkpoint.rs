@@ -359,6 +359,11 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
         &self.table
     }
 
+    /// The storage it writes to (upstream checkpoints are read through it too).
+    pub fn storage(&self) -> &S {
+        &self.store
+    }
+
     /// Creates the table if absent.
     pub async fn create_resources(&self) -> Result<()> {
         self.store.ensure_table(&self.table).await.map(|_| ())

@@ -1,7 +1,5 @@
 //! Exports for `NativeCheckpoints`: one checkpoint store per Samza container.
 
-use std::sync::Arc;
-
 use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::{jint, jlong};
 use jni::EnvUnowned;
@@ -17,7 +15,6 @@ use crate::storage::AzureStorage;
 
 pub struct CheckpointHandle {
     store: CheckpointStore<AzureStorage>,
-    storage: Arc<AzureStorage>,
     upstream_table: Option<String>,
 }
 
@@ -54,8 +51,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointOpen<'l>
         let config = CheckpointConfig::from_map(&map)?;
         let storage = open_storage(&map)?;
         Ok(handle::into_handle(CheckpointHandle {
-            store: CheckpointStore::new(storage.clone(), &config.table, &processor_id),
-            storage,
+            store: CheckpointStore::new(storage, &config.table, &processor_id),
             upstream_table: config.upstream_table,
         }))
     })
@@ -168,7 +164,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointUpstream
         let task = string(env, &task, "task name")?;
         let c = checkpoints(h)?;
         let rows = match &c.upstream_table {
-            Some(table) => block(checkpoint::read_upstream(c.storage.as_ref(), table, &task))?,
+            Some(table) => block(checkpoint::read_upstream(c.store.storage(), table, &task))?,
             None => Vec::new(),
         };
         let flat: Vec<Option<String>> = rows
