@@ -611,3 +611,91 @@ async fn a_leader_paused_past_its_lease_is_fenced_by_storage_and_steps_down() {
         c.stop(&id).await;
     }
 }
+
+/// An idle leader must sleep between its due times like a follower does. The loop's wake-ups
+/// are counted; the timing here allows at most about 1/scan + 1/heartbeat of them a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_leader_sleeps_between_its_due_times() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2"] {
+        c.spawn(id);
+    }
+    c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let follower = if leader == "p1" { "p2" } else { "p1" };
+    let wakeups = |id: &str| {
+        c.get(id)
+            .coordinator
+            .metrics()
+            .wakeups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (l0, f0, t0) = (wakeups(&leader), wakeups(follower), Instant::now());
+    // Measure over a fixed window: the quantity is a rate, not a condition to await.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let per_sec = |n: u64| n as f64 / secs;
+    let (leader_rate, follower_rate) = (
+        per_sec(wakeups(&leader) - l0),
+        per_sec(wakeups(follower) - f0),
+    );
+    eprintln!("wake-ups per second: leader {leader_rate:.1}, follower {follower_rate:.1}");
+    let t = &c.timing;
+    let bound = 2.0 * (1.0 / t.scan.as_secs_f64() + 1.0 / t.heartbeat.as_secs_f64()) + 5.0;
+    assert!(
+        leader_rate <= bound,
+        "the idle leader woke {leader_rate:.0} times a second (follower {follower_rate:.1}), more than {bound:.0}: it spins"
+    );
+    for id in ["p1", "p2"] {
+        c.stop(id).await;
+    }
+}
+
+/// A leader whose publish landed but was reported failed, and whose read right after failed
+/// too, must not publish again without If-Match: an unconditional write can reuse the version
+/// number with other content, and acknowledgements of the first content would count for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_of_unknown_outcome_and_a_failed_read_never_reuse_a_version() {
+    use common::recording::Inject;
+    use samza_azure_coordinator::ErrorKind;
+    let mut c = Cluster::new();
+    for id in ["p1", "p2", "p3"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let store = c.get(&leader).storage.clone();
+    store.inject(
+        "replace_document",
+        Inject::AppliedThenFail(ErrorKind::OutcomeUnknown),
+    );
+    store.inject("read_document", Inject::Fail(ErrorKind::Transient));
+    c.spawn("p4");
+    let (v2, t) = c.settled(v1, Duration::from_secs(20)).await;
+    eprintln!("join after an ambiguous publish: v{v2} after {t:?}");
+
+    let mut seen = std::collections::HashSet::new();
+    for w in store
+        .writes()
+        .iter()
+        .filter(|w| w.op.starts_with("replace_document"))
+    {
+        assert!(
+            w.op.ends_with("if-match=yes"),
+            "unconditional publish: {}",
+            w.op
+        );
+        let body = w.body.as_ref().expect("document body recorded");
+        let header = body.split(|b| *b == b'\n').next().unwrap();
+        let h: serde_json::Value = serde_json::from_slice(header).unwrap();
+        let key = (h["version"].as_u64().unwrap(), h["phase"].to_string());
+        assert!(
+            seen.insert(key.clone()),
+            "version {key:?} was published twice"
+        );
+    }
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in ["p1", "p2", "p3", "p4"] {
+        c.stop(id).await;
+    }
+}

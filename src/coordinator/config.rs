@@ -65,6 +65,12 @@ impl Timing {
     pub fn self_fence(&self) -> Duration {
         self.liveness - (self.liveness / 4).min(Duration::from_secs(1))
     }
+
+    /// How long the leader waits for Java to compute a model before counting the compute as
+    /// failed: as long as it waits on a barrier.
+    pub fn compute_timeout(&self) -> Duration {
+        self.barrier_timeout
+    }
 }
 
 impl Default for Timing {

@@ -87,6 +87,9 @@ pub struct Metrics {
     /// Self-fences so far: the fence epoch. A container started at epoch e must not process
     /// once this differs from e.
     pub fences: AtomicU64,
+    /// Times the engine's loop woke up. An idle processor wakes a few times per heartbeat and
+    /// scan interval; a count that races ahead means the loop spins.
+    pub wakeups: AtomicU64,
     /// When the last accepted heartbeat was sent, as nanoseconds since [`clock_base`].
     last_heartbeat_ok_nanos: AtomicU64,
     /// The self-fence bound in nanoseconds.
@@ -219,6 +222,10 @@ impl Drop for Coordinator {
     }
 }
 
+/// Backoff between failed computes of the job model.
+const COMPUTE_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const COMPUTE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
 fn is_fatal(e: &Error) -> bool {
     matches!(
         e.kind(),
@@ -257,6 +264,10 @@ enum LeaderPhase {
         version: u64,
         members: Vec<MemberRef>,
         must_ack: Vec<String>,
+        /// Past this the compute counts as failed (Java may be stuck on an input's metadata).
+        deadline: Instant,
+        /// This compute answers a recompute request, which stands again if it fails.
+        recompute: bool,
     },
     Barrier {
         deadline: Instant,
@@ -275,6 +286,10 @@ struct Leader {
     compute_failures: u32,
     /// A recompute was asked for (see [`Coordinator::request_rebalance`]).
     recompute: bool,
+    /// The lowest version number this leader may still compute. A number is never used twice,
+    /// not even for a compute that failed or a publish whose outcome is unknown, so that one
+    /// number always names one content.
+    next_version: u64,
 }
 
 struct Engine<'a, S: Storage> {
@@ -405,15 +420,19 @@ impl<'a, S: Storage> Engine<'a, S> {
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
+            self.metrics.wakeups.fetch_add(1, Ordering::Relaxed);
             self.tick().await?;
         }
     }
 
     fn next_wake(&self) -> Instant {
-        let mut wake = self.next_heartbeat.min(self.next_poll).min(self.next_watch);
-        if let Some(l) = &self.leader {
-            wake = wake.min(l.next_scan);
-        }
+        let mut wake = self.next_heartbeat.min(self.next_poll);
+        // Only a follower watches the leader; a leader never advances `next_watch`, so
+        // counting it would wake a leader at once, over and over.
+        wake = match &self.leader {
+            Some(l) => wake.min(l.next_scan),
+            None => wake.min(self.next_watch),
+        };
         if self.running != 0 {
             wake = wake.min(self.fence_deadline());
         }
@@ -643,27 +662,21 @@ impl<'a, S: Storage> Engine<'a, S> {
                 false,
             ) => {
                 self.metrics.is_leader.store(true, Ordering::Relaxed);
-                // Start from storage's current document, not our cached view.
-                self.etag = None;
-                self.poll_document().await?;
-                let phase = if self.doc.phase() == Phase::Pending {
-                    // Inherited a barrier in flight: keep waiting on it.
-                    LeaderPhase::Barrier {
-                        deadline: Instant::now() + self.timing.barrier_timeout,
-                    }
-                } else {
-                    LeaderPhase::Idle
-                };
-                tracing::info!(version = self.doc.version(), "leading");
                 self.leader = Some(Leader {
                     lease,
                     valid_until,
-                    phase,
+                    phase: LeaderPhase::Idle,
                     next_scan: Instant::now(),
                     rebalance_started: None,
                     compute_failures: 0,
                     recompute: false,
+                    next_version: 0,
                 });
+                // Start from storage's current document, not our cached view. Until a read
+                // succeeds the leader does nothing (see `sync_leader`).
+                self.etag = None;
+                self.sync_leader().await?;
+                tracing::info!(version = self.doc.version(), "leading");
                 self.emit(Event::Leadership { leader: true });
             }
             (LeaseState::Leader { valid_until, .. }, true) => {
@@ -730,14 +743,53 @@ impl<'a, S: Storage> Engine<'a, S> {
             .collect()
     }
 
+    /// Reads the document before the leader acts on it. Every publish is conditional on the
+    /// ETag read here, so a leader that could not read publishes nothing: an unconditional
+    /// write could reuse a version number with other content. Returns whether it read.
+    async fn sync_leader(&mut self) -> Result<bool> {
+        if self.etag.is_none() {
+            self.poll_document().await?;
+        }
+        let Some(l) = self.leader.as_mut() else {
+            return Ok(false);
+        };
+        if self.etag.is_none() {
+            return Ok(false);
+        }
+        if self.doc.phase() == Phase::Pending && !matches!(l.phase, LeaderPhase::Barrier { .. }) {
+            // A barrier in flight, inherited or our own publish of unknown outcome: keep
+            // waiting on it rather than computing a new version over it.
+            l.phase = LeaderPhase::Barrier {
+                deadline: Instant::now() + self.timing.barrier_timeout,
+            };
+        }
+        Ok(true)
+    }
+
     async fn leader_tick(&mut self) -> Result<()> {
-        let Some(l) = &self.leader else { return Ok(()) };
-        if Instant::now() >= l.valid_until {
+        let Some(l) = self.leader.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now >= l.valid_until {
             // The lease task has not noticed yet; storage would refuse our writes anyway.
             tracing::warn!("leader lease may have lapsed; not acting as leader");
+            l.next_scan = now + self.timing.rebalance_poll;
             return Ok(());
         }
-        if Instant::now() < l.next_scan || matches!(l.phase, LeaderPhase::Computing { .. }) {
+        if let LeaderPhase::Computing { deadline, .. } = l.phase {
+            // Java answers with a command, which wakes the loop; until then only the deadline.
+            l.next_scan = deadline;
+            if now >= deadline {
+                self.compute_failed("no answer within the compute timeout");
+            }
+            return Ok(());
+        }
+        if now < l.next_scan {
+            return Ok(());
+        }
+        if self.etag.is_none() && !self.sync_leader().await? {
+            self.schedule_scan(false);
             return Ok(());
         }
         let snapshot = match self.membership.snapshot().await {
@@ -832,17 +884,22 @@ impl<'a, S: Storage> Engine<'a, S> {
     }
 
     fn begin_compute(&mut self, members: Vec<MemberRef>, must_ack: Vec<String>) {
-        let version = self.doc.version() + 1;
         let Some(l) = self.leader.as_mut() else {
             return;
         };
+        let version = (self.doc.version() + 1).max(l.next_version);
+        l.next_version = version + 1;
         tracing::info!(version, members = ?ids(&members), "computing job model");
         // This compute reads the inputs afresh, which is what a recompute asked for.
-        l.recompute = false;
+        let recompute = std::mem::take(&mut l.recompute);
+        let deadline = Instant::now() + self.timing.compute_timeout();
+        l.next_scan = deadline;
         l.phase = LeaderPhase::Computing {
             version,
             members: members.clone(),
             must_ack,
+            deadline,
+            recompute,
         };
         let previous: Arc<str> = Arc::from(self.doc.model.as_str());
         self.emit(Event::Compute {
@@ -864,27 +921,20 @@ impl<'a, S: Storage> Engine<'a, S> {
             version: want,
             members,
             must_ack,
+            ..
         } = &l.phase
         else {
             return Ok(());
         };
         if *want != version {
+            // An answer to a compute that already timed out: its number is spent.
             return Ok(());
         }
         let (members, must_ack) = (members.clone(), must_ack.clone());
         let model = match result {
             Ok(m) => m,
             Err(message) => {
-                l.compute_failures += 1;
-                if l.compute_failures >= 3 {
-                    return Err(Error::new(
-                        ErrorKind::Config,
-                        format!("computing the job model failed 3 times; last error: {message}"),
-                    ));
-                }
-                tracing::warn!(%message, "computing the job model failed; retrying");
-                l.phase = LeaderPhase::Idle;
-                self.schedule_scan(false);
+                self.compute_failed(&message);
                 return Ok(());
             }
         };
@@ -916,17 +966,45 @@ impl<'a, S: Storage> Engine<'a, S> {
         Ok(())
     }
 
+    /// A compute failed or timed out. The input system's metadata may be briefly out of
+    /// reach, so the leader keeps leading and tries again later, backing off from a second
+    /// to a minute, instead of failing the processor (the next leader would meet the same).
+    fn compute_failed(&mut self, message: &str) {
+        let Some(l) = self.leader.as_mut() else {
+            return;
+        };
+        if let LeaderPhase::Computing { recompute, .. } = l.phase {
+            l.recompute |= recompute;
+        }
+        l.compute_failures += 1;
+        let n = l.compute_failures;
+        let backoff = COMPUTE_BACKOFF_MIN
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(COMPUTE_BACKOFF_MAX);
+        if n >= 3 {
+            tracing::error!(%message, failures = n, ?backoff, "computing the job model keeps failing; retrying");
+        } else {
+            tracing::warn!(%message, ?backoff, "computing the job model failed; retrying");
+        }
+        l.phase = LeaderPhase::Idle;
+        l.next_scan = Instant::now() + backoff;
+    }
+
     /// One conditional write of the whole document, fenced by the lease. Returns false if
-    /// storage refused it (someone else leads now, or the document moved).
+    /// storage refused it (someone else leads now, or the document moved), or if the leader
+    /// does not know the document's current ETag: it never writes unconditionally.
     async fn publish(&mut self, doc: ModelDocument, lease: LeaseId) -> Result<bool> {
         let valid = self.leader.as_ref().map(|l| Instant::now() < l.valid_until);
         if valid != Some(true) {
             return Ok(false);
         }
+        let Some(etag) = self.etag.clone() else {
+            return Ok(false);
+        };
         let body = doc.encode()?;
         let result = self
             .store
-            .replace_document(&self.blob, body, self.etag.as_ref(), Some(lease))
+            .replace_document(&self.blob, body, Some(&etag), Some(lease))
             .await;
         match result {
             Ok(etag) => {

@@ -11,7 +11,7 @@ use samza_azure_coordinator::storage::{
     AzureStorage, BatchOp, BlobRef, Continuation, Document, DocumentStore, ETag, Entity, IfMatch,
     LeaseDuration, LeaseId, LeaseStore, Page, TableStore, WriteMode,
 };
-use samza_azure_coordinator::Result;
+use samza_azure_coordinator::{ErrorKind, Result};
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -19,6 +19,18 @@ pub struct Write {
     pub at: Instant,
     pub op: String,
     pub accepted: bool,
+    /// The document written, for document writes.
+    pub body: Option<Bytes>,
+}
+
+/// A failure to inject into the next call of one operation.
+#[derive(Clone, Copy, Debug)]
+pub enum Inject {
+    /// The request never reaches storage.
+    Fail(ErrorKind),
+    /// Storage applies the write, then the caller gets this error anyway: a response lost
+    /// to a timeout or a reset.
+    AppliedThenFail(ErrorKind),
 }
 
 pub struct Recording {
@@ -26,6 +38,8 @@ pub struct Recording {
     writes: Mutex<Vec<Write>>,
     /// Until then every request fails as storage being unreachable would.
     down_until: Mutex<Option<Instant>>,
+    /// Failures queued per operation name, taken one per call.
+    injected: Mutex<Vec<(&'static str, Inject)>>,
 }
 
 impl Recording {
@@ -34,6 +48,42 @@ impl Recording {
             inner,
             writes: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
+            injected: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The next call of `op` (a method name of the storage traits) fails as `inject` says;
+    /// calls queue up in order.
+    pub fn inject(&self, op: &'static str, inject: Inject) {
+        self.injected.lock().unwrap().push((op, inject));
+    }
+
+    fn injected(&self, op: &str) -> Option<Inject> {
+        let mut queue = self.injected.lock().unwrap();
+        let i = queue.iter().position(|(o, _)| *o == op)?;
+        Some(queue.remove(i).1)
+    }
+
+    /// Runs `call` unless a failure is injected for `op`; an applied-then-failed write runs
+    /// it and reports the error instead of its outcome.
+    async fn through<T, F>(&self, op: &str, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        self.gate()?;
+        let error = |kind| {
+            Err(samza_azure_coordinator::Error::new(
+                kind,
+                format!("injected failure of {op}"),
+            ))
+        };
+        match self.injected(op) {
+            None => call.await,
+            Some(Inject::Fail(kind)) => error(kind),
+            Some(Inject::AppliedThenFail(kind)) => {
+                let _ = call.await;
+                error(kind)
+            }
         }
     }
 
@@ -74,6 +124,7 @@ impl Recording {
             at: Instant::now(),
             op,
             accepted: r.is_ok(),
+            body: None,
         });
         r
     }
@@ -126,12 +177,15 @@ impl DocumentStore for Recording {
         self.note(format!("create_document {blob}"), r)
     }
     async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
-        self.gate()?;
-        self.inner.read_document(blob).await
+        self.through("read_document", self.inner.read_document(blob))
+            .await
     }
     async fn read_document_if_changed(&self, b: &BlobRef, k: &ETag) -> Result<Option<Document>> {
-        self.gate()?;
-        self.inner.read_document_if_changed(b, k).await
+        self.through(
+            "read_document_if_changed",
+            self.inner.read_document_if_changed(b, k),
+        )
+        .await
     }
     async fn check_document(
         &self,
@@ -148,12 +202,22 @@ impl DocumentStore for Recording {
         if_match: Option<&ETag>,
         lease: Option<LeaseId>,
     ) -> Result<ETag> {
-        self.gate()?;
+        let op = format!(
+            "replace_document {blob} if-match={}",
+            if if_match.is_some() { "yes" } else { "no" }
+        );
         let r = self
-            .inner
-            .replace_document(blob, body, if_match, lease)
+            .through(
+                "replace_document",
+                self.inner
+                    .replace_document(blob, body.clone(), if_match, lease),
+            )
             .await;
-        self.note(format!("replace_document {blob}"), r)
+        let r = self.note(op, r);
+        if let Some(w) = self.writes.lock().unwrap().last_mut() {
+            w.body = Some(body);
+        }
+        r
     }
     async fn delete_document(
         &self,
