@@ -50,9 +50,19 @@ fn assignment(model: &str, me: &str) -> Vec<u32> {
     m.get(me).cloned().unwrap_or_default()
 }
 
+/// How the driver answers a compute, instead of computing (taken in order by any leader).
+#[derive(Clone, Copy, Debug)]
+enum ComputeFault {
+    /// Reports a failure, as an unreachable input system would make Java do.
+    Fail,
+    /// Never answers, as a Java thread stuck on an input's metadata.
+    Ignore,
+}
+
 /// Who runs which partition now, and every violation seen.
 #[derive(Default)]
 struct Ledger {
+    compute_faults: std::collections::VecDeque<ComputeFault>,
     owners: HashMap<u32, String>,
     running: HashMap<String, (u64, Vec<u32>)>,
     /// Processors woken from a pause that have not fenced yet, with what they held.
@@ -95,6 +105,9 @@ enum Control {
     /// Freezes the processor's whole runtime, like SIGSTOP: no task runs, no timer fires.
     Pause(Duration),
     Stop,
+    /// A graceful stop whose container takes this long to stop (Samza allows up to
+    /// `task.shutdown.ms`, 30 s by default): it keeps processing meanwhile.
+    SlowStop(Duration),
     /// kill -9: the driver returns at once and the runtime with all its tasks is dropped.
     Crash,
 }
@@ -126,6 +139,7 @@ async fn drive(
     mut control: tokio::sync::mpsc::UnboundedReceiver<Control>,
 ) {
     let mut current: Option<Vec<u32>> = None;
+    let mut stop_takes = Duration::ZERO;
     loop {
         let event = tokio::select! {
             e = c.next_event(Duration::from_secs(60)) => e,
@@ -142,6 +156,10 @@ async fn drive(
                     }
                     Some(Control::Crash) | None => return,
                     Some(Control::Stop) => c.stop(),
+                    Some(Control::SlowStop(d)) => {
+                        stop_takes = d;
+                        c.stop();
+                    }
                 }
                 continue;
             }
@@ -154,7 +172,16 @@ async fn drive(
         match event {
             Event::Compute {
                 version, members, ..
-            } => c.computed(version, Ok(compute(&members))),
+            } => {
+                let fault = ledger.lock().unwrap().compute_faults.pop_front();
+                match fault {
+                    Some(ComputeFault::Fail) => {
+                        c.computed(version, Err("input unreachable".into()))
+                    }
+                    Some(ComputeFault::Ignore) => {}
+                    None => c.computed(version, Ok(compute(&members))),
+                }
+            }
             Event::Prepare { version, model } => {
                 let next = assignment(&model, &me);
                 let changed = current.as_ref() != Some(&next);
@@ -175,6 +202,15 @@ async fn drive(
                 ledger.lock().unwrap().frozen.remove(&me);
                 ledger.lock().unwrap().stop(&me);
                 current = None;
+            }
+            Event::Release if !stop_takes.is_zero() => {
+                let (c, ledger, me) = (c.clone(), ledger.clone(), me.clone());
+                tokio::spawn(async move {
+                    // The container's own stop time: it still holds its partitions.
+                    tokio::time::sleep(stop_takes).await;
+                    ledger.lock().unwrap().stop(&me);
+                    c.released();
+                });
             }
             Event::Release => {
                 ledger.lock().unwrap().stop(&me);
@@ -246,6 +282,16 @@ impl Cluster {
     async fn stop(&mut self, id: &str) {
         let mut p = self.take(id);
         p.control.send(Control::Stop).unwrap();
+        let thread = p.thread.take().unwrap();
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    /// A graceful stop whose container takes `takes` to stop.
+    async fn slow_stop(&mut self, id: &str, takes: Duration) {
+        let mut p = self.take(id);
+        p.control.send(Control::SlowStop(takes)).unwrap();
         let thread = p.thread.take().unwrap();
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
@@ -697,5 +743,60 @@ async fn a_publish_of_unknown_outcome_and_a_failed_read_never_reuse_a_version() 
     assert!(c.ledger.lock().unwrap().violations.is_empty());
     for id in ["p1", "p2", "p3", "p4"] {
         c.stop(id).await;
+    }
+}
+
+/// A short outage of the input system's metadata must not cascade: failed computes and a
+/// compute that never answers are retried with backoff, and the leader keeps leading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_hung_computes_are_retried_without_losing_the_leader() {
+    let mut c = Cluster::new();
+    c.ledger.lock().unwrap().compute_faults.extend([
+        ComputeFault::Fail,
+        ComputeFault::Fail,
+        ComputeFault::Fail,
+        ComputeFault::Ignore,
+    ]);
+    for id in ["p1", "p2"] {
+        c.spawn(id);
+    }
+    // Backoff 1 + 2 + 4 s, then the 5 s compute timeout of these timings.
+    let (v, t) = c.settled(0, Duration::from_secs(40)).await;
+    eprintln!("running v{v} after 3 failed computes and 1 unanswered, {t:?}");
+    assert!(c.ledger.lock().unwrap().compute_faults.is_empty());
+    assert!(c.leader().is_some());
+    for id in ["p1", "p2"] {
+        c.stop(id).await;
+    }
+}
+
+/// A graceful stop whose container takes longer than the liveness timeout to stop: the
+/// partitions must not move before it stopped (the row keeps heartbeating until then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_graceful_stop_keeps_its_partitions_until_the_container_stopped() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2", "p3"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let follower = ["p1", "p2", "p3"]
+        .into_iter()
+        .find(|p| *p != leader)
+        .unwrap();
+    let takes = c.timing.liveness * 3;
+    let started = Instant::now();
+    // The stopping processor's row must hold its partitions while the container runs: the
+    // ledger records a violation if another processor starts one meanwhile.
+    c.slow_stop(follower, takes).await;
+    assert!(
+        started.elapsed() >= takes,
+        "the stop returned before the container stopped"
+    );
+    let (v2, t) = c.settled(v1, Duration::from_secs(20)).await;
+    eprintln!("slow graceful stop of {follower} ({takes:?}): v{v2} {t:?} after it stopped");
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in c.procs.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
+        c.stop(&id).await;
     }
 }

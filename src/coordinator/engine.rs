@@ -319,7 +319,16 @@ struct Engine<'a, S: Storage> {
     next_poll: Instant,
     next_watch: Instant,
     leader: Option<Leader>,
+    /// Leaving the group: Release was emitted and the container is stopping. Until Java
+    /// reports it stopped, the row keeps heartbeating with `running` set, so nobody takes the
+    /// partitions while they are still processed. Past this deadline the engine gives up.
+    leaving: Option<Instant>,
 }
+
+/// How long a leaving processor waits for its container to stop. Samza bounds a container's
+/// stop by `task.shutdown.ms` (30 s by default); a container still running after this is
+/// stuck, and the row is then left to go stale rather than deleted (see `shutdown`).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn run<S: Storage>(
     store: Arc<S>,
@@ -388,10 +397,11 @@ async fn run<S: Storage>(
         next_poll: now,
         next_watch: now + timing.scan,
         leader: None,
+        leaving: None,
         timing,
     };
     let result = engine.run(&mut commands).await;
-    engine.shutdown(&mut commands).await;
+    engine.shutdown(&mut commands, result.is_ok()).await;
     result
 }
 
@@ -404,12 +414,21 @@ impl<'a, S: Storage> Engine<'a, S> {
         let _ = self.events.send(event);
     }
 
+    /// The main loop. Returns when the processor has left (its container stopped) or must
+    /// stop at once (the handle was dropped, or a fatal error).
     async fn run(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Result<()> {
         loop {
             let wake = self.next_wake();
             tokio::select! {
                 c = commands.recv() => match c {
-                    None | Some(Command::Stop) => return Ok(()),
+                    None => return Ok(()),
+                    Some(Command::Stop) => self.begin_leaving().await,
+                    Some(Command::Released) if self.leaving.is_some() => {
+                        // The container stopped: nothing runs here any more.
+                        self.running = 0;
+                        self.metrics.running_version.store(0, Ordering::Relaxed);
+                        return Ok(());
+                    }
                     Some(c) => self.on_command(c).await?,
                 },
                 changed = self.lease_state.changed() => {
@@ -426,12 +445,13 @@ impl<'a, S: Storage> Engine<'a, S> {
     }
 
     fn next_wake(&self) -> Instant {
-        let mut wake = self.next_heartbeat.min(self.next_poll);
-        // Only a follower watches the leader; a leader never advances `next_watch`, so
-        // counting it would wake a leader at once, over and over.
-        wake = match &self.leader {
-            Some(l) => wake.min(l.next_scan),
-            None => wake.min(self.next_watch),
+        let mut wake = self.next_heartbeat;
+        // Only what the next tick will do counts: a due time nobody advances (a leader's
+        // watch, a leaving processor's poll) would wake the loop at once, over and over.
+        wake = match (&self.leader, self.leaving) {
+            (_, Some(deadline)) => wake.min(deadline),
+            (Some(l), None) => wake.min(self.next_poll).min(l.next_scan),
+            (None, None) => wake.min(self.next_poll).min(self.next_watch),
         };
         if self.running != 0 {
             wake = wake.min(self.fence_deadline());
@@ -460,6 +480,20 @@ impl<'a, S: Storage> Engine<'a, S> {
         self.check_fence();
         if Instant::now() >= self.next_heartbeat {
             self.heartbeat().await?;
+        }
+        if let Some(deadline) = self.leaving {
+            // Leaving: only the heartbeat (and the self-fence) matter until the container
+            // stopped; no new version may start here.
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "the container did not stop within {RELEASE_TIMEOUT:?} of leaving; \
+                         leaving the membership row to go stale instead of deleting it"
+                    ),
+                ));
+            }
+            return Ok(());
         }
         if Instant::now() >= self.next_poll {
             self.poll_document().await?;
@@ -583,6 +617,10 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
         self.metrics.seen_version.store(v, Ordering::Relaxed);
         self.doc = doc;
+        if self.leaving.is_some() {
+            // Stopping: no version may start here any more.
+            return;
+        }
         // Copied only when an event carries it: documents can be large.
         let model = || -> Arc<str> { Arc::from(self.doc.model.as_str()) };
         match self.doc.phase() {
@@ -1119,30 +1157,52 @@ impl<'a, S: Storage> Engine<'a, S> {
         Ok(())
     }
 
-    /// Leaves the group: releases leadership, has Java stop the container, deletes the row.
-    async fn shutdown(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) {
+    /// A graceful stop begins: hand leadership on at once and have Java stop the container.
+    /// The main loop goes on heartbeating until Java reports the container stopped.
+    async fn begin_leaving(&mut self) {
+        if self.leaving.is_some() {
+            return;
+        }
         self.lease.stop().await;
         if self.leader.take().is_some() {
             self.metrics.is_leader.store(false, Ordering::Relaxed);
         }
-        // The row must outlive the container: others may take its partitions once it is gone.
+        self.preparing = None;
+        self.leaving = Some(Instant::now() + RELEASE_TIMEOUT);
+        tracing::info!(processor = %self.me, "leaving the group; stopping the container");
         self.emit(Event::Release);
-        let wait = async {
-            while let Some(c) = commands.recv().await {
-                if matches!(c, Command::Released) {
-                    return;
+    }
+
+    /// The end of the task. After a graceful stop (`left`) the container has stopped and the
+    /// row is deleted, so the leader rebalances at once. Otherwise (a fatal error, a container
+    /// that never stopped, a dropped handle) the row is left to go stale: the leader takes
+    /// the partitions only after the liveness timeout, by when the self-fence has stopped
+    /// processing here. A container that never stopped must not look as if it had.
+    async fn shutdown(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>, left: bool) {
+        let was_leaving = self.leaving.is_some();
+        self.begin_leaving().await;
+        if !left && !was_leaving {
+            // A fatal error: no heartbeat can be relied on to hold the row, but Java may
+            // still stop the container in time, and then the row can go at once.
+            let released = async {
+                while let Some(c) = commands.recv().await {
+                    if matches!(c, Command::Released) {
+                        return true;
+                    }
                 }
+                false
+            };
+            if tokio::time::timeout(RELEASE_TIMEOUT, released).await == Ok(true) {
+                self.running = 0;
             }
-        };
-        // Java releases as soon as the container stops (task.shutdown.ms bounds that). Past
-        // the liveness bound the row would be judged dead anyway.
-        if tokio::time::timeout(Duration::from_secs(120), wait)
-            .await
-            .is_err()
-        {
-            tracing::warn!("container did not stop in time; leaving anyway");
         }
-        self.running = 0;
+        if self.running != 0 {
+            tracing::error!(
+                processor = %self.me,
+                "the container did not report stopping; the membership row is left to go stale"
+            );
+            return;
+        }
         self.metrics.running_version.store(0, Ordering::Relaxed);
         if let Err(e) = self.membership.leave().await {
             tracing::warn!(error = %e, "could not delete the membership row; it will be judged dead");
