@@ -43,10 +43,12 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     final List<String> calls = new CopyOnWriteArrayList<>();
     volatile JobModel model;
     volatile Runnable onNew = () -> {};
+    volatile Runnable onExpired = () -> {};
 
     @Override
     public void onJobModelExpired() {
       calls.add("expired");
+      onExpired.run();
     }
 
     @Override
@@ -72,7 +74,7 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     }
   }
 
-  private static Map<String, String> config(String job) throws Exception {
+  static Map<String, String> config(String job) throws Exception {
     Path dir = Files.createTempDirectory("samza-azure-jc");
     Files.createDirectories(dir.resolve("input"));
     for (int p = 0; p < 4; p++) {
@@ -84,6 +86,7 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     c.put("systems.fs.dir", dir.toString());
     c.put("task.inputs", "fs.input");
     c.put("sensitive.streams.input.eventhubs.sas.token", SECRET);
+    c.put("task.chooser.class", "org.apache.samza.azure.FencedChooserFactory");
     return c;
   }
 
@@ -203,5 +206,34 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     Map<String, String> off = config("jc" + JOBS.incrementAndGet());
     off.put(AzureJobCoordinator.PARTITION_WATCH_MS, "0");
     assertEquals(0, AzureJobCoordinator.partitionWatchMillis(new MapConfig(off)));
+  }
+
+  /** Without our chooser (or with batching, which bypasses it) nothing would fence messages. */
+  @Test
+  public void startRefusesConfigWithoutTheFencingChooser() throws Exception {
+    Map<String, String> none = config("jc" + JOBS.incrementAndGet());
+    none.remove("task.chooser.class");
+    Map<String, String> batching = config("jc" + JOBS.incrementAndGet());
+    batching.put("task.consumer.batch.size", "100");
+    String[][] cases = {
+      {"task.chooser.class", "FencedChooserFactory"}, {"task.consumer.batch.size", "100"}
+    };
+    List<Map<String, String>> configs = java.util.Arrays.asList(none, batching);
+    for (int i = 0; i < cases.length; i++) {
+      JobCoordinator jc =
+          new AzureJobCoordinatorFactory()
+              .getJobCoordinator(
+                  "p", new MapConfig(configs.get(i)), new MetricsRegistryMap(), null);
+      jc.setListener(new Recorder());
+      try {
+        jc.start();
+        fail("expected a config error naming " + cases[i][0]);
+      } catch (AzureConfigException e) {
+        assertTrue(e.getMessage(), e.getMessage().contains(cases[i][0]));
+        assertTrue(e.getMessage(), e.getMessage().contains(cases[i][1]));
+      } finally {
+        jc.stop();
+      }
+    }
   }
 }
