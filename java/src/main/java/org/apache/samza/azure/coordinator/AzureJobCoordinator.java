@@ -41,6 +41,8 @@ public final class AzureJobCoordinator implements JobCoordinator {
   static final String PARTITION_WATCH_MS = "job.coordinator.monitor-partition-change.frequency.ms";
   private static final long DEFAULT_PARTITION_WATCH_MS = 300_000;
   private static final String BATCH_SIZE = "task.consumer.batch.size";
+  private static final String CONNECT = "azure.storage.connect";
+  private static final String DIAGNOSTICS = "job.diagnostics.enabled";
 
   private final String processorId;
   private final Config config;
@@ -137,6 +139,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
     }
     // Bad config fails here, with an exception naming the key.
     checkFenced(config);
+    checkSecrets(config);
     coordinator = NativeCoordinator.start(nativeConfig(config), processorId);
     fence = ProcessingFence.register(processorId, coordinator);
     Thread t = new Thread(this::eventLoop, "samza-azure-coordinator-" + processorId);
@@ -175,6 +178,29 @@ public final class AzureJobCoordinator implements JobCoordinator {
               + " must be unset or 0 with AzureJobCoordinator (found "
               + batch
               + "): batched messages bypass the processing fence");
+    }
+  }
+
+  /**
+   * Where Samza itself would expose the connection string: its config logging masks only {@code
+   * sensitive.*} values, and its DiagnosticsManager publishes the raw config, masked keys included,
+   * to the diagnostics stream.
+   */
+  static void checkSecrets(Config config) {
+    boolean connect = config.containsKey(CONNECT) || config.containsKey("sensitive." + CONNECT);
+    if (connect && config.getBoolean(DIAGNOSTICS, false)) {
+      throw new AzureConfigException(
+          DIAGNOSTICS
+              + "=true would publish the storage connection string: Samza's diagnostics send the"
+              + " job's raw config, sensitive.* values included, to the diagnostics stream. Turn"
+              + " diagnostics off to use AzureJobCoordinator");
+    }
+    if (config.containsKey(CONNECT)) {
+      LOG.warn(
+          "The storage connection string is in '{}', which Samza shows unmasked wherever it logs"
+              + " the config; move it to 'sensitive.{}'",
+          CONNECT,
+          CONNECT);
     }
   }
 

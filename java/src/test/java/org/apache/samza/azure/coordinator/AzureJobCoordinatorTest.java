@@ -208,6 +208,69 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     assertEquals(0, AzureJobCoordinator.partitionWatchMillis(new MapConfig(off)));
   }
 
+  /** Samza's MapConfig.toString() masks only sensitive.* keys, and Samza logs its config. */
+  @Test
+  public void connectionStringOutsideSensitiveKeysIsWarnedAboutWithoutTheSecret() throws Exception {
+    Map<String, String> config = config("jc" + JOBS.incrementAndGet());
+    assertTrue(config.containsKey("azure.storage.connect"));
+    ch.qos.logback.classic.Logger log =
+        (ch.qos.logback.classic.Logger)
+            org.slf4j.LoggerFactory.getLogger(AzureJobCoordinator.class);
+    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> appender =
+        new ch.qos.logback.core.read.ListAppender<>();
+    appender.start();
+    log.addAppender(appender);
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("p", new MapConfig(config), new MetricsRegistryMap(), null);
+    Recorder listener = new Recorder();
+    jc.setListener(listener);
+    try {
+      jc.start();
+      List<String> warnings = new ArrayList<>();
+      for (ch.qos.logback.classic.spi.ILoggingEvent e : appender.list) {
+        String m = e.getFormattedMessage();
+        assertFalse("account key logged: " + m, m.contains(Azurite.KEY));
+        if (e.getLevel() == ch.qos.logback.classic.Level.WARN) {
+          warnings.add(m);
+        }
+      }
+      assertTrue(
+          "a warning naming both keys: " + warnings,
+          warnings.stream()
+              .anyMatch(
+                  m ->
+                      m.contains("'azure.storage.connect'")
+                          && m.contains("sensitive.azure.storage.connect")));
+    } finally {
+      log.detachAppender(appender);
+      jc.stop();
+      Await.until("stop", 30_000, listener::ended);
+    }
+  }
+
+  /** Samza's DiagnosticsManager publishes the raw config, sensitive.* values included. */
+  @Test
+  public void diagnosticsAreRefusedSinceTheyWouldPublishTheConnectionString() throws Exception {
+    Map<String, String> config = config("jc" + JOBS.incrementAndGet());
+    config.put("sensitive.azure.storage.connect", config.remove("azure.storage.connect"));
+    config.put("job.diagnostics.enabled", "true");
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("p", new MapConfig(config), new MetricsRegistryMap(), null);
+    Recorder listener = new Recorder();
+    jc.setListener(listener);
+    try {
+      jc.start();
+      fail("expected a config error naming job.diagnostics.enabled");
+    } catch (AzureConfigException e) {
+      assertTrue(e.getMessage(), e.getMessage().contains("job.diagnostics.enabled"));
+      assertFalse(e.getMessage(), e.getMessage().contains(Azurite.KEY));
+    } finally {
+      jc.stop();
+    }
+  }
+
   /** Without our chooser (or with batching, which bypasses it) nothing would fence messages. */
   @Test
   public void startRefusesConfigWithoutTheFencingChooser() throws Exception {
