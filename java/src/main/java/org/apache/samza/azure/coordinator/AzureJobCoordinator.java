@@ -5,6 +5,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.samza.azure.FencedChooserFactory;
 import org.apache.samza.azure.errors.AzureConfigException;
@@ -60,6 +62,14 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private final long partitionWatchMillis;
 
   private volatile Thread eventThread;
+
+  /**
+   * Computations and partition-count checks (metadata fetches, resource creation: seconds at times)
+   * run here, so the event thread never makes a Fence wait behind them.
+   */
+  private volatile ExecutorService computer;
+
+  private final AtomicBoolean partitionCheckRunning = new AtomicBoolean();
 
   /** The event thread is inside the listener's onJobModelExpired. */
   private volatile boolean expiring;
@@ -142,6 +152,13 @@ public final class AzureJobCoordinator implements JobCoordinator {
     checkSecrets(config);
     coordinator = NativeCoordinator.start(nativeConfig(config), processorId);
     fence = ProcessingFence.register(processorId, coordinator);
+    computer =
+        Executors.newSingleThreadExecutor(
+            r -> {
+              Thread t = new Thread(r, "samza-azure-compute-" + processorId);
+              t.setDaemon(true);
+              return t;
+            });
     Thread t = new Thread(this::eventLoop, "samza-azure-coordinator-" + processorId);
     t.setDaemon(true);
     eventThread = t;
@@ -284,7 +301,9 @@ public final class AzureJobCoordinator implements JobCoordinator {
     } finally {
       fence.unregister(processorId);
       c.close();
-      models.close();
+      // After any computation still running (its answer to the closed handle is dropped).
+      computer.execute(models::close);
+      computer.shutdown();
     }
     finish(failure);
   }
@@ -300,8 +319,10 @@ public final class AzureJobCoordinator implements JobCoordinator {
             "1".equals(event[1]) ? "is" : "is no longer");
         break;
       case "compute":
-        compute(
-            c, Long.parseLong(event[1]), event[2], Arrays.asList(event).subList(3, event.length));
+        long v = Long.parseLong(event[1]);
+        String previous = event[2];
+        List<String> members = Arrays.asList(event).subList(3, event.length);
+        computer.execute(() -> compute(c, v, previous, members));
         break;
       case "prepare":
         prepare(c, Long.parseLong(event[1]), parsed(Long.parseLong(event[1]), event[2]));
@@ -355,29 +376,42 @@ public final class AzureJobCoordinator implements JobCoordinator {
       return;
     }
     nextPartitionCheck = System.nanoTime() + partitionWatchMillis * 1_000_000L;
-    try {
-      Set<SystemStream> changed = models.partitionCountChanges(model);
-      if (!changed.isEmpty()) {
-        LOG.info("Partition count of inputs {} changed; asking for a new job model", changed);
-        metrics.partitionCountChanges.inc();
-        c.requestRebalance();
-      }
-    } catch (RuntimeException e) {
-      LOG.warn("Could not read the partition counts of the inputs; will try again", e);
-    }
-  }
-
-  private void compute(NativeCoordinator c, long version, String previous, List<String> members) {
-    String model;
-    try {
-      LOG.info("Computing job model version {} for processors {}", version, members);
-      model = models.compute(members, models.read(previous));
-    } catch (RuntimeException e) {
-      LOG.warn("Computing job model version {} failed", version, e);
-      c.computeFailed(version, String.valueOf(e));
+    if (!partitionCheckRunning.compareAndSet(false, true)) {
       return;
     }
-    c.computed(version, model);
+    computer.execute(
+        () -> {
+          try {
+            Set<SystemStream> changed = models.partitionCountChanges(model);
+            if (!changed.isEmpty()) {
+              LOG.info("Partition count of inputs {} changed; asking for a new job model", changed);
+              metrics.partitionCountChanges.inc();
+              c.requestRebalance();
+            }
+          } catch (RuntimeException e) {
+            LOG.warn("Could not read the partition counts of the inputs; will try again", e);
+          } finally {
+            partitionCheckRunning.set(false);
+          }
+        });
+  }
+
+  /** On the compute thread. */
+  private void compute(NativeCoordinator c, long version, String previous, List<String> members) {
+    try {
+      String model;
+      try {
+        LOG.info("Computing job model version {} for processors {}", version, members);
+        model = models.compute(members, models.read(previous));
+      } catch (RuntimeException e) {
+        LOG.warn("Computing job model version {} failed", version, e);
+        c.computeFailed(version, String.valueOf(e));
+        return;
+      }
+      c.computed(version, model);
+    } catch (IllegalStateException closed) {
+      // The coordinator stopped meanwhile: nobody waits for this model any more.
+    }
   }
 
   private void prepare(NativeCoordinator c, long version, JobModel model) {
@@ -401,9 +435,18 @@ public final class AzureJobCoordinator implements JobCoordinator {
     c.prepared(version, containerStopped);
   }
 
-  /** The fence epoch when the engine decided to start {@code version}. */
+  /**
+   * The fence epoch when the engine decided to start {@code version}: carried by the event when the
+   * native side sends it ({@code ["start", version, model, epoch]}). Otherwise read now, which is
+   * only right if no self-fence happened since the event: a fence resets the engine's running
+   * version (read after the epoch), and then no epoch is trusted (-1 matches none).
+   */
   static long startEpoch(NativeCoordinator c, String[] event, long version) {
-    return c.fence()[0];
+    if (event.length > 3) {
+      return Long.parseLong(event[3]);
+    }
+    long epoch = c.fence()[0];
+    return c.metrics()[1] == version ? epoch : -1;
   }
 
   private void start(long version, JobModel model, long epoch) {
