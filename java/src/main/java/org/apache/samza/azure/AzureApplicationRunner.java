@@ -149,6 +149,8 @@ public final class AzureApplicationRunner implements ApplicationRunner {
     // the generation fencing its writes) by processor.id.
     Map<String, String> withId = new HashMap<>(config);
     withId.put(PROCESSOR_ID, processorId);
+    // Every message of every task type passes the processing fence.
+    FencedChooserFactory.install(withId);
     Config jobConfig = new MapConfig(withId);
     // Each message first checks that this processor still holds its partitions.
     TaskFactory<?> taskFactory =

@@ -5,11 +5,15 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.samza.azure.FencedChooserFactory;
 import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.config.Config;
 import org.apache.samza.config.StorageConfig;
+import org.apache.samza.config.TaskConfig;
 import org.apache.samza.coordinator.JobCoordinator;
 import org.apache.samza.coordinator.JobCoordinatorListener;
 import org.apache.samza.job.model.ContainerModel;
@@ -38,6 +42,9 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private static final long POLL_MILLIS = 500;
   static final String PARTITION_WATCH_MS = "job.coordinator.monitor-partition-change.frequency.ms";
   private static final long DEFAULT_PARTITION_WATCH_MS = 300_000;
+  private static final String BATCH_SIZE = "task.consumer.batch.size";
+  private static final String CONNECT = "azure.storage.connect";
+  private static final String DIAGNOSTICS = "job.diagnostics.enabled";
 
   private final String processorId;
   private final Config config;
@@ -54,9 +61,31 @@ public final class AzureJobCoordinator implements JobCoordinator {
   /** 0: input partition counts are not watched. */
   private final long partitionWatchMillis;
 
+  private volatile Thread eventThread;
+
+  /**
+   * Computations and partition-count checks (metadata fetches, resource creation: seconds at times)
+   * run here, so the event thread never makes a Fence wait behind them.
+   */
+  private volatile ExecutorService computer;
+
+  private final AtomicBoolean partitionCheckRunning = new AtomicBoolean();
+
+  /** The event thread is inside the listener's onJobModelExpired. */
+  private volatile boolean expiring;
+
+  /**
+   * StreamProcessor called stop() from inside onJobModelExpired: that is how it reports a container
+   * that did not stop within task.shutdown.ms.
+   */
+  private volatile boolean stopDuringExpiry;
+
   // Touched only by the event thread.
   private ContainerModel running;
   private boolean containerStopped = true;
+
+  /** Release was asked while a container still ran: answered once it stops. */
+  private boolean releasePending;
 
   /** onJobModelExpired was called since the last onNewJobModel (StreamProcessor needs it). */
   private boolean expired;
@@ -119,18 +148,85 @@ public final class AzureJobCoordinator implements JobCoordinator {
       return;
     }
     // Bad config fails here, with an exception naming the key.
+    checkFenced(config);
+    checkSecrets(config);
     coordinator = NativeCoordinator.start(nativeConfig(config), processorId);
     fence = ProcessingFence.register(processorId, coordinator);
+    computer =
+        Executors.newSingleThreadExecutor(
+            r -> {
+              Thread t = new Thread(r, "samza-azure-compute-" + processorId);
+              t.setDaemon(true);
+              return t;
+            });
     Thread t = new Thread(this::eventLoop, "samza-azure-coordinator-" + processorId);
     t.setDaemon(true);
+    eventThread = t;
     t.start();
     if (stopRequested.get()) {
       coordinator.stop();
     }
   }
 
+  /**
+   * The processing fence needs Samza to ask our chooser for every message: the container's config
+   * is StreamProcessor's, the one we are given, so it must name the chooser here.
+   */
+  static void checkFenced(Config config) {
+    String chooser = config.get(TaskConfig.MESSAGE_CHOOSER_CLASS_NAME);
+    String ours = FencedChooserFactory.class.getName();
+    if (!ours.equals(chooser)) {
+      throw new AzureConfigException(
+          TaskConfig.MESSAGE_CHOOSER_CLASS_NAME
+              + " must be "
+              + ours
+              + " (found "
+              + chooser
+              + "): it stops processing when this processor may have lost its partitions."
+              + " AzureApplicationRunner sets it; with another runner, set it and put your own"
+              + " chooser factory, if any, in "
+              + FencedChooserFactory.WRAPPED);
+    }
+    // Samza's BatchingChooser hands out a batch's messages without asking the chooser it wraps.
+    String batch = config.get(BATCH_SIZE);
+    if (batch != null && !batch.trim().isEmpty() && !batch.trim().equals("0")) {
+      throw new AzureConfigException(
+          BATCH_SIZE
+              + " must be unset or 0 with AzureJobCoordinator (found "
+              + batch
+              + "): batched messages bypass the processing fence");
+    }
+  }
+
+  /**
+   * Where Samza itself would expose the connection string: its config logging masks only {@code
+   * sensitive.*} values, and its DiagnosticsManager publishes the raw config, masked keys included,
+   * to the diagnostics stream.
+   */
+  static void checkSecrets(Config config) {
+    boolean connect = config.containsKey(CONNECT) || config.containsKey("sensitive." + CONNECT);
+    if (connect && config.getBoolean(DIAGNOSTICS, false)) {
+      throw new AzureConfigException(
+          DIAGNOSTICS
+              + "=true would publish the storage connection string: Samza's diagnostics send the"
+              + " job's raw config, sensitive.* values included, to the diagnostics stream. Turn"
+              + " diagnostics off to use AzureJobCoordinator");
+    }
+    if (config.containsKey(CONNECT)) {
+      LOG.warn(
+          "The storage connection string is in '{}', which Samza shows unmasked wherever it logs"
+              + " the config; move it to 'sensitive.{}'",
+          CONNECT,
+          CONNECT);
+    }
+  }
+
   @Override
   public void stop() {
+    if (expiring && Thread.currentThread() == eventThread) {
+      // StreamProcessor's verdict: the container did not stop within task.shutdown.ms.
+      stopDuringExpiry = true;
+    }
     if (!stopRequested.compareAndSet(false, true)) {
       return;
     }
@@ -169,6 +265,11 @@ public final class AzureJobCoordinator implements JobCoordinator {
         long[] m = c.metrics();
         metrics.update(m);
         watchPartitions(c, m[2]);
+        if (releasePending && !fence.containerConsuming()) {
+          LOG.info("Container of processor {} stopped; leaving", processorId);
+          releasePending = false;
+          c.released();
+        }
         if (event == null) {
           continue;
         }
@@ -190,7 +291,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
           failure = failure == null ? t : failure;
           stopRequested.set(true);
           c.stop();
-          if ("release".equals(event[0])) {
+          if ("release".equals(event[0]) && !fence.containerConsuming()) {
             c.released();
           }
         }
@@ -200,7 +301,9 @@ public final class AzureJobCoordinator implements JobCoordinator {
     } finally {
       fence.unregister(processorId);
       c.close();
-      models.close();
+      // After any computation still running (its answer to the closed handle is dropped).
+      computer.execute(models::close);
+      computer.shutdown();
     }
     finish(failure);
   }
@@ -216,22 +319,33 @@ public final class AzureJobCoordinator implements JobCoordinator {
             "1".equals(event[1]) ? "is" : "is no longer");
         break;
       case "compute":
-        compute(
-            c, Long.parseLong(event[1]), event[2], Arrays.asList(event).subList(3, event.length));
+        long v = Long.parseLong(event[1]);
+        String previous = event[2];
+        List<String> members = Arrays.asList(event).subList(3, event.length);
+        computer.execute(() -> compute(c, v, previous, members));
         break;
       case "prepare":
         prepare(c, Long.parseLong(event[1]), parsed(Long.parseLong(event[1]), event[2]));
         break;
       case "start":
-        start(Long.parseLong(event[1]), parsed(Long.parseLong(event[1]), event[2]));
+        long version = Long.parseLong(event[1]);
+        start(version, parsed(version, event[2]), startEpoch(c, event, version));
         break;
       case "fence":
         LOG.warn("Processor {} lost contact with storage; stopping its container", processorId);
         expire();
         break;
       case "release":
-        expire();
-        c.released();
+        if (expire()) {
+          c.released();
+        } else {
+          // The native side keeps the membership row meanwhile: others may take the partitions
+          // only once it is gone.
+          LOG.warn(
+              "Container of processor {} did not stop; it is reported released only once it does",
+              processorId);
+          releasePending = true;
+        }
         break;
       default:
         throw new IllegalStateException("unknown coordinator event " + event[0]);
@@ -262,29 +376,42 @@ public final class AzureJobCoordinator implements JobCoordinator {
       return;
     }
     nextPartitionCheck = System.nanoTime() + partitionWatchMillis * 1_000_000L;
-    try {
-      Set<SystemStream> changed = models.partitionCountChanges(model);
-      if (!changed.isEmpty()) {
-        LOG.info("Partition count of inputs {} changed; asking for a new job model", changed);
-        metrics.partitionCountChanges.inc();
-        c.requestRebalance();
-      }
-    } catch (RuntimeException e) {
-      LOG.warn("Could not read the partition counts of the inputs; will try again", e);
-    }
-  }
-
-  private void compute(NativeCoordinator c, long version, String previous, List<String> members) {
-    String model;
-    try {
-      LOG.info("Computing job model version {} for processors {}", version, members);
-      model = models.compute(members, models.read(previous));
-    } catch (RuntimeException e) {
-      LOG.warn("Computing job model version {} failed", version, e);
-      c.computeFailed(version, String.valueOf(e));
+    if (!partitionCheckRunning.compareAndSet(false, true)) {
       return;
     }
-    c.computed(version, model);
+    computer.execute(
+        () -> {
+          try {
+            Set<SystemStream> changed = models.partitionCountChanges(model);
+            if (!changed.isEmpty()) {
+              LOG.info("Partition count of inputs {} changed; asking for a new job model", changed);
+              metrics.partitionCountChanges.inc();
+              c.requestRebalance();
+            }
+          } catch (RuntimeException e) {
+            LOG.warn("Could not read the partition counts of the inputs; will try again", e);
+          } finally {
+            partitionCheckRunning.set(false);
+          }
+        });
+  }
+
+  /** On the compute thread. */
+  private void compute(NativeCoordinator c, long version, String previous, List<String> members) {
+    try {
+      String model;
+      try {
+        LOG.info("Computing job model version {} for processors {}", version, members);
+        model = models.compute(members, models.read(previous));
+      } catch (RuntimeException e) {
+        LOG.warn("Computing job model version {} failed", version, e);
+        c.computeFailed(version, String.valueOf(e));
+        return;
+      }
+      c.computed(version, model);
+    } catch (IllegalStateException closed) {
+      // The coordinator stopped meanwhile: nobody waits for this model any more.
+    }
   }
 
   private void prepare(NativeCoordinator c, long version, JobModel model) {
@@ -295,12 +422,34 @@ public final class AzureJobCoordinator implements JobCoordinator {
           "Job model version {} changes processor {}'s work; stopping its container",
           version,
           processorId);
-      expire();
+      if (!expire()) {
+        // No acknowledgement: the native side keeps reporting the old version running, and the
+        // leader's barrier times out rather than hand the partitions to others.
+        LOG.error(
+            "Container of processor {} did not stop; not acknowledging job model version {}",
+            processorId,
+            version);
+        return;
+      }
     }
     c.prepared(version, containerStopped);
   }
 
-  private void start(long version, JobModel model) {
+  /**
+   * The fence epoch when the engine decided to start {@code version}: carried by the event when the
+   * native side sends it ({@code ["start", version, model, epoch]}). Otherwise read now, which is
+   * only right if no self-fence happened since the event: a fence resets the engine's running
+   * version (read after the epoch), and then no epoch is trusted (-1 matches none).
+   */
+  static long startEpoch(NativeCoordinator c, String[] event, long version) {
+    if (event.length > 3) {
+      return Long.parseLong(event[3]);
+    }
+    long epoch = c.fence()[0];
+    return c.metrics()[1] == version ? epoch : -1;
+  }
+
+  private void start(long version, JobModel model, long epoch) {
     jobModel = model;
     jobModelVersion = version;
     ContainerModel next = model.getContainers().get(processorId);
@@ -321,20 +470,33 @@ public final class AzureJobCoordinator implements JobCoordinator {
       running = next;
       containerStopped = false;
       expired = false;
-      fence.arm(version);
-      listener().onNewJobModel(processorId, model);
+      JobCoordinatorListener l = listener();
+      // StreamProcessor creates the container (and its chooser) inside this call.
+      fence.start(version, epoch, () -> l.onNewJobModel(processorId, model));
     }
   }
 
-  /** Stops the container (synchronously, in StreamProcessor) if one may be running. */
-  private void expire() {
+  /**
+   * Stops the container (synchronously, in StreamProcessor) if one may be running; false if it is
+   * still running afterwards. Its processing gate is closed first, whatever the outcome: a run loop
+   * that survives chooses nothing more.
+   */
+  private boolean expire() {
+    fence.disarm();
     if (!containerStopped || !expired) {
       // Also before the first model: StreamProcessor only accepts a model after an expiry.
-      listener().onJobModelExpired();
+      stopDuringExpiry = false;
+      expiring = true;
+      try {
+        listener().onJobModelExpired();
+      } finally {
+        expiring = false;
+      }
       expired = true;
     }
     running = null;
     containerStopped = true;
+    return !stopDuringExpiry && !fence.containerConsuming();
   }
 
   private JobCoordinatorListener listener() {

@@ -20,14 +20,16 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Wraps an application's tasks so each message and window first passes the processor's {@link
- * ProcessingFence}. A fenced message is neither processed nor acknowledged: its callback never
- * completes, so Samza neither commits its offset nor sends the task more work, and the container
- * stops cleanly when the coordinator asks (failing it instead would make Samza stop the whole
- * processor). Every optional task interface is forwarded when the wrapped task has it.
+ * Wraps an application's tasks so each message and window first passes the gate of their container
+ * ({@link ProcessingFence.Gate}), in addition to the fencing chooser every container has: a message
+ * chosen just before the deadline is still checked when it is processed. A fenced message is
+ * neither processed nor acknowledged: its callback never completes, so Samza neither commits its
+ * offset nor sends the task more work, and the container stops cleanly when the coordinator asks
+ * (failing it instead would make Samza stop the whole processor). Every optional task interface is
+ * forwarded when the wrapped task has it.
  *
- * <p>Not wrapped, with the coordinator's self-fence as the only guard: high-level applications
- * (Samza injects its thread pool into that task type only) and synchronous tasks when {@code
+ * <p>Not wrapped, with the fencing chooser as their guard: high-level applications (Samza injects
+ * its thread pool into that task type only) and synchronous tasks when {@code
  * job.container.thread.pool.size} is above 1 (Samza runs those on its pool; wrapped, they would run
  * on the run loop thread).
  */
@@ -48,7 +50,7 @@ public final class FencedTasks {
       return (AsyncStreamTaskFactory) () -> new Fenced(f.createInstance(), processorId);
     }
     LOG.info(
-        "Tasks of {} are not wrapped; the coordinator's self-fence alone stops their container",
+        "Tasks of {} are not wrapped; the fencing chooser alone stops their messages",
         factory.getClass().getName());
     return factory;
   }
@@ -66,14 +68,22 @@ public final class FencedTasks {
     private final String processorId;
     private final AtomicBoolean reported = new AtomicBoolean();
 
+    /** The gate of the container this task belongs to (created with it, on the same thread). */
+    private volatile ProcessingFence.Gate gate;
+
     Fenced(Object task, String processorId) {
       this.task = task;
       this.processorId = processorId;
+      this.gate = ProcessingFence.gateFor(processorId);
     }
 
     private boolean mayProcess() {
-      ProcessingFence fence = ProcessingFence.of(processorId);
-      if (fence == null || fence.mayProcess()) {
+      ProcessingFence.Gate g = gate;
+      if (g == null) {
+        // Not created by our coordinator's start (no gate then): the processor's current one.
+        g = gate = ProcessingFence.gateFor(processorId);
+      }
+      if (g == null || g.mayProcess()) {
         return true;
       }
       if (reported.compareAndSet(false, true)) {

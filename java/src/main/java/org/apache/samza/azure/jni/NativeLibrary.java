@@ -5,14 +5,21 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystems;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.nio.file.attribute.UserPrincipal;
 import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.Locale;
+import java.util.Set;
 import org.apache.samza.azure.errors.NativeLibraryException;
 
 /**
@@ -21,10 +28,12 @@ import org.apache.samza.azure.errors.NativeLibraryException;
  * <p>Order: an explicit file ({@value #PROP_PATH}); then {@code System.loadLibrary}, so an operator
  * can provide the library through {@code java.library.path}; then the copy inside this jar under
  * {@code native/<os>-<arch>[-musl]/}, extracted to {@value #PROP_DIR} (default {@code
- * <java.io.tmpdir>/samza-azure-native}). Extraction is content-addressed and atomic, so several
- * JVMs starting at once are safe. If the extracted file cannot be mapped (a {@code noexec} temp
- * dir) and no directory was configured, a directory under {@code user.home} is tried before giving
- * up. Every failure names the path, OS, arch and libc.
+ * <java.io.tmpdir>/samza-azure-native-<user.name>}). The directory must be this user's and writable
+ * by no one else (it is created so), extraction is content-addressed and atomic, and the file's
+ * hash is checked before it is loaded, so several JVMs starting at once are safe and no other user
+ * can swap the library. If the default directory is refused or the extracted file cannot be mapped
+ * (a {@code noexec} temp dir), a directory under {@code user.home} is tried before giving up. Every
+ * failure names the path, OS, arch and libc.
  */
 public final class NativeLibrary {
   public static final String NAME = "samza_azure_coordinator";
@@ -110,17 +119,22 @@ public final class NativeLibrary {
   private static String loadBundled() {
     String resource = resourcePath();
     String configured = System.getProperty(PROP_DIR);
+    // Per user: on a shared temp dir, a directory someone else created first is theirs to fill.
     Path dir =
         configured != null && !configured.isEmpty()
             ? Paths.get(configured)
-            : Paths.get(System.getProperty("java.io.tmpdir"), "samza-azure-native");
+            : Paths.get(
+                System.getProperty("java.io.tmpdir"),
+                "samza-azure-native-"
+                    + System.getProperty("user.name", "user").replaceAll("[^A-Za-z0-9._-]", "_"));
     try {
       return loadFrom(resource, dir);
     } catch (NativeLibraryException first) {
       if (configured != null && !configured.isEmpty()) {
         throw first;
       }
-      // A noexec temp dir is common on hardened hosts: try the user's home before failing.
+      // A noexec temp dir is common on hardened hosts, and the default directory may be taken by
+      // another user: try the user's home before failing.
       Path fallback = Paths.get(System.getProperty("user.home"), ".samza-azure", "native");
       try {
         return loadFrom(resource, fallback);
@@ -133,8 +147,14 @@ public final class NativeLibrary {
 
   private static String loadFrom(String resource, Path dir) {
     Path target;
-    try {
-      target = extract(resource, dir);
+    byte[] digest;
+    try (InputStream in = open(resource)) {
+      digest = sha256(in);
+      target = extract(resource, dir, digest);
+      // Only this user can write the directory, so what is checked here is what gets loaded.
+      if (!MessageDigest.isEqual(digest, sha256File(target))) {
+        throw new IOException(target + " does not hold the library from the jar");
+      }
     } catch (IOException e) {
       throw failure("cannot extract " + resource + " into " + dir + " (set -D" + PROP_DIR + ")", e);
     }
@@ -152,19 +172,20 @@ public final class NativeLibrary {
     return target.toString();
   }
 
-  /** Copies the resource to {@code dir/<sha256-prefix>/<libname>} unless already there. */
-  private static Path extract(String resource, Path dir) throws IOException {
-    byte[] digest;
-    try (InputStream in = open(resource)) {
-      digest = sha256(in);
-    }
+  /**
+   * Copies the resource to {@code dir/<sha256-prefix>/<libname>} unless already there. Both
+   * directories must be this user's and writable by nobody else (created so if missing); the file
+   * is written under a temporary name and renamed into place atomically.
+   */
+  private static Path extract(String resource, Path dir, byte[] digest) throws IOException {
     String hex = toHex(digest).substring(0, 16);
-    Path versionDir = dir.resolve(hex);
+    ownDirectory(dir);
+    Path versionDir = ownDirectory(dir.resolve(hex));
     Path target = versionDir.resolve(System.mapLibraryName(NAME));
-    if (Files.isRegularFile(target) && hex.equals(toHex(sha256File(target)).substring(0, 16))) {
+    if (Files.isRegularFile(target, LinkOption.NOFOLLOW_LINKS)
+        && MessageDigest.isEqual(digest, sha256File(target))) {
       return target;
     }
-    Files.createDirectories(versionDir);
     Path tmp = Files.createTempFile(versionDir, "lib", ".tmp");
     try {
       try (InputStream in = open(resource);
@@ -186,6 +207,66 @@ public final class NativeLibrary {
       Files.deleteIfExists(tmp);
     }
     return target;
+  }
+
+  /**
+   * {@code dir}, created owner-only if missing; refused unless it is a real directory (not a link)
+   * owned by this user and writable by no one else, since whoever can write it can replace the
+   * library between its check and its load.
+   */
+  static Path ownDirectory(Path dir) throws IOException {
+    boolean posix = FileSystems.getDefault().supportedFileAttributeViews().contains("posix");
+    if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
+      Files.createDirectories(dir.toAbsolutePath().getParent());
+      try {
+        if (posix) {
+          Files.createDirectory(
+              dir,
+              PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        } else {
+          Files.createDirectory(dir);
+        }
+      } catch (FileAlreadyExistsException raced) {
+        // Another JVM (or user) made it meanwhile: checked below like any existing one.
+      }
+    }
+    if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
+      throw new IOException(dir + " is not a directory (or is a symbolic link)");
+    }
+    UserPrincipal owner = Files.getOwner(dir, LinkOption.NOFOLLOW_LINKS);
+    UserPrincipal me = currentUser();
+    if (me != null && !owner.equals(me)) {
+      throw new IOException(dir + " is owned by " + owner.getName() + ", not by " + me.getName());
+    }
+    if (posix) {
+      Set<PosixFilePermission> perms =
+          Files.getPosixFilePermissions(dir, LinkOption.NOFOLLOW_LINKS);
+      if (perms.contains(PosixFilePermission.GROUP_WRITE)
+          || perms.contains(PosixFilePermission.OTHERS_WRITE)) {
+        throw new IOException(
+            dir + " is writable by others (" + PosixFilePermissions.toString(perms) + ")");
+      }
+    }
+    return dir;
+  }
+
+  /** The owner files created by this JVM get; null if it cannot be told. */
+  private static UserPrincipal currentUser() {
+    Path probe = null;
+    try {
+      probe = Files.createTempFile("samza-azure-owner", ".tmp");
+      return Files.getOwner(probe);
+    } catch (IOException | UnsupportedOperationException e) {
+      return null;
+    } finally {
+      if (probe != null) {
+        try {
+          Files.deleteIfExists(probe);
+        } catch (IOException ignored) {
+          // a stray empty temp file
+        }
+      }
+    }
   }
 
   private static InputStream open(String resource) throws IOException {

@@ -43,10 +43,12 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     final List<String> calls = new CopyOnWriteArrayList<>();
     volatile JobModel model;
     volatile Runnable onNew = () -> {};
+    volatile Runnable onExpired = () -> {};
 
     @Override
     public void onJobModelExpired() {
       calls.add("expired");
+      onExpired.run();
     }
 
     @Override
@@ -72,7 +74,7 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     }
   }
 
-  private static Map<String, String> config(String job) throws Exception {
+  static Map<String, String> config(String job) throws Exception {
     Path dir = Files.createTempDirectory("samza-azure-jc");
     Files.createDirectories(dir.resolve("input"));
     for (int p = 0; p < 4; p++) {
@@ -84,6 +86,7 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     c.put("systems.fs.dir", dir.toString());
     c.put("task.inputs", "fs.input");
     c.put("sensitive.streams.input.eventhubs.sas.token", SECRET);
+    c.put("task.chooser.class", "org.apache.samza.azure.FencedChooserFactory");
     return c;
   }
 
@@ -203,5 +206,97 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
     Map<String, String> off = config("jc" + JOBS.incrementAndGet());
     off.put(AzureJobCoordinator.PARTITION_WATCH_MS, "0");
     assertEquals(0, AzureJobCoordinator.partitionWatchMillis(new MapConfig(off)));
+  }
+
+  /** Samza's MapConfig.toString() masks only sensitive.* keys, and Samza logs its config. */
+  @Test
+  public void connectionStringOutsideSensitiveKeysIsWarnedAboutWithoutTheSecret() throws Exception {
+    Map<String, String> config = config("jc" + JOBS.incrementAndGet());
+    assertTrue(config.containsKey("azure.storage.connect"));
+    ch.qos.logback.classic.Logger log =
+        (ch.qos.logback.classic.Logger)
+            org.slf4j.LoggerFactory.getLogger(AzureJobCoordinator.class);
+    ch.qos.logback.core.read.ListAppender<ch.qos.logback.classic.spi.ILoggingEvent> appender =
+        new ch.qos.logback.core.read.ListAppender<>();
+    appender.start();
+    log.addAppender(appender);
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("p", new MapConfig(config), new MetricsRegistryMap(), null);
+    Recorder listener = new Recorder();
+    jc.setListener(listener);
+    try {
+      jc.start();
+      List<String> warnings = new ArrayList<>();
+      for (ch.qos.logback.classic.spi.ILoggingEvent e : appender.list) {
+        String m = e.getFormattedMessage();
+        assertFalse("account key logged: " + m, m.contains(Azurite.KEY));
+        if (e.getLevel() == ch.qos.logback.classic.Level.WARN) {
+          warnings.add(m);
+        }
+      }
+      assertTrue(
+          "a warning naming both keys: " + warnings,
+          warnings.stream()
+              .anyMatch(
+                  m ->
+                      m.contains("'azure.storage.connect'")
+                          && m.contains("sensitive.azure.storage.connect")));
+    } finally {
+      log.detachAppender(appender);
+      jc.stop();
+      Await.until("stop", 30_000, listener::ended);
+    }
+  }
+
+  /** Samza's DiagnosticsManager publishes the raw config, sensitive.* values included. */
+  @Test
+  public void diagnosticsAreRefusedSinceTheyWouldPublishTheConnectionString() throws Exception {
+    Map<String, String> config = config("jc" + JOBS.incrementAndGet());
+    config.put("sensitive.azure.storage.connect", config.remove("azure.storage.connect"));
+    config.put("job.diagnostics.enabled", "true");
+    JobCoordinator jc =
+        new AzureJobCoordinatorFactory()
+            .getJobCoordinator("p", new MapConfig(config), new MetricsRegistryMap(), null);
+    Recorder listener = new Recorder();
+    jc.setListener(listener);
+    try {
+      jc.start();
+      fail("expected a config error naming job.diagnostics.enabled");
+    } catch (AzureConfigException e) {
+      assertTrue(e.getMessage(), e.getMessage().contains("job.diagnostics.enabled"));
+      assertFalse(e.getMessage(), e.getMessage().contains(Azurite.KEY));
+    } finally {
+      jc.stop();
+    }
+  }
+
+  /** Without our chooser (or with batching, which bypasses it) nothing would fence messages. */
+  @Test
+  public void startRefusesConfigWithoutTheFencingChooser() throws Exception {
+    Map<String, String> none = config("jc" + JOBS.incrementAndGet());
+    none.remove("task.chooser.class");
+    Map<String, String> batching = config("jc" + JOBS.incrementAndGet());
+    batching.put("task.consumer.batch.size", "100");
+    String[][] cases = {
+      {"task.chooser.class", "FencedChooserFactory"}, {"task.consumer.batch.size", "100"}
+    };
+    List<Map<String, String>> configs = java.util.Arrays.asList(none, batching);
+    for (int i = 0; i < cases.length; i++) {
+      JobCoordinator jc =
+          new AzureJobCoordinatorFactory()
+              .getJobCoordinator(
+                  "p", new MapConfig(configs.get(i)), new MetricsRegistryMap(), null);
+      jc.setListener(new Recorder());
+      try {
+        jc.start();
+        fail("expected a config error naming " + cases[i][0]);
+      } catch (AzureConfigException e) {
+        assertTrue(e.getMessage(), e.getMessage().contains(cases[i][0]));
+        assertTrue(e.getMessage(), e.getMessage().contains(cases[i][1]));
+      } finally {
+        jc.stop();
+      }
+    }
   }
 }

@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.Map;
 import org.apache.samza.azure.AzuriteTest;
 import org.apache.samza.azure.testing.Await;
+import org.apache.samza.azure.testing.job.HighLevelProcessorMain;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
 import org.junit.Test;
 
@@ -27,8 +28,13 @@ public class MultiProcessorTest extends AzuriteTest {
   private static final int PARTITIONS = 8;
 
   private static ProcessorCluster cluster(String job) throws Exception {
+    return cluster(job, new HashMap<>());
+  }
+
+  private static ProcessorCluster cluster(String job, Map<String, String> extra) throws Exception {
     Path dir = Files.createTempDirectory("samza-azure-cluster");
     Map<String, String> config = new HashMap<>(azurite.config());
+    config.putAll(extra);
     config.put("job.name", job);
     // Samza's default is 5 minutes; the leader checks the inputs' partition counts every second.
     config.put(AzureJobCoordinator.PARTITION_WATCH_MS, "1000");
@@ -135,6 +141,54 @@ public class MultiProcessorTest extends AzuriteTest {
       // Its local lease bound had run out, so it did not even try a leader write.
       assertTrue(out, !out.contains("published job model") && !out.contains("computing job model"));
       System.out.println("holds after SIGCONT: " + c.holds());
+    }
+  }
+
+  /**
+   * The processing fence holds for a high-level application on a multi-threaded container, run by
+   * Samza's StreamProcessor directly (no runner of ours wraps its tasks): frozen past its fence
+   * deadline, the leader's container processes nothing after SIGCONT, though the file consumer had
+   * buffered messages for it all along.
+   */
+  @Test
+  public void highLevelAppOnStreamProcessorProcessesNothingAfterItsFence() throws Exception {
+    Map<String, String> extra = new HashMap<>();
+    extra.put("job.container.thread.pool.size", "2");
+    // What a custom runner's config must say (AzureApplicationRunner sets it itself).
+    extra.put("task.chooser.class", "org.apache.samza.azure.FencedChooserFactory");
+    try (ProcessorCluster c = cluster("highlevel", extra)) {
+      List<String> all = Arrays.asList("p1", "p2", "p3");
+      for (String id : all) {
+        c.start(id, HighLevelProcessorMain.class);
+      }
+      awaitSettled(c, "3 high-level processors", all);
+      String leader = c.leader();
+      assertNotNull(leader);
+      List<String> others = new ArrayList<>(all);
+      others.remove(leader);
+
+      long stoppedAt = System.currentTimeMillis();
+      c.signal(leader, "STOP");
+      awaitSettled(c, "SIGSTOP of leader " + leader, others);
+      // Well past the 5 s fence deadline (and the 15 s lease), as in a long GC pause.
+      Await.until(
+          "the lease duration to pass",
+          30_000,
+          () -> System.currentTimeMillis() - stoppedAt > 16_000);
+      c.signal(leader, "CONT");
+      long since = System.currentTimeMillis();
+      Await.until("SIGCONT of " + leader, 60_000, () -> check(c, all, since));
+      List<ProcessorCluster.Hold> resumed = new ArrayList<>();
+      for (ProcessorCluster.Hold h : c.holds()) {
+        if (h.afterPause && h.messages > 0) {
+          resumed.add(h);
+        }
+      }
+      assertEquals(
+          "messages processed by " + leader + "'s old container after its fence deadline",
+          new ArrayList<ProcessorCluster.Hold>(),
+          resumed);
+      assertEquals("overlapping holds", new ArrayList<String>(), c.overlaps());
     }
   }
 }

@@ -11,8 +11,10 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import org.junit.Assume;
 import org.junit.Test;
 
 /**
@@ -49,12 +51,19 @@ public class NativeLoaderTest {
   }
 
   private static Process launch(Path nativeDir, String... args) throws IOException {
+    return launch(
+        Arrays.asList(
+            "-D" + NativeLibrary.PROP_DIR + "=" + nativeDir,
+            // Make sure nothing but the jar can provide the library.
+            "-Djava.library.path=" + nativeDir.resolve("empty-library-path")),
+        args);
+  }
+
+  private static Process launch(List<String> props, String... args) throws IOException {
     List<String> cmd = new ArrayList<>();
     cmd.add(new File(System.getProperty("java.home"), "bin/java").getPath());
     cmd.add("-Xcheck:jni");
-    cmd.add("-D" + NativeLibrary.PROP_DIR + "=" + nativeDir);
-    // Make sure nothing but the jar can provide the library.
-    cmd.add("-Djava.library.path=" + nativeDir.resolve("empty-library-path"));
+    cmd.addAll(props);
     cmd.add("-cp");
     cmd.add(minimalClasspath());
     cmd.add(NativeSelfCheck.class.getName());
@@ -114,5 +123,64 @@ public class NativeLoaderTest {
     assertTrue(r.out, r.out.contains("NativeLibraryException"));
     assertTrue(r.out, r.out.contains(file.toString()));
     assertTrue(r.out, r.out.contains("os.arch=") && r.out.contains("libc=glibc"));
+  }
+
+  /** A directory made someone else's (uid 65534, "nobody"), writable by all; needs root. */
+  private static Path foreignDirectory(Path dir) throws Exception {
+    Files.createDirectories(dir);
+    Process p =
+        new ProcessBuilder(
+                "sh", "-c", "chmod 0777 \"$0\" && chown 65534:65534 \"$0\"", dir.toString())
+            .redirectErrorStream(true)
+            .start();
+    Assume.assumeTrue("chown needs root", p.waitFor() == 0);
+    return dir;
+  }
+
+  /** Whoever owns a configured directory could swap the library between check and load. */
+  @Test
+  public void extractionDirectoryOwnedBySomeoneElseIsRefused() throws Exception {
+    Path dir = foreignDirectory(Files.createTempDirectory("native-parent-").resolve("shared"));
+    Run r = finish(launch(dir));
+    assertTrue(r.out, r.exit != 0);
+    assertTrue(r.out, r.out.contains("NativeLibraryException"));
+    assertTrue(r.out, r.out.contains(dir.toString()) && r.out.contains("owned by"));
+    try (java.util.stream.Stream<Path> files = Files.list(dir)) {
+      assertEquals("nothing written into it", 0, files.count());
+    }
+  }
+
+  /**
+   * On a shared temp dir, a directory another user created first under the default name is not
+   * used: the library is extracted to a directory of this user's own.
+   */
+  @Test
+  public void defaultDirectoryTakenBySomeoneElseIsAvoided() throws Exception {
+    Path tmp = Files.createTempDirectory("native-tmp-");
+    String user = System.getProperty("user.name");
+    foreignDirectory(tmp.resolve("samza-azure-native"));
+    foreignDirectory(tmp.resolve("samza-azure-native-" + user));
+    Path home = Files.createTempDirectory("native-home-");
+    Path empty = tmp.resolve("empty-library-path");
+    Run r =
+        finish(
+            launch(
+                Arrays.asList(
+                    "-Djava.io.tmpdir=" + tmp,
+                    "-Duser.home=" + home,
+                    "-Djava.library.path=" + empty)));
+    assertEquals(r.out, 0, r.exit);
+    assertTrue(r.out, r.out.contains("roundTrip=ok"));
+    String from =
+        Arrays.stream(r.out.split("\n"))
+            .filter(l -> l.startsWith("loadedFrom="))
+            .findFirst()
+            .orElse("")
+            .substring("loadedFrom=".length());
+    assertTrue(r.out, !from.isEmpty());
+    assertTrue(
+        "loaded from a directory another user owns: " + from,
+        !from.startsWith(tmp.resolve("samza-azure-native") + File.separator)
+            && !from.startsWith(tmp.resolve("samza-azure-native-" + user) + File.separator));
   }
 }

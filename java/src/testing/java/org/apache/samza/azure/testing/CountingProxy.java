@@ -25,6 +25,9 @@ public final class CountingProxy implements AutoCloseable {
   public final AtomicLong bytesUp = new AtomicLong();
   public final AtomicLong bytesDown = new AtomicLong();
 
+  private final Object holdLock = new Object();
+  private boolean held;
+
   public CountingProxy(int targetPort) throws IOException {
     this.target = targetPort;
     this.server = new ServerSocket();
@@ -36,6 +39,30 @@ public final class CountingProxy implements AutoCloseable {
 
   public int port() {
     return server.getLocalPort();
+  }
+
+  /**
+   * While held, nothing is forwarded in either direction: requests hang as they would against a
+   * storage account that stopped answering.
+   */
+  public void hold(boolean held) {
+    synchronized (holdLock) {
+      this.held = held;
+      holdLock.notifyAll();
+    }
+  }
+
+  private void awaitUnheld() throws IOException {
+    synchronized (holdLock) {
+      while (held) {
+        try {
+          holdLock.wait();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted", e);
+        }
+      }
+    }
   }
 
   public void reset() {
@@ -84,6 +111,7 @@ public final class CountingProxy implements AutoCloseable {
                   } else {
                     bytesDown.addAndGet(n);
                   }
+                  awaitUnheld();
                   out.write(buf, 0, n);
                   out.flush();
                 }
@@ -109,6 +137,7 @@ public final class CountingProxy implements AutoCloseable {
 
   @Override
   public void close() {
+    hold(false);
     try {
       server.close();
     } catch (IOException ignored) {

@@ -137,7 +137,12 @@ public final class ProcessorCluster implements AutoCloseable {
   }
 
   public void start(String id) throws IOException {
-    processes.put(id, launch(dir, jvmArgs, classpath, ProcessorMain.class, configFile, id));
+    start(id, ProcessorMain.class);
+  }
+
+  /** Starts processor {@code id} with {@code main} (a class taking the config file and the id). */
+  public void start(String id, Class<?> main) throws IOException {
+    processes.put(id, launch(dir, jvmArgs, classpath, main, configFile, id));
     endedAt.remove(id);
   }
 
