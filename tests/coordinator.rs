@@ -191,7 +191,7 @@ async fn drive(
                 }
                 c.prepared(version, changed);
             }
-            Event::Start { version, model } => {
+            Event::Start { version, model, .. } => {
                 let next = assignment(&model, &me);
                 if current.as_ref() != Some(&next) {
                     ledger.lock().unwrap().start(&me, version, next.clone());
@@ -795,6 +795,54 @@ async fn a_slow_graceful_stop_keeps_its_partitions_until_the_container_stopped()
     );
     let (v2, t) = c.settled(v1, Duration::from_secs(20)).await;
     eprintln!("slow graceful stop of {follower} ({takes:?}): v{v2} {t:?} after it stopped");
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in c.procs.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
+        c.stop(&id).await;
+    }
+}
+
+/// A processor whose storage requests hang (storage accepts but never answers) must fence on
+/// time, whatever request it is waiting on: the leader may hand its partitions to others
+/// once the liveness timeout has passed since its last accepted heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_self_fence_fires_on_time_behind_a_hung_request() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2", "p3"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let cut = ["p1", "p2", "p3"]
+        .into_iter()
+        .find(|p| *p != leader)
+        .unwrap();
+    let silence = c.timing.liveness * 2;
+    let at = Instant::now();
+    c.get(cut).storage.silent_outage(silence);
+    let fence_bound = c.timing.self_fence();
+    let fenced = loop {
+        let fence = c
+            .get(cut)
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, e)| *t > at && e.starts_with("Fence"))
+            .map(|(t, _)| *t - at);
+        if let Some(after) = fence {
+            break after;
+        }
+        assert!(at.elapsed() < silence * 2, "{cut} never fenced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!("{cut} fenced {fenced:?} after its storage went silent (bound {fence_bound:?})");
+    // Its last accepted heartbeat was before the cut, so the fence is due within the bound.
+    assert!(
+        fenced <= fence_bound + Duration::from_millis(200),
+        "{cut} fenced {fenced:?} after the cut, past the {fence_bound:?} bound"
+    );
+    let (v2, t) = c.settled(v1, Duration::from_secs(20)).await;
+    eprintln!("all running v{v2} {t:?} later");
     assert!(c.ledger.lock().unwrap().violations.is_empty());
     for id in c.procs.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
         c.stop(&id).await;

@@ -42,8 +42,14 @@ pub enum Event {
     /// A new version is out: stop the container if this processor's assignment changes, then
     /// answer with [`Coordinator::prepared`].
     Prepare { version: u64, model: Arc<str> },
-    /// Every processor acknowledged `version`: run it.
-    Start { version: u64, model: Arc<str> },
+    /// Every processor acknowledged `version`: run it. `epoch` is the fence epoch
+    /// ([`Metrics::fences`]) when this was decided: the container may process only while the
+    /// epoch is unchanged, so a self-fence between here and Java's start is not adopted.
+    Start {
+        version: u64,
+        model: Arc<str>,
+        epoch: u64,
+    },
     /// No heartbeat reached storage within the self-fence bound: stop the container now,
     /// since the leader may already be handing its partitions to others.
     Fence,
@@ -118,9 +124,56 @@ impl Metrics {
         (deadline - now).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
+    /// Takes the self-fence, once per running container: true for the one caller that moves
+    /// the running version to 0 past the deadline. The engine and the fence timer both ask,
+    /// so whichever is first emits `Fence`.
+    fn claim_fence(&self) -> Option<u64> {
+        let v = self.running_version.load(Ordering::Acquire);
+        if v == 0 || self.fence_remaining_nanos() >= 0 {
+            return None;
+        }
+        self.running_version
+            .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        self.fences.fetch_add(1, Ordering::AcqRel);
+        Some(v)
+    }
+
     fn heartbeat_accepted(&self, sent: Instant) {
         self.last_heartbeat_ok_nanos
             .fetch_max(nanos_since_base(sent), Ordering::AcqRel);
+    }
+}
+
+/// Emits `Fence` at the self-fence deadline, on its own task: the engine may be waiting on a
+/// storage request that hangs, and the fence must not wait for it.
+async fn fence_timer(metrics: Arc<Metrics>, events: mpsc::UnboundedSender<Event>, bound: Duration) {
+    // Past the deadline with nothing running there is nothing to fence; look again now and
+    // then, since a container only starts after a heartbeat moved the deadline anyway.
+    let idle = (bound / 8).max(Duration::from_millis(10));
+    loop {
+        let remaining = metrics.fence_remaining_nanos();
+        if remaining > 0 {
+            tokio::time::sleep(Duration::from_nanos(remaining as u64)).await;
+            continue;
+        }
+        if let Some(version) = metrics.claim_fence() {
+            tracing::warn!(
+                version,
+                "no heartbeat reached storage within the self-fence bound; stopping the container"
+            );
+            let _ = events.send(Event::Fence);
+        }
+        tokio::time::sleep(idle).await;
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -323,6 +376,8 @@ struct Engine<'a, S: Storage> {
     /// reports it stopped, the row keeps heartbeating with `running` set, so nobody takes the
     /// partitions while they are still processed. Past this deadline the engine gives up.
     leaving: Option<Instant>,
+    /// The fence epoch this engine has caught up with (see `check_fence`).
+    fences_seen: u64,
 }
 
 /// How long a leaving processor waits for its container to stop. Samza bounds a container's
@@ -374,6 +429,11 @@ async fn run<S: Storage>(
     metrics.heartbeat_accepted(registered_at);
     tracing::info!(processor = %me, container = %names.container, table = %names.table, "registered");
 
+    let _fence_timer = AbortOnDrop(tokio::spawn(fence_timer(
+        metrics.clone(),
+        events.clone(),
+        timing.self_fence(),
+    )));
     let lease = LeaseKeeper::spawn(store.clone(), blob.clone(), timing.lease.clone())?;
     let lease_state = lease.subscribe();
     let now = Instant::now();
@@ -398,6 +458,7 @@ async fn run<S: Storage>(
         next_watch: now + timing.scan,
         leader: None,
         leaving: None,
+        fences_seen: 0,
         timing,
     };
     let result = engine.run(&mut commands).await;
@@ -518,11 +579,21 @@ impl<'a, S: Storage> Engine<'a, S> {
             incarnation: self.membership.state().incarnation.clone(),
         });
         let sent = Instant::now();
-        match self
-            .membership
-            .heartbeat_watching(self.probe.as_ref())
-            .await
-        {
+        let call = self.membership.heartbeat_watching(self.probe.as_ref());
+        // While a container runs, a heartbeat is worth waiting for only until the fence: one
+        // that lands later would report a container that has been stopped.
+        let outcome = if self.running != 0 {
+            let left = Duration::from_nanos(self.metrics.fence_remaining_nanos().max(0) as u64);
+            tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Transient,
+                    "heartbeat: no answer before the self-fence deadline",
+                ))
+            })
+        } else {
+            call.await
+        };
+        match outcome {
             Ok(outcome) => {
                 let etag = match outcome {
                     Heartbeat::Quiet(e) => e,
@@ -566,22 +637,28 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
     }
 
+    /// Fences if the deadline passed, and catches up with a fence the timer took.
     fn check_fence(&mut self) {
-        if self.running != 0 && self.metrics.fence_remaining_nanos() < 0 {
+        if let Some(version) = self.metrics.claim_fence() {
             tracing::warn!(
-                version = self.running,
+                version,
                 "no heartbeat reached storage within the self-fence bound; stopping the container"
             );
-            self.metrics.fences.fetch_add(1, Ordering::AcqRel);
-            self.running = 0;
-            self.metrics.running_version.store(0, Ordering::Relaxed);
-            // A new incarnation tells the leader this processor lost its work.
-            let mut state = self.membership.state().clone();
-            state.incarnation = new_incarnation();
-            state.running = 0;
-            self.membership.set_state(state);
             self.emit(Event::Fence);
         }
+        let fences = self.metrics.fences.load(Ordering::Acquire);
+        if fences == self.fences_seen {
+            return;
+        }
+        self.fences_seen = fences;
+        self.running = 0;
+        // A new incarnation tells the leader this processor lost its work; and no version
+        // decided before the fence may start here, since the leader may have moved on.
+        self.started = self.started.max(self.doc.version());
+        let mut state = self.membership.state().clone();
+        state.incarnation = new_incarnation();
+        state.running = 0;
+        self.membership.set_state(state);
     }
 
     /// Reads the document if it changed (a HEAD with If-None-Match costs almost nothing).
@@ -642,6 +719,19 @@ impl<'a, S: Storage> Engine<'a, S> {
                     && self.preparing.is_none()
                     && (v == self.acked || (self.running == 0 && !self.doc.must_ack(&self.me))) =>
             {
+                // The epoch is read first: a fence after this point must leave the new
+                // container unable to process. The fence timer may also have fenced the
+                // running container a moment ago; then nothing starts, and the next tick
+                // catches up with the fence.
+                let epoch = self.metrics.fences.load(Ordering::Acquire);
+                if self
+                    .metrics
+                    .running_version
+                    .compare_exchange(self.running, v, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    return;
+                }
                 tracing::info!(
                     version = v,
                     member = self.doc.is_member(&self.me),
@@ -649,11 +739,11 @@ impl<'a, S: Storage> Engine<'a, S> {
                 );
                 self.started = v;
                 self.running = v;
-                self.metrics.running_version.store(v, Ordering::Relaxed);
                 // The row reports the new version at the next heartbeat.
                 self.emit(Event::Start {
                     version: v,
                     model: model(),
+                    epoch,
                 });
             }
             _ => {}

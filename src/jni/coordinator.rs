@@ -51,9 +51,16 @@ fn encode(event: Event, failure: &Mutex<Option<Error>>) -> Vec<String> {
         Event::Prepare { version, model } => {
             vec!["prepare".into(), version.to_string(), model.to_string()]
         }
-        Event::Start { version, model } => {
-            vec!["start".into(), version.to_string(), model.to_string()]
-        }
+        Event::Start {
+            version,
+            model,
+            epoch,
+        } => vec![
+            "start".into(),
+            version.to_string(),
+            model.to_string(),
+            epoch.to_string(),
+        ],
         Event::Fence => vec!["fence".into()],
         Event::Release => vec!["release".into()],
         Event::Stopped { error } => {

@@ -38,6 +38,9 @@ pub struct Recording {
     writes: Mutex<Vec<Write>>,
     /// Until then every request fails as storage being unreachable would.
     down_until: Mutex<Option<Instant>>,
+    /// Until then every request hangs, and fails when the window ends: storage that accepts
+    /// connections but never answers, as a client sees it until its timeout.
+    silent_until: Mutex<Option<Instant>>,
     /// Failures queued per operation name, taken one per call.
     injected: Mutex<Vec<(&'static str, Inject)>>,
 }
@@ -48,6 +51,7 @@ impl Recording {
             inner,
             writes: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
+            silent_until: Mutex::new(None),
             injected: Mutex::new(Vec::new()),
         }
     }
@@ -71,6 +75,7 @@ impl Recording {
         F: std::future::Future<Output = Result<T>>,
     {
         self.gate()?;
+        self.silence().await?;
         let error = |kind| {
             Err(samza_azure_coordinator::Error::new(
                 kind,
@@ -90,6 +95,26 @@ impl Recording {
     /// Storage is unreachable from this client for `d`, starting now.
     pub fn outage(&self, d: Duration) {
         *self.down_until.lock().unwrap() = Some(Instant::now() + d);
+    }
+
+    /// Storage answers nothing to this client for `d`, starting now: each request made
+    /// meanwhile hangs until the window ends, then fails.
+    pub fn silent_outage(&self, d: Duration) {
+        *self.silent_until.lock().unwrap() = Some(Instant::now() + d);
+    }
+
+    async fn silence(&self) -> Result<()> {
+        let until = *self.silent_until.lock().unwrap();
+        match until {
+            Some(until) if Instant::now() < until => {
+                tokio::time::sleep_until(until.into()).await;
+                Err(samza_azure_coordinator::Error::new(
+                    samza_azure_coordinator::ErrorKind::Transient,
+                    "simulated silent outage: no answer before the timeout",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn gate(&self) -> Result<()> {
@@ -282,6 +307,7 @@ impl TableStore for Recording {
     }
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
         self.gate()?;
+        self.silence().await?;
         let keys: Vec<String> = ops
             .iter()
             .map(|op| match op {

@@ -329,7 +329,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
         break;
       case "start":
         long version = Long.parseLong(event[1]);
-        start(version, parsed(version, event[2]), startEpoch(c, event, version));
+        start(version, parsed(version, event[2]), startEpoch(event));
         break;
       case "fence":
         LOG.warn("Processor {} lost contact with storage; stopping its container", processorId);
@@ -436,17 +436,16 @@ public final class AzureJobCoordinator implements JobCoordinator {
   }
 
   /**
-   * The fence epoch when the engine decided to start {@code version}: carried by the event when the
-   * native side sends it ({@code ["start", version, model, epoch]}). Otherwise read now, which is
-   * only right if no self-fence happened since the event: a fence resets the engine's running
-   * version (read after the epoch), and then no epoch is trusted (-1 matches none).
+   * The fence epoch when the engine decided to start {@code version}, carried by the event ({@code
+   * ["start", version, model, epoch]}): a self-fence after that decision must not be adopted as the
+   * new container's epoch.
    */
-  static long startEpoch(NativeCoordinator c, String[] event, long version) {
-    if (event.length > 3) {
-      return Long.parseLong(event[3]);
+  static long startEpoch(String[] event) {
+    if (event.length != 4) {
+      throw new IllegalStateException(
+          "a start event carries version, model and fence epoch; got " + (event.length - 1) + " fields");
     }
-    long epoch = c.fence()[0];
-    return c.metrics()[1] == version ? epoch : -1;
+    return Long.parseLong(event[3]);
   }
 
   private void start(long version, JobModel model, long epoch) {
