@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::config::read_u64;
+use crate::config::{read_u64, RequestPolicy, KEY_REQUEST_TIMEOUT_MS};
 use crate::error::{Error, Result};
 use crate::lease::LeaseTiming;
 
@@ -20,6 +20,9 @@ pub const KEY_BARRIER_TIMEOUT_MS: &str = "job.coordinator.azure.barrier.timeout.
 pub const KEY_LEASE_MS: &str = "job.coordinator.azure.lease.duration.ms";
 pub const KEY_LEASE_RENEW_MS: &str = "job.coordinator.azure.lease.renew.interval.ms";
 pub const KEY_ACQUIRE_MS: &str = "job.coordinator.azure.leader.acquire.interval.ms";
+/// Samza's bound on a container's stop, and its default.
+pub const KEY_TASK_SHUTDOWN_MS: &str = "task.shutdown.ms";
+const DEFAULT_TASK_SHUTDOWN: Duration = Duration::from_millis(30_000);
 
 /// The keys the coordinator reads (Java passes only these, plus the storage keys, to native).
 pub const KEYS: [&str; 12] = [
@@ -82,7 +85,9 @@ impl Default for Timing {
             scan: Duration::from_millis(1000),
             rebalance_poll: Duration::from_millis(200),
             debounce: Duration::from_millis(1000),
-            barrier_timeout: Duration::from_millis(30000),
+            // Above Samza's default task.shutdown.ms (30 s): a processor acknowledges only
+            // once its container stopped.
+            barrier_timeout: Duration::from_millis(60000),
             lease: LeaseTiming::default(),
         }
     }
@@ -175,6 +180,47 @@ impl CoordinatorConfig {
             safety_margin: d.lease.safety_margin,
         };
         lease.validate((KEY_LEASE_MS, KEY_LEASE_RENEW_MS))?;
+        let shutdown = ms(
+            config,
+            KEY_TASK_SHUTDOWN_MS,
+            DEFAULT_TASK_SHUTDOWN,
+            0,
+            u64::MAX / 2,
+        )?;
+        if barrier_timeout <= shutdown {
+            return Err(Error::config(
+                KEY_BARRIER_TIMEOUT_MS,
+                format!(
+                    "more than {KEY_TASK_SHUTDOWN_MS} ({} ms): a processor acknowledges a new \
+                     version only once its container stopped; found {} ms",
+                    shutdown.as_millis(),
+                    barrier_timeout.as_millis()
+                ),
+            ));
+        }
+        let self_fence = Timing {
+            liveness,
+            ..Timing::default()
+        }
+        .self_fence();
+        let request_timeout = ms(
+            config,
+            KEY_REQUEST_TIMEOUT_MS,
+            RequestPolicy::default().request_timeout,
+            0,
+            u64::MAX / 2,
+        )?;
+        if request_timeout >= self_fence {
+            return Err(Error::config(
+                KEY_REQUEST_TIMEOUT_MS,
+                format!(
+                    "less than the self-fence bound ({} ms, from {KEY_LIVENESS_MS}): a heartbeat \
+                     attempt must be able to finish before the processor fences; found {} ms",
+                    self_fence.as_millis(),
+                    request_timeout.as_millis()
+                ),
+            ));
+        }
         Ok(CoordinatorConfig {
             job_name,
             job_id,
@@ -232,5 +278,32 @@ mod tests {
             CoordinatorConfig::from_map(&map(&[(KEY_JOB_NAME, "j"), (KEY_LEASE_RENEW_MS, "6000")]))
                 .unwrap_err();
         assert!(e.message().contains(KEY_LEASE_RENEW_MS), "{e}");
+    }
+
+    #[test]
+    fn the_barrier_outlasts_a_container_stop_and_an_attempt_fits_before_the_fence() {
+        let c = CoordinatorConfig::from_map(&map(&[(KEY_JOB_NAME, "j")])).unwrap();
+        assert!(c.timing.barrier_timeout > DEFAULT_TASK_SHUTDOWN);
+        let e = CoordinatorConfig::from_map(&map(&[
+            (KEY_JOB_NAME, "j"),
+            (KEY_TASK_SHUTDOWN_MS, "60000"),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.message().contains(KEY_BARRIER_TIMEOUT_MS)
+                && e.message().contains(KEY_TASK_SHUTDOWN_MS),
+            "{e}"
+        );
+        let e = CoordinatorConfig::from_map(&map(&[
+            (KEY_JOB_NAME, "j"),
+            (KEY_LIVENESS_MS, "3000"),
+            (KEY_HEARTBEAT_MS, "1000"),
+            (KEY_REQUEST_TIMEOUT_MS, "4000"),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.message().contains(KEY_REQUEST_TIMEOUT_MS) && e.message().contains(KEY_LIVENESS_MS),
+            "{e}"
+        );
     }
 }

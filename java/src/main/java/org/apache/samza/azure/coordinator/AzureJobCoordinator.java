@@ -38,7 +38,8 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private static final String[] NATIVE_PREFIXES = {
     "azure.storage.", "sensitive.azure.storage.", "job.coordinator.azure."
   };
-  private static final String[] NATIVE_KEYS = {"job.name", "job.id"};
+  // task.shutdown.ms: the native side checks that the barrier timeout outlasts a container stop.
+  private static final String[] NATIVE_KEYS = {"job.name", "job.id", "task.shutdown.ms"};
   private static final long POLL_MILLIS = 500;
   static final String PARTITION_WATCH_MS = "job.coordinator.monitor-partition-change.frequency.ms";
   private static final long DEFAULT_PARTITION_WATCH_MS = 300_000;
