@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{azurite, unique};
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig, Event, Timing};
 use samza_azure_coordinator::lease::LeaseTiming;
-use samza_azure_coordinator::storage::DocumentStore;
+use samza_azure_coordinator::storage::{DocumentStore, LeaseStore};
 
 const PARTITIONS: u32 = 8;
 
@@ -846,5 +846,83 @@ async fn the_self_fence_fires_on_time_behind_a_hung_request() {
     assert!(c.ledger.lock().unwrap().violations.is_empty());
     for id in c.procs.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
         c.stop(&id).await;
+    }
+}
+
+impl Cluster {
+    fn names(&self) -> samza_azure_coordinator::coordinator::names::JobNames {
+        samza_azure_coordinator::coordinator::names::JobNames::new(&self.job, "1").unwrap()
+    }
+
+    /// Writes `body` over the job model document, as its leader could.
+    async fn overwrite_document(&self, body: &'static [u8]) {
+        let leader = self.leader().expect("a leader");
+        let (_, lease) = self.get(&leader).storage.last_lease().expect("its lease");
+        azurite()
+            .storage()
+            .replace_document(
+                &self.names().job_model_blob(),
+                bytes::Bytes::from_static(body),
+                None,
+                Some(lease),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// A document nobody can decode (truncated, corrupt, or of a future format) is "no agreed
+/// version": no processor fails; the leader publishes a version above every known one over
+/// it, and the job runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_job_model_document_is_replaced_not_fatal() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2", "p3"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    c.overwrite_document(b"{\"format\":99,\"version\":\n garbage")
+        .await;
+    // Everyone must notice: the leader publishes over it, which reaches them all.
+    let (v2, t) = c.settled(v1, Duration::from_secs(30)).await;
+    eprintln!("running v{v2} {t:?} after the document was corrupted");
+    let doc = azurite()
+        .storage()
+        .read_document(&c.names().job_model_blob())
+        .await
+        .unwrap();
+    let header = doc.body.split(|b| *b == b'\n').next().unwrap().to_vec();
+    assert!(String::from_utf8_lossy(&header).contains("\"format\":1"));
+    for id in ["p1", "p2", "p3"] {
+        c.stop(id).await;
+    }
+}
+
+/// The job model blob is deleted while processors run (a reset, or an operator's mistake) and
+/// a new processor recreates it: the first version after that must not skip the barrier,
+/// since containers are still running, and versions must not go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_job_model_document_does_not_skip_the_barrier() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    c.spawn("p3");
+    let (v2, _) = c.settled(v1, Duration::from_secs(20)).await;
+    let blob = c.names().job_model_blob();
+    let storage = azurite().storage();
+    storage.break_lease(&blob, Duration::ZERO).await.unwrap();
+    storage.delete_document(&blob, None, None).await.unwrap();
+    let leader = c.leader().expect("a leader");
+    c.crash(&leader);
+    c.spawn("p4");
+    let ids: Vec<String> = c.procs.iter().map(|p| p.id.clone()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (v3, t) = c.settled_among(&ids, v2, Duration::from_secs(40)).await;
+    eprintln!("{ids:?} running v{v3} {t:?} after the document was deleted");
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in ids {
+        c.stop(id).await;
     }
 }

@@ -321,6 +321,8 @@ enum LeaderPhase {
         deadline: Instant,
         /// This compute answers a recompute request, which stands again if it fails.
         recompute: bool,
+        /// No live row reported a running container when the compute began.
+        nothing_running: bool,
     },
     Barrier {
         deadline: Instant,
@@ -341,8 +343,11 @@ struct Leader {
     recompute: bool,
     /// The lowest version number this leader may still compute. A number is never used twice,
     /// not even for a compute that failed or a publish whose outcome is unknown, so that one
-    /// number always names one content.
+    /// number always names one content. Raised above every version a membership row reports
+    /// (acknowledged or running), so numbering goes on above them after a reset.
     next_version: u64,
+    /// As of the last scan, no live row reports a running container.
+    nothing_running: bool,
 }
 
 struct Engine<'a, S: Storage> {
@@ -378,6 +383,9 @@ struct Engine<'a, S: Storage> {
     leaving: Option<Instant>,
     /// The fence epoch this engine has caught up with (see `check_fence`).
     fences_seen: u64,
+    /// The highest version known before the document was last reset: versions never go
+    /// back, so a leader numbers above it.
+    version_floor: u64,
 }
 
 /// How long a leaving processor waits for its container to stop. Samza bounds a container's
@@ -459,11 +467,23 @@ async fn run<S: Storage>(
         leader: None,
         leaving: None,
         fences_seen: 0,
+        version_floor: 0,
         timing,
     };
     let result = engine.run(&mut commands).await;
     engine.shutdown(&mut commands, result.is_ok()).await;
     result
+}
+
+/// Creates the job model document (version 0) unless it exists. On Azure a create on a blob
+/// that a leader holds leased is refused for the missing lease id (412 `LeaseIdMissing`)
+/// before `If-None-Match: *` is looked at, so a lease error also means that it exists.
+async fn create_if_absent<S: Storage>(s: &S, blob: &BlobRef) -> Result<()> {
+    let initial = ModelDocument::initial().encode()?;
+    match s.create_document(blob, initial).await {
+        Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::LeaseLost) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 fn new_incarnation() -> String {
@@ -637,6 +657,32 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
     }
 
+    /// The document was reset (recreated, restored) or cannot be read: nothing agreed holds
+    /// any more. Stop the container, as a fence does, and wait for the leader to publish a
+    /// version above every one known; the leader does so at its next scan.
+    fn on_reset(&mut self, doc: Arc<ModelDocument>, reason: String) {
+        tracing::error!(
+            blob = %self.blob,
+            version = self.doc.version(),
+            "the job model document was reset: {reason}; stopping the container until a new version is agreed"
+        );
+        self.version_floor = self.version_floor.max(self.doc.version());
+        if self.metrics.running_version.swap(0, Ordering::AcqRel) != 0 {
+            self.metrics.fences.fetch_add(1, Ordering::AcqRel);
+            self.emit(Event::Fence);
+        }
+        self.check_fence();
+        self.preparing = None;
+        if let Some(l) = self.leader.as_mut() {
+            l.phase = LeaderPhase::Idle;
+            l.next_scan = Instant::now();
+        }
+        self.metrics
+            .seen_version
+            .store(doc.version(), Ordering::Relaxed);
+        self.doc = doc;
+    }
+
     /// Fences if the deadline passed, and catches up with a fence the timer took.
     fn check_fence(&mut self) {
         if let Some(version) = self.metrics.claim_fence() {
@@ -670,9 +716,30 @@ impl<'a, S: Storage> Engine<'a, S> {
         match read {
             Ok(None) => Ok(()),
             Ok(Some(d)) => {
-                let doc = ModelDocument::decode(&d.body)?;
                 self.etag = Some(d.etag);
-                self.on_document(Arc::new(doc));
+                match ModelDocument::decode(&d.body) {
+                    Ok(doc) => self.on_document(Arc::new(doc)),
+                    // Bad stored state must not end every processor, again on each restart:
+                    // it is "no agreed version", and the leader writes a good one over it.
+                    Err(e) => self.on_reset(
+                        Arc::new(ModelDocument::initial()),
+                        format!("it cannot be read ({e})"),
+                    ),
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Deleted under us (a reset): create it again, so a leader can hold its lease
+                // and publish; reading it then shows the version went back.
+                tracing::warn!(blob = %self.blob, "the job model document is gone; creating it again");
+                self.etag = None;
+                let recreated = async {
+                    self.store.ensure_container(self.blob.container()).await?;
+                    create_if_absent(self.store, &self.blob).await
+                };
+                if let Err(e) = recreated.await {
+                    tracing::warn!(error = %e, "creating the job model document failed");
+                }
                 Ok(())
             }
             Err(e) if is_fatal(&e) => Err(e.context("reading the job model")),
@@ -687,6 +754,8 @@ impl<'a, S: Storage> Engine<'a, S> {
     fn on_document(&mut self, doc: Arc<ModelDocument>) {
         let v = doc.version();
         if v < self.doc.version() {
+            let reason = format!("its version went back from {} to {v}", self.doc.version());
+            self.on_reset(doc, reason);
             return;
         }
         if v > self.doc.version() || doc.phase() != self.doc.phase() {
@@ -799,6 +868,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                     compute_failures: 0,
                     recompute: false,
                     next_version: 0,
+                    nothing_running: false,
                 });
                 // Start from storage's current document, not our cached view. Until a read
                 // succeeds the leader does nothing (see `sync_leader`).
@@ -930,6 +1000,21 @@ impl<'a, S: Storage> Engine<'a, S> {
             }
         };
         let live = self.live_members(&snapshot);
+        if let Some(l) = self.leader.as_mut() {
+            let reported = snapshot
+                .members
+                .iter()
+                .map(|m| m.state.acked.max(m.state.running))
+                .max()
+                .unwrap_or(0);
+            l.next_version = l.next_version.max(reported + 1);
+            let live_ids: BTreeSet<&str> = live.iter().map(|m| m.id.as_str()).collect();
+            l.nothing_running = snapshot
+                .members
+                .iter()
+                .filter(|m| live_ids.contains(m.processor_id.as_str()))
+                .all(|m| m.state.running == 0);
+        }
         let now = Instant::now();
         let all = |m: &[MemberRef]| m.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
         let published = self.doc.header.members.clone();
@@ -1015,7 +1100,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         let Some(l) = self.leader.as_mut() else {
             return;
         };
-        let version = (self.doc.version() + 1).max(l.next_version);
+        let version = (self.doc.version().max(self.version_floor) + 1).max(l.next_version);
         l.next_version = version + 1;
         tracing::info!(version, members = ?ids(&members), "computing job model");
         // This compute reads the inputs afresh, which is what a recompute asked for.
@@ -1028,6 +1113,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             must_ack,
             deadline,
             recompute,
+            nothing_running: l.nothing_running,
         };
         let previous: Arc<str> = Arc::from(self.doc.model.as_str());
         self.emit(Event::Compute {
@@ -1049,6 +1135,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             version: want,
             members,
             must_ack,
+            nothing_running,
             ..
         } = &l.phase
         else {
@@ -1058,7 +1145,8 @@ impl<'a, S: Storage> Engine<'a, S> {
             // An answer to a compute that already timed out: its number is spent.
             return Ok(());
         }
-        let (members, must_ack) = (members.clone(), must_ack.clone());
+        let (members, must_ack, nothing_running) =
+            (members.clone(), must_ack.clone(), *nothing_running);
         let model = match result {
             Ok(m) => m,
             Err(message) => {
@@ -1068,10 +1156,11 @@ impl<'a, S: Storage> Engine<'a, S> {
         };
         l.compute_failures = 0;
         let lease = l.lease;
-        // The job's first version: no container can be running anywhere (they only start on
-        // a done version), so there is nothing to wait for. It goes out done, with nobody
-        // owing an acknowledgement.
-        let first = self.doc.phase() == Phase::None;
+        // The job's first version: no container is running anywhere (they only start on a
+        // done version, and no live row reports one), so there is nothing to wait for. It
+        // goes out done, with nobody owing an acknowledgement. After a reset of the document
+        // containers may still run: then it takes the barrier like any other version.
+        let first = self.doc.phase() == Phase::None && nothing_running;
         let doc = if first {
             ModelDocument::new(version, &self.me, members, Vec::new(), model)
                 .with_phase(Phase::Done)
