@@ -144,6 +144,19 @@ impl Controller {
             .map(|(_, c)| c)
     }
 
+    /// Returns once every listener in scope has closed (each reacts within microseconds; the
+    /// bound only guards against a wedged runtime).
+    fn await_listeners_closed(&self, scope: Scope, until: Instant) {
+        let bound = (Instant::now() + Duration::from_secs(2)).min(until);
+        while Instant::now() < bound
+            && self
+                .clients_in(scope)
+                .any(|c| c.closed_listeners.load(std::sync::atomic::Ordering::SeqCst) < 2)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn add_rule(
         &self,
         scope: Scope,
@@ -185,6 +198,9 @@ impl Controller {
                 let until = Instant::now() + bounded("outage", ms, MAX_FAULT_MS)?;
                 for c in self.clients_in(scope) {
                     c.set_outage(Some(Outage { mode, until }));
+                }
+                if mode == OutageMode::Refuse {
+                    self.await_listeners_closed(scope, until);
                 }
                 Ok(ok)
             }
@@ -349,7 +365,14 @@ async fn control_request(
         Err(e) => Bytes::from(format!("{{\"op\":\"invalid\",\"error\":\"{e}\"}}")),
     };
     let reply = match serde_json::from_slice::<Command>(&body) {
-        Ok(cmd) => controller.apply(cmd),
+        // `apply` may wait for listeners of this runtime: off the async workers.
+        Ok(cmd) => tokio::task::spawn_blocking(move || controller.apply(cmd))
+            .await
+            .unwrap_or_else(|e| Reply {
+                ok: false,
+                error: Some(format!("command failed: {e}")),
+                ..Reply::default()
+            }),
         Err(e) => Reply {
             ok: false,
             error: Some(format!("invalid command: {e}")),

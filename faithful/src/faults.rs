@@ -250,6 +250,9 @@ pub struct ClientFaults {
     /// Bumped when an outage starts or is cleared: listeners re-check, connections of a
     /// `refuse` outage are reset.
     pub changed: watch::Sender<u64>,
+    /// How many of this client's listeners have let go of their port for a `refuse` outage:
+    /// the controller waits for both before it returns, so a connect right after is refused.
+    pub closed_listeners: AtomicU64,
     pub counters: Counters,
 }
 
@@ -262,6 +265,7 @@ impl ClientFaults {
             latency: Mutex::new(latency),
             rng: Mutex::new(StdRng::seed_from_u64(stream)),
             changed: watch::channel(0).0,
+            closed_listeners: AtomicU64::new(0),
             counters: Counters::default(),
         }
     }
@@ -416,5 +420,90 @@ impl Rules {
             return Some(rule.action.clone());
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(seed: u64, client: usize) -> Vec<Duration> {
+        let c = ClientFaults::new(seed, client, Some(Latency::REALISTIC));
+        (0..500).map(|_| c.delay().unwrap().0).collect()
+    }
+
+    #[test]
+    fn latency_is_reproducible_from_the_seed_and_within_bounds() {
+        let a = samples(7, 0);
+        assert_eq!(a, samples(7, 0));
+        assert_ne!(a, samples(8, 0), "another seed, other samples");
+        assert_ne!(a, samples(7, 1), "each client has its own stream");
+        let ms = |d: &Duration| d.as_millis() as u64;
+        assert!(a
+            .iter()
+            .all(|d| (5..=50).contains(&ms(d)) || (500..=3000).contains(&ms(d))));
+        assert!(
+            a.iter().any(|d| ms(d) < 15) && a.iter().any(|d| ms(d) > 35),
+            "spread"
+        );
+    }
+
+    #[test]
+    fn next_n_hits_exactly_n_matching_requests_and_rates_follow_the_seed() {
+        let rules = Rules::default();
+        let faults = ClientFaults::new(1, 0, None);
+        let facts = |write| Facts {
+            service: Service::Table,
+            write,
+            table: Some("T".into()),
+            partition: Some("p".into()),
+        };
+        rules.add(Rule {
+            id: 0,
+            scope: Scope::Client(0),
+            target: Target::Partition {
+                table: "t".into(),
+                partition_key: "p".into(),
+            },
+            action: Action::Reset,
+            until: None,
+            trigger: Some(Trigger::Next(2)),
+            writes_only: false,
+        });
+        let hits = (0..5)
+            .filter(|_| {
+                rules
+                    .pick(Phase::Before, 0, &facts(false), &faults)
+                    .is_some()
+            })
+            .count();
+        assert_eq!(hits, 2);
+        assert!(rules
+            .pick(Phase::Before, 1, &facts(false), &faults)
+            .is_none());
+
+        let run = || {
+            let rules = Rules::default();
+            let faults = ClientFaults::new(99, 0, None);
+            rules.add(Rule {
+                id: 0,
+                scope: Scope::All,
+                target: Target::Account,
+                action: Action::Ambiguous {
+                    outcome: Outcome::TimeoutError,
+                    hang: Duration::ZERO,
+                },
+                until: None,
+                trigger: Some(Trigger::Rate(0.3)),
+                writes_only: true,
+            });
+            (0..200)
+                .map(|_| rules.pick(Phase::After, 0, &facts(true), &faults).is_some())
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run());
+        let n = first.iter().filter(|h| **h).count();
+        assert!((30..=90).contains(&n), "{n} of 200 at rate 0.3");
     }
 }

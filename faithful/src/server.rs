@@ -85,6 +85,7 @@ pub async fn listen(shared: Arc<Shared>, client: usize, service: Service, listen
         if let Some(until) = refusing(faults) {
             drop(listener.take());
             let hold = socket(port);
+            faults.closed_listeners.fetch_add(1, Ordering::SeqCst);
             let mut until = until;
             loop {
                 tokio::select! {
@@ -97,6 +98,7 @@ pub async fn listen(shared: Arc<Shared>, client: usize, service: Service, listen
                 }
             }
             listener = Some(rebind(port).await);
+            faults.closed_listeners.fetch_sub(1, Ordering::SeqCst);
             drop(hold);
             continue;
         }
