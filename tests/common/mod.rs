@@ -187,3 +187,63 @@ pub fn unique(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// An Azure-faithful proxy (`azure-faithful`) in front of the binary's Azurite, with one client
+/// endpoint per processor of a test. Dropping it stops the proxy.
+pub struct Faithful {
+    pub proxy: azure_faithful::Proxy,
+}
+
+impl Faithful {
+    pub fn connection_string(&self, client: usize) -> String {
+        self.proxy.client(client).connection_string()
+    }
+
+    pub fn config(&self, client: usize) -> StorageConfig {
+        StorageConfig::from_connection_string(&self.connection_string(client))
+            .expect("valid proxy config")
+    }
+
+    /// A storage client that talks through endpoint `client`.
+    pub fn storage(&self, client: usize) -> AzureStorage {
+        AzureStorage::new(&self.config(client)).expect("storage client")
+    }
+
+    pub fn faults(&self) -> &azure_faithful::Controller {
+        self.proxy.faults()
+    }
+}
+
+/// A proxy in the `exact` profile (Azure semantics, no latency) with `clients` endpoints.
+pub fn faithful(clients: usize) -> Faithful {
+    faithful_with(clients, 1, azure_faithful::Profile::Exact)
+}
+
+pub fn faithful_with(clients: usize, seed: u64, profile: azure_faithful::Profile) -> Faithful {
+    let a = azurite();
+    let proxy = azure_faithful::Proxy::start(azure_faithful::ProxyConfig {
+        blob_upstream: ([127, 0, 0, 1], a.blob_port).into(),
+        table_upstream: ([127, 0, 0, 1], a.table_port).into(),
+        clients,
+        seed,
+        profile,
+    })
+    .expect("azure-faithful proxy starts");
+    Faithful { proxy }
+}
+
+/// Polls `condition` every 50 ms until it holds, failing the test after `bound`.
+pub async fn eventually<F, Fut>(what: &str, bound: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(
+            start.elapsed() < bound,
+            "timed out after {bound:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
