@@ -57,10 +57,7 @@ impl<S: Storage> Group<S> {
         )?;
         self.store.ensure_container(&self.names.container).await?;
         let body = bytes::Bytes::from_static(b"lease\n");
-        match self.store.create_document(&blob, body).await {
-            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
+        self.store.create_if_absent(&blob, body).await?;
         LeaseKeeper::spawn(
             self.store.clone(),
             blob,

@@ -926,3 +926,20 @@ async fn a_recreated_job_model_document_does_not_skip_the_barrier() {
         c.stop(id).await;
     }
 }
+
+/// On Azure, creating the job model document while a leader holds its lease is refused for the
+/// missing lease id (412 LeaseIdMissing), not as "already exists" (Azurite's 409). A processor
+/// joining a running job must still register and get work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_joining_while_the_leader_holds_the_lease_gets_work() {
+    let mut c = Cluster::new();
+    c.spawn("p1");
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    assert_eq!(c.leader().as_deref(), Some("p1"));
+    c.spawn("p2");
+    let (v2, t) = c.settled(v1, Duration::from_secs(20)).await;
+    eprintln!("p2 joined: v{v2} after {t:?}");
+    for id in ["p1", "p2"] {
+        c.stop(id).await;
+    }
+}

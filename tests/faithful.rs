@@ -42,7 +42,7 @@ async fn create_if_absent_on_a_leased_blob_is_lease_id_missing_as_on_azure() {
 
     // Azurite 3.35 itself answers 409 BlobAlreadyExists (Azurite issue #2637).
     let direct = azurite()
-        .storage()
+        .direct_storage()
         .create_document(&blob, Bytes::from_static(b"x"))
         .await
         .unwrap_err();
@@ -74,7 +74,7 @@ async fn other_writes_to_a_leased_blob_without_the_lease_are_lease_id_missing_on
     s.acquire_lease(&blob, LeaseDuration::Infinite, None)
         .await
         .unwrap();
-    for storage in [proxy.storage(0), azurite().storage()] {
+    for storage in [proxy.storage(0), azurite().direct_storage()] {
         let e = storage
             .replace_document(&blob, Bytes::from_static(b"y"), None, None)
             .await
@@ -122,7 +122,7 @@ async fn renew_after_expiry_and_a_write_by_another_is_refused_as_on_azure() {
         .await
         .unwrap();
     // The same story directly against Azurite, at the same time (one 15 s wait for both).
-    let direct = azurite().storage();
+    let direct = azurite().direct_storage();
     let direct_blob = lease_blob(&direct, "frenewd").await;
     let direct_lease = direct
         .acquire_lease(&direct_blob, LeaseDuration::seconds(15).unwrap(), None)
@@ -268,7 +268,7 @@ async fn table_etags_have_100ns_precision_and_conditions_hold_through_the_proxy(
 /// proxy's rewrite is idle with it; this pins that finding (docs/storage.md).
 #[tokio::test]
 async fn azurite_3_35_table_etags_already_have_seven_digits() {
-    let s = azurite().storage();
+    let s = azurite().direct_storage();
     let t = table(&s, "fetagd").await;
     let e = s.insert_entity(&t, &Entity::new("p", "a")).await.unwrap();
     assert_eq!(fraction_digits(&e), 7, "{e}");
@@ -382,7 +382,7 @@ async fn a_503_burst_on_one_partition_leaves_another_alone() {
         .unwrap();
     s.get_entity(&t, "cold", "a").await.unwrap();
     assert!(azurite()
-        .storage()
+        .direct_storage()
         .get_entity(&t, "hot", "a")
         .await
         .is_err());
@@ -451,7 +451,11 @@ async fn an_ambiguous_write_is_applied_although_the_client_got_an_error() {
         matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Transient),
         "{e}"
     );
-    let applied = azurite().storage().get_entity(&t, "p", "r").await.unwrap();
+    let applied = azurite()
+        .direct_storage()
+        .get_entity(&t, "p", "r")
+        .await
+        .unwrap();
     assert_eq!(applied.properties["v"].as_i64(), Some(7));
     assert!(proxy.faults().stats()[0].ambiguous >= 1);
 }

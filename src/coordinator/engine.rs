@@ -408,12 +408,8 @@ async fn run<S: Storage>(
         s.ensure_container(&names.container)
     })
     .await?;
-    let initial = ModelDocument::initial().encode()?;
-    until_ok("creating the job model document", || async {
-        match s.create_document(&blob, initial.clone()).await {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-            other => other.map(|_| ()),
-        }
+    until_ok("creating the job model document", || {
+        create_if_absent(s, &blob)
     })
     .await?;
     let mut membership = Membership::new(s, &names.table, &me)?;
@@ -475,15 +471,10 @@ async fn run<S: Storage>(
     result
 }
 
-/// Creates the job model document (version 0) unless it exists. On Azure a create on a blob
-/// that a leader holds leased is refused for the missing lease id (412 `LeaseIdMissing`)
-/// before `If-None-Match: *` is looked at, so a lease error also means that it exists.
+/// Creates the job model document (version 0) unless it exists.
 async fn create_if_absent<S: Storage>(s: &S, blob: &BlobRef) -> Result<()> {
     let initial = ModelDocument::initial().encode()?;
-    match s.create_document(blob, initial).await {
-        Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::LeaseLost) => Ok(()),
-        other => other.map(|_| ()),
-    }
+    s.create_if_absent(blob, initial).await.map(|_| ())
 }
 
 fn new_incarnation() -> String {

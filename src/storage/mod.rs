@@ -159,6 +159,19 @@ pub trait DocumentStore: Send + Sync {
     async fn ensure_container(&self, container: &str) -> Result<bool>;
     /// Writes only if the blob does not exist (If-None-Match: *).
     async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag>;
+    /// Creates the blob with `body` unless it exists; returns whether this call created it.
+    /// On Azure a create on a blob someone holds leased is refused for the missing lease id
+    /// (412 `LeaseIdMissing`) before `If-None-Match: *` is looked at (Azurite answers 409
+    /// `BlobAlreadyExists`), so a lease error here also means that the blob exists.
+    async fn create_if_absent(&self, blob: &BlobRef, body: Bytes) -> Result<bool> {
+        match self.create_document(blob, body).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::LeaseLost) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
     async fn read_document(&self, blob: &BlobRef) -> Result<Document>;
     /// `None` when the blob still has `known` (HTTP 304: no body transferred).
     async fn read_document_if_changed(

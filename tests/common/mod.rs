@@ -26,12 +26,10 @@ pub struct Azurite {
 }
 
 impl Azurite {
+    /// Through the binary's shared Azure-faithful proxy (exact profile: no faults, no
+    /// latency): where Azure and Azurite answer differently, tests see Azure's answer.
     pub fn connection_string(&self) -> String {
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};\
-             BlobEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT};TableEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT}",
-            self.blob_port, self.table_port
-        )
+        shared_proxy().connection_string(0)
     }
 
     pub fn config(&self) -> StorageConfig {
@@ -40,6 +38,21 @@ impl Azurite {
 
     pub fn storage(&self) -> AzureStorage {
         AzureStorage::new(&self.config()).expect("storage client")
+    }
+
+    /// Azurite itself, for tests that show where it differs from Azure.
+    pub fn direct_storage(&self) -> AzureStorage {
+        let config = StorageConfig::from_connection_string(&self.direct_connection_string())
+            .expect("valid test config");
+        AzureStorage::new(&config).expect("storage client")
+    }
+
+    pub fn direct_connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};\
+             BlobEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT};TableEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT}",
+            self.blob_port, self.table_port
+        )
     }
 }
 
@@ -212,6 +225,12 @@ impl Faithful {
     pub fn faults(&self) -> &azure_faithful::Controller {
         self.proxy.faults()
     }
+}
+
+/// The binary's shared proxy in the exact profile, started on first use.
+fn shared_proxy() -> &'static Faithful {
+    static SHARED: OnceLock<Faithful> = OnceLock::new();
+    SHARED.get_or_init(|| faithful(1))
 }
 
 /// A proxy in the `exact` profile (Azure semantics, no latency) with `clients` endpoints.
