@@ -1,9 +1,12 @@
 //! Processor membership in a table: one row per processor, refreshed by heartbeats.
 //!
 //! Liveness is judged on storage's clock only: every write stamps the row's `Timestamp` on
-//! the server, and a snapshot compares rows with the newest `Timestamp` it contains (the
-//! observer heartbeats itself first, so that is "server now" to within one request). No
-//! local clock is ever compared with a server timestamp.
+//! the server, and a snapshot compares each row with the newest `Timestamp` read up to and
+//! including the row's own page (the observer heartbeats itself first, so that is "server
+//! now" to within one request). Every row of a page, and of the pages before, was written
+//! before the page was read, so that reference never runs ahead of the moment the row was
+//! seen, however long a later page takes. No local clock is ever compared with a server
+//! timestamp.
 
 use std::time::Duration;
 
@@ -21,8 +24,16 @@ pub const PARTITION: &str = "members";
 /// [`Membership::heartbeat_watching`]). Processor ids cannot start with it.
 pub const SPECIAL_PREFIX: char = '~';
 
+const PROBE_PREFIX: &str = "~probe~";
+
 fn probe_key(processor_id: &str) -> String {
-    format!("{SPECIAL_PREFIX}probe~{processor_id}")
+    format!("{PROBE_PREFIX}{processor_id}")
+}
+
+/// Rows a snapshot reads: members and the other special rows (such as a clock row, which
+/// sorts before the probes), but no notification rows, which are half of a partition.
+fn snapshot_filter() -> String {
+    format!("RowKey lt '{PROBE_PREFIX}'")
 }
 
 /// What a heartbeat learned about this processor's notification row.
@@ -42,6 +53,8 @@ pub struct Member {
     pub heartbeats: u64,
     /// Server time of the row's last write.
     pub server_time: OffsetDateTime,
+    /// Storage's "now" when the row was read: the newest server time read up to its page.
+    pub observed_at: OffsetDateTime,
     pub etag: ETag,
     /// The protocol state the processor last reported.
     pub state: MemberState,
@@ -65,7 +78,7 @@ pub struct MemberState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub members: Vec<Member>,
-    /// The newest server timestamp among the rows: storage's "now" as seen by this snapshot.
+    /// The newest server timestamp among the rows read.
     pub server_now: Option<OffsetDateTime>,
 }
 
@@ -81,14 +94,11 @@ impl Snapshot {
     }
 
     fn split(&self, timeout: Duration) -> (Vec<&Member>, Vec<&Member>) {
-        let Some(now) = self.server_now else {
-            return (Vec::new(), Vec::new());
-        };
         let mut sorted: Vec<&Member> = self.members.iter().collect();
         sorted.sort_by(|a, b| a.processor_id.cmp(&b.processor_id));
         sorted
             .into_iter()
-            .partition(|m| now - m.server_time <= timeout)
+            .partition(|m| m.observed_at - m.server_time <= timeout)
     }
 }
 
@@ -268,30 +278,98 @@ impl<'a> Membership<'a> {
         }
     }
 
-    /// Reads every row (following continuations).
+    /// Reads every member row (following continuations).
     pub async fn snapshot(&self) -> Result<Snapshot> {
+        let filter = snapshot_filter();
         let mut members = Vec::new();
+        let mut server_now: Option<OffsetDateTime> = None;
         let mut continuation = None;
         loop {
             let page = self
                 .store
-                .query_partition(&self.table, &self.partition, None, Some(1000), continuation)
+                .query_partition(
+                    &self.table,
+                    &self.partition,
+                    Some(&filter),
+                    Some(1000),
+                    continuation,
+                )
                 .await?;
-            for e in page.entities {
-                members.push(parse_member(e)?);
+            let rows = page
+                .entities
+                .into_iter()
+                .map(|e| parse_member(&self.table, e))
+                .collect::<Result<Vec<_>>>()?;
+            server_now = server_now.max(rows.iter().map(|m| m.server_time).max());
+            for mut m in rows {
+                m.observed_at = server_now.unwrap_or(m.server_time);
+                // Special rows (a clock row) count for storage's "now" but are not members.
+                if !m.processor_id.starts_with(SPECIAL_PREFIX) {
+                    members.push(m);
+                }
             }
-            // Notification rows count for storage's "now" but are not members.
             continuation = page.continuation;
             if continuation.is_none() {
                 break;
             }
         }
-        let server_now = members.iter().map(|m| m.server_time).max();
-        members.retain(|m| !m.processor_id.starts_with(SPECIAL_PREFIX));
         Ok(Snapshot {
             members,
             server_now,
         })
+    }
+
+    /// Deletes the notification rows of processors that have no member row in `snapshot`
+    /// (they crashed, and the leader removed their rows), each only if untouched since it was
+    /// read, so the partition does not grow with every crash. A processor that registers
+    /// meanwhile re-creates its own at its next heartbeat.
+    pub async fn remove_orphan_probes(&self, snapshot: &Snapshot) -> Result<usize> {
+        let members: std::collections::HashSet<&str> = snapshot
+            .members
+            .iter()
+            .map(|m| m.processor_id.as_str())
+            .collect();
+        let filter = format!("RowKey ge '{PROBE_PREFIX}'");
+        let mut removed = 0;
+        let mut continuation = None;
+        loop {
+            let page = self
+                .store
+                .query_partition(
+                    &self.table,
+                    &self.partition,
+                    Some(&filter),
+                    Some(1000),
+                    continuation,
+                )
+                .await?;
+            for e in page.entities {
+                let Some(id) = e.row_key.strip_prefix(PROBE_PREFIX) else {
+                    continue;
+                };
+                let Some(etag) = e.etag.clone().filter(|_| !members.contains(id)) else {
+                    continue;
+                };
+                match self
+                    .store
+                    .delete_entity(
+                        &self.table,
+                        &self.partition,
+                        &e.row_key,
+                        &IfMatch::ETag(etag),
+                    )
+                    .await
+                {
+                    Ok(()) => removed += 1,
+                    Err(e) if lost_race(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            continuation = page.continuation;
+            if continuation.is_none() {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Deletes rows judged dead in `snapshot`, each only if unchanged since (If-Match), so a
@@ -309,7 +387,20 @@ impl<'a> Membership<'a> {
                 )
                 .await
             {
-                Ok(()) => removed.push(m.processor_id.clone()),
+                Ok(()) => {
+                    // Its notification row goes with it; a missing one is simply re-created
+                    // should the processor come back.
+                    let _ = self
+                        .store
+                        .delete_entity(
+                            &self.table,
+                            &self.partition,
+                            &probe_key(&m.processor_id),
+                            &IfMatch::Any,
+                        )
+                        .await;
+                    removed.push(m.processor_id.clone())
+                }
                 Err(e) if lost_race(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -326,14 +417,17 @@ fn lost_race(e: &Error) -> bool {
     )
 }
 
-fn parse_member(e: Entity) -> Result<Member> {
-    let stamp = e
-        .get_str("Timestamp")
-        .ok_or_else(|| Error::internal(format!("membership row {} has no Timestamp", e.row_key)))?;
+fn parse_member(table: &str, e: Entity) -> Result<Member> {
+    let stamp = e.get_str("Timestamp").ok_or_else(|| {
+        Error::internal(format!(
+            "membership row {table}/{}/{} has no Timestamp",
+            e.partition_key, e.row_key
+        ))
+    })?;
     let server_time = OffsetDateTime::parse(stamp, &Rfc3339).map_err(|err| {
         Error::internal(format!(
-            "membership row {}: bad Timestamp '{stamp}': {err}",
-            e.row_key
+            "membership row {table}/{}/{}: Timestamp '{stamp}' is not an RFC 3339 time: {err}",
+            e.partition_key, e.row_key
         ))
     })?;
     let int = |name: &str| match e.properties.get(name) {
@@ -347,14 +441,17 @@ fn parse_member(e: Entity) -> Result<Member> {
         running: int("running"),
         incarnation: e.get_str("incarnation").unwrap_or_default().to_owned(),
     };
-    let etag = e
-        .etag
-        .clone()
-        .ok_or_else(|| Error::internal(format!("membership row {} has no ETag", e.row_key)))?;
+    let etag = e.etag.clone().ok_or_else(|| {
+        Error::internal(format!(
+            "membership row {table}/{}/{} has no ETag",
+            e.partition_key, e.row_key
+        ))
+    })?;
     Ok(Member {
         processor_id: e.row_key,
         heartbeats,
         server_time,
+        observed_at: server_time,
         etag,
         state,
     })
@@ -364,20 +461,22 @@ fn parse_member(e: Entity) -> Result<Member> {
 mod tests {
     use super::*;
 
-    fn member(id: &str, secs: i64) -> Member {
+    fn member(id: &str, secs: i64, observed: i64) -> Member {
+        let t = |s| OffsetDateTime::from_unix_timestamp(1_000_000 + s).unwrap();
         Member {
             processor_id: id.into(),
             heartbeats: 0,
-            server_time: OffsetDateTime::from_unix_timestamp(1_000_000 + secs).unwrap(),
+            server_time: t(secs),
+            observed_at: t(observed),
             etag: ETag(id.into()),
             state: MemberState::default(),
         }
     }
 
     #[test]
-    fn liveness_is_relative_to_the_newest_row() {
+    fn liveness_is_relative_to_the_newest_row_read_so_far() {
         let snap = Snapshot {
-            members: vec![member("c", 0), member("a", 10), member("b", 3)],
+            members: vec![member("c", 0, 10), member("a", 10, 10), member("b", 3, 10)],
             server_now: Some(OffsetDateTime::from_unix_timestamp(1_000_010).unwrap()),
         };
         let ids = |v: Vec<&Member>| v.iter().map(|m| m.processor_id.clone()).collect::<Vec<_>>();

@@ -943,3 +943,48 @@ async fn a_processor_joining_while_the_leader_holds_the_lease_gets_work() {
         c.stop(id).await;
     }
 }
+
+/// Notification rows of processors that crashed are collected, or the members partition
+/// would grow with every crash (processor ids default to a fresh UUID per start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_rows_of_processors_that_are_gone_are_collected() {
+    use samza_azure_coordinator::membership::PARTITION;
+    use samza_azure_coordinator::storage::{BatchOp, Entity, TableStore, WriteMode};
+    let mut c = Cluster::new();
+    let table = c.names().table;
+    let storage = azurite().storage();
+    storage.ensure_table(&table).await.unwrap();
+    let ghosts = (0..50)
+        .map(|i| {
+            BatchOp::Upsert(
+                Entity::new(PARTITION, format!("~probe~ghost{i}")),
+                WriteMode::Merge,
+            )
+        })
+        .collect();
+    storage.batch(&table, PARTITION, ghosts).await.unwrap();
+    let count = || async {
+        storage
+            .query_partition(
+                &table,
+                PARTITION,
+                Some("RowKey ge '~probe~ghost' and RowKey lt '~probe~ghosu'"),
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+            .entities
+            .len()
+    };
+    assert_eq!(count().await, 50);
+    c.spawn("p1");
+    c.settled(0, Duration::from_secs(20)).await;
+    common::eventually(
+        "the ghosts' rows are gone",
+        Duration::from_secs(10),
+        || async { count().await == 0 },
+    )
+    .await;
+    c.stop("p1").await;
+}

@@ -150,3 +150,59 @@ async fn heartbeats_learn_of_notifications_in_the_same_request() {
         "ids of special rows are refused"
     );
 }
+
+/// A snapshot that spans pages must judge each row against storage's time when its page was
+/// read. Here the second page comes back late while everyone keeps heartbeating: a member of
+/// the first page must not look dead next to a row written long after that page was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_second_page_does_not_make_a_live_member_of_the_first_dead() {
+    use common::recording::{Inject, Recording};
+    use samza_azure_coordinator::membership::PARTITION;
+    use samza_azure_coordinator::storage::{BatchOp, Entity, TableStore, WriteMode};
+    let table = unique("pages");
+    let observer_store = Recording::new(azurite().storage());
+    let store = azurite().storage();
+    let mut a = Membership::new(&store, &table, "a").unwrap();
+    a.register().await.unwrap();
+    // 999 more rows: "a" and 999 of them fill the first page of 1,000; "z" is on the second.
+    for chunk in (0..999).collect::<Vec<u32>>().chunks(100) {
+        let ops = chunk
+            .iter()
+            .map(|i| {
+                BatchOp::Upsert(
+                    Entity::new(PARTITION, format!("f{i:04}")),
+                    WriteMode::Replace,
+                )
+            })
+            .collect();
+        store.batch(&table, PARTITION, ops).await.unwrap();
+    }
+    let writer = azurite().storage();
+    let mut z = Membership::new(&writer, &table, "z").unwrap();
+    z.register().await.unwrap();
+    a.heartbeat().await.unwrap();
+
+    let slow = TIMEOUT * 2;
+    observer_store.inject("query_partition", Inject::Delay(Duration::ZERO));
+    observer_store.inject("query_partition", Inject::Delay(slow));
+    let observer = Membership::new(&observer_store, &table, "observer").unwrap();
+    let scan = observer.snapshot();
+    let beat = async {
+        // "z" heartbeats while the second page is on its way; "a" does too, but the snapshot
+        // saw it on the first page.
+        let until = Instant::now() + slow;
+        while Instant::now() < until {
+            z.heartbeat().await.unwrap();
+            a.heartbeat().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (snap, ()) = tokio::join!(scan, beat);
+    let snap = snap.unwrap();
+    assert_eq!(snap.members.len(), 1001);
+    let live = ids(snap.live(TIMEOUT));
+    assert!(
+        live.contains(&"a".to_owned()),
+        "a heartbeating member read on the first page was judged dead"
+    );
+}

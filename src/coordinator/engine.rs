@@ -348,7 +348,12 @@ struct Leader {
     next_version: u64,
     /// As of the last scan, no live row reports a running container.
     nothing_running: bool,
+    /// When to look for notification rows of processors that are gone.
+    next_sweep: Instant,
 }
+
+/// How often a leader collects the notification rows of processors that are gone.
+const PROBE_SWEEP: Duration = Duration::from_secs(300);
 
 struct Engine<'a, S: Storage> {
     store: &'a S,
@@ -860,6 +865,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                     recompute: false,
                     next_version: 0,
                     nothing_running: false,
+                    next_sweep: Instant::now(),
                 });
                 // Start from storage's current document, not our cached view. Until a read
                 // succeeds the leader does nothing (see `sync_leader`).
@@ -1045,6 +1051,16 @@ impl<'a, S: Storage> Engine<'a, S> {
                         .membership
                         .remove_dead(&snapshot, self.timing.liveness)
                         .await;
+                } else if now >= l.next_sweep {
+                    l.next_sweep = now + PROBE_SWEEP;
+                    match self.membership.remove_orphan_probes(&snapshot).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(
+                            rows = n,
+                            "removed notification rows of processors that are gone"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "collecting notification rows failed"),
+                    }
                 }
             }
             LeaderPhase::Debounce {

@@ -31,6 +31,8 @@ pub enum Inject {
     /// Storage applies the write, then the caller gets this error anyway: a response lost
     /// to a timeout or a reset.
     AppliedThenFail(ErrorKind),
+    /// The request is sent this much later: a slow request (zero: on time).
+    Delay(Duration),
 }
 
 pub struct Recording {
@@ -88,6 +90,10 @@ impl Recording {
             Some(Inject::AppliedThenFail(kind)) => {
                 let _ = call.await;
                 error(kind)
+            }
+            Some(Inject::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                call.await
             }
         }
     }
@@ -300,10 +306,12 @@ impl TableStore for Recording {
         page_size: Option<u32>,
         continuation: Option<Continuation>,
     ) -> Result<Page> {
-        self.gate()?;
-        self.inner
-            .query_partition(table, pk, filter, page_size, continuation)
-            .await
+        self.through(
+            "query_partition",
+            self.inner
+                .query_partition(table, pk, filter, page_size, continuation),
+        )
+        .await
     }
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
         self.gate()?;
