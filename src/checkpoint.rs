@@ -715,7 +715,9 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
                 | ErrorKind::OutcomeUnknown => {
                     races += 1;
                     if races % 5 == 0 {
-                        patience.wait(&e).await;
+                        // Contended (or answers keep getting lost): let the others finish.
+                        tracing::debug!(error = %e, races, "{what}: the owner row keeps changing");
+                        tokio::time::sleep(OUTAGE_FIRST_BACKOFF).await;
                     }
                 }
                 k if k.is_transient() => patience.wait(&e).await,

@@ -6,6 +6,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.samza.azure.checkpoint.ContainerStops;
 import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.config.Config;
@@ -328,6 +329,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
 
   /** Stops the container (synchronously, in StreamProcessor) if one may be running. */
   private void expire() {
+    ContainerStops.stopping(processorId, "its coordinator is stopping the container");
     if (!containerStopped || !expired) {
       // Also before the first model: StreamProcessor only accepts a model after an expiry.
       listener().onJobModelExpired();
@@ -353,6 +355,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
     if (l == null) {
       return;
     }
+    ContainerStops.stopping(processorId, "its coordinator stopped");
     if (failure == null) {
       LOG.info("Coordinator of processor {} stopped", processorId);
       l.onCoordinatorStop();
