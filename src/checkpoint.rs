@@ -17,9 +17,18 @@
 //! threads) go to storage together, as one transaction of up to 100, while the previous request
 //! is in flight; nothing waits for company. Each merge keeps its own If-Match. A transaction
 //! fails as a whole, so when one does, each commit in it is sent again alone and judged alone.
+//!
+//! Outages: every operation a container depends on (creating the table, claiming, reading,
+//! committing) waits out storage that cannot be reached, retrying with backoff for as long as it
+//! takes, as Samza's Kafka checkpoint manager does: a failed commit or start ends Samza's
+//! container, and an outage must not. It fails only on an answer (another owner, a bad request),
+//! or when the container is being stopped ([`CheckpointStore::abandon`]): then whatever is in
+//! flight gives up at once, so the container stops within `task.shutdown.ms`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -138,6 +147,67 @@ pub struct CheckpointStore<S: TableStore + 'static> {
     processor: String,
     tasks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<TaskState>>>>>,
     commits: Arc<GroupCommit<S>>,
+    /// Why the container stopped needing this store (see [`CheckpointStore::abandon`]).
+    abandoned: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// First wait after storage could not be reached; doubled on each failure up to
+/// [`OUTAGE_MAX_BACKOFF`].
+const OUTAGE_FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const OUTAGE_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// While an operation keeps failing, it says so at WARN at most this often.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Waits out an outage for one operation: a doubling backoff, and WARN lines saying what it
+/// waits for (the first failure, then every [`OUTAGE_LOG_EVERY`]).
+struct Patience {
+    what: String,
+    failures: u32,
+    since: Instant,
+    logged: Option<Instant>,
+}
+
+impl Patience {
+    fn new(what: String) -> Self {
+        Patience {
+            what,
+            failures: 0,
+            since: Instant::now(),
+            logged: None,
+        }
+    }
+
+    async fn wait(&mut self, e: &Error) {
+        self.failures += 1;
+        let delay = OUTAGE_FIRST_BACKOFF
+            .saturating_mul(1 << (self.failures - 1).min(8))
+            .min(OUTAGE_MAX_BACKOFF);
+        if self.logged.is_none_or(|t| t.elapsed() >= OUTAGE_LOG_EVERY) {
+            self.logged = Some(Instant::now());
+            tracing::warn!(
+                error = %e,
+                attempts = self.failures,
+                waiting_ms = self.since.elapsed().as_millis() as u64,
+                "{}: storage cannot be reached; retrying until it answers or the container stops",
+                self.what
+            );
+        } else {
+            tracing::debug!(error = %e, attempts = self.failures, "{}: retrying", self.what);
+        }
+        tokio::time::sleep(delay).await;
+    }
+
+    /// After a success that followed failures, says the wait is over.
+    fn done(&self) {
+        if self.failures > 0 {
+            tracing::info!(
+                attempts = self.failures + 1,
+                waited_ms = self.since.elapsed().as_millis() as u64,
+                "{}: storage answered again",
+                self.what
+            );
+        }
+    }
 }
 
 /// The task's name as a row-key prefix: escapes what the Table service forbids in keys
@@ -204,20 +274,24 @@ fn owner_entity(key: &str, owner: &Owner) -> Entity {
         .with("generation", owner.generation.to_string())
 }
 
-fn parse_owner(task: &str, e: &Entity) -> Result<Owner> {
-    let bad = || {
-        Error::new(
-            ErrorKind::Internal,
-            format!("the owner row of task '{task}' is malformed"),
-        )
-    };
-    Ok(Owner {
-        processor: e.get_str("processor").ok_or_else(bad)?.to_owned(),
-        generation: e
-            .get_str("generation")
-            .and_then(|g| g.parse().ok())
-            .ok_or_else(bad)?,
-    })
+/// Stands for the owner of a row whose owner properties are malformed: no processor is named
+/// so (ids never start with `~`), and generation 0 lets any claim take the task over.
+const MALFORMED_OWNER: &str = "~malformed owner row~";
+
+fn parse_owner(task: &str, e: &Entity) -> std::result::Result<Owner, String> {
+    let processor = e.get_str("processor");
+    let generation = e.get_str("generation").and_then(|g| g.parse().ok());
+    match (processor, generation) {
+        (Some(p), Some(generation)) if !p.is_empty() => Ok(Owner {
+            processor: p.to_owned(),
+            generation,
+        }),
+        _ => Err(format!(
+            "the owner row of task '{task}' is malformed: expected string properties 'processor' (non-empty) and 'generation' (a whole number), found processor={}, generation={}",
+            e.properties.get("processor").map_or("none".to_owned(), |v| v.to_string()),
+            e.properties.get("generation").map_or("none".to_owned(), |v| v.to_string()),
+        )),
+    }
 }
 
 /// The owner-row merge and extra rows that store `text` as `version`, given where the
@@ -281,15 +355,20 @@ fn parse_extra(suffix: &str) -> Option<(u16, usize)> {
     Some((v.parse().ok()?, i.parse().ok()?))
 }
 
-/// The checkpoints in an owner row and its extra rows, each checked complete.
+/// The checkpoints in an owner row and its extra rows, each checked complete. A version that
+/// is not (a chunk or row missing, a length that does not match) is left out of the
+/// checkpoints, with what was expected and found in the third list; its rows are still in
+/// `stored`, so the next write of that version replaces them whole.
+#[allow(clippy::type_complexity)]
 fn assemble(
     task: &str,
     owner: &Entity,
     extra: &BTreeMap<u16, BTreeMap<usize, Entity>>,
-) -> Result<(BTreeMap<u16, String>, BTreeMap<u16, Stored>)> {
+) -> (BTreeMap<u16, String>, BTreeMap<u16, Stored>, Vec<String>) {
     let int = |name: &str| owner.properties.get(name).and_then(Value::as_i64);
     let mut checkpoints = BTreeMap::new();
     let mut stored = BTreeMap::new();
+    let mut problems = Vec::new();
     let versions = owner.properties.keys().filter_map(|k| {
         k.strip_prefix('v')?
             .strip_suffix("bytes")?
@@ -297,51 +376,92 @@ fn assemble(
             .ok()
     });
     for version in versions.collect::<Vec<_>>() {
-        let incomplete = || {
-            Error::new(
-                ErrorKind::Internal,
-                format!("checkpoint version {version} of task '{task}' is incomplete in storage"),
-            )
-        };
-        let want = int(&format!("v{version}bytes")).ok_or_else(incomplete)? as usize;
-        let inline = int(&format!("v{version}chunks")).ok_or_else(incomplete)? as usize;
-        let rows = int(&format!("v{version}rows")).ok_or_else(incomplete)? as usize;
-        let mut text = String::with_capacity(want);
-        for j in 0..inline {
-            text.push_str(
-                owner
-                    .get_str(&chunk_name(version, j))
-                    .ok_or_else(incomplete)?,
-            );
-        }
         let parts = extra.get(&version);
-        for i in 0..rows {
-            let row = parts.and_then(|p| p.get(&i)).ok_or_else(incomplete)?;
-            for j in 0..CHUNKS_PER_ROW {
-                match row.get_str(&format!("c{j}")) {
-                    Some(s) => text.push_str(s),
-                    None => break,
-                }
-            }
-        }
-        if text.len() != want {
-            return Err(incomplete());
-        }
         let inline_props = (0..)
             .take_while(|j| owner.properties.contains_key(&chunk_name(version, *j)))
             .count();
-        // Extra rows beyond `rows` are leftovers of an interrupted history; delete them too.
-        let present = parts.map(|p| p.len()).unwrap_or(0).max(rows);
-        stored.insert(
-            version,
-            Stored {
-                inline_props,
-                rows: present,
-            },
-        );
-        checkpoints.insert(version, text);
+        // Rows 0, 1, ... as far as they go: deleting a row that is absent would fail the
+        // transaction that replaces this version.
+        let rows_present = (0..)
+            .take_while(|i| parts.is_some_and(|p| p.contains_key(i)))
+            .count();
+        match version_text(task, version, owner, parts, &int) {
+            Ok((text, rows)) => {
+                // Extra rows beyond `rows` are leftovers of an interrupted history; delete them
+                // too.
+                stored.insert(
+                    version,
+                    Stored {
+                        inline_props,
+                        rows: parts.map_or(0, BTreeMap::len).max(rows),
+                    },
+                );
+                checkpoints.insert(version, text);
+            }
+            Err(problem) => {
+                stored.insert(
+                    version,
+                    Stored {
+                        inline_props,
+                        rows: rows_present,
+                    },
+                );
+                problems.push(problem);
+            }
+        }
     }
-    Ok((checkpoints, stored))
+    (checkpoints, stored, problems)
+}
+
+/// One version's text and its count of extra rows, or what is wrong with it.
+fn version_text(
+    task: &str,
+    version: u16,
+    owner: &Entity,
+    parts: Option<&BTreeMap<usize, Entity>>,
+    int: &dyn Fn(&str) -> Option<i64>,
+) -> std::result::Result<(String, usize), String> {
+    let count = |name: String| {
+        int(&name)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                format!(
+                    "checkpoint version {version} of task '{task}' is incomplete: expected property '{name}' (a whole number), found {}",
+                    owner.properties.get(&name).map_or("none".to_owned(), |v| v.to_string())
+                )
+            })
+    };
+    let want = count(format!("v{version}bytes"))?;
+    let inline = count(format!("v{version}chunks"))?;
+    let rows = count(format!("v{version}rows"))?;
+    let mut text = String::with_capacity(want.min(MAX_CHECKPOINT_BYTES));
+    for j in 0..inline {
+        let name = chunk_name(version, j);
+        text.push_str(owner.get_str(&name).ok_or_else(|| {
+            format!("checkpoint version {version} of task '{task}' is incomplete: expected {inline} inline chunks, property '{name}' is missing")
+        })?);
+    }
+    for i in 0..rows {
+        let row = parts.and_then(|p| p.get(&i)).ok_or_else(|| {
+            format!(
+                "checkpoint version {version} of task '{task}' is incomplete: expected {rows} extra rows, row '{}' is missing",
+                row_key(&task_key(task), version, i)
+            )
+        })?;
+        for j in 0..CHUNKS_PER_ROW {
+            match row.get_str(&format!("c{j}")) {
+                Some(s) => text.push_str(s),
+                None => break,
+            }
+        }
+    }
+    if text.len() != want {
+        return Err(format!(
+            "checkpoint version {version} of task '{task}' is incomplete: expected {want} bytes, its chunks hold {}",
+            text.len()
+        ));
+    }
+    Ok((text, rows))
 }
 
 impl<S: TableStore + 'static> CheckpointStore<S> {
@@ -352,7 +472,101 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
             table: table.to_owned(),
             processor: processor.to_owned(),
             tasks: Mutex::new(HashMap::new()),
+            abandoned: tokio::sync::watch::channel(None).0,
         }
+    }
+
+    /// The container this store serves is being stopped (its processor was fenced, its job
+    /// model expired, or the processor is stopping): every operation in flight gives up at
+    /// once, and every later one fails at once, instead of waiting for storage. What an
+    /// abandoned commit sent may still apply; it was conditional on this owner's ETag, so it
+    /// can never land over a newer owner's claim. The first reason given is kept.
+    pub fn abandon(&self, reason: &str) {
+        self.abandoned.send_if_modified(|r| {
+            let first = r.is_none();
+            if first {
+                *r = Some(reason.to_owned());
+            }
+            first
+        });
+    }
+
+    /// Resolves with the reason once [`abandon`](Self::abandon) was called.
+    async fn until_abandoned(&self) -> String {
+        let mut rx = self.abandoned.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            // The sender lives as long as `self`, so this never ends the loop.
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Runs `op` unless or until the store is abandoned; then fails with `kind`, saying what
+    /// was given up and why.
+    async fn unless_abandoned<T>(
+        &self,
+        what: &str,
+        kind: ErrorKind,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::select! {
+            biased;
+            reason = self.until_abandoned() => Err(Error::new(
+                kind,
+                format!("{what} (table '{}') was abandoned: {reason}", self.table),
+            )),
+            r = op => r,
+        }
+    }
+
+    /// Runs `op` until it answers: transient failures (storage unreachable, throttling,
+    /// timeouts) are waited out with [`Patience`]; anything else is returned.
+    async fn patiently<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut patience = Patience::new(format!("{what} (table '{}')", self.table));
+        loop {
+            match op().await {
+                Err(e) if e.kind().is_transient() => patience.wait(&e).await,
+                r => {
+                    patience.done();
+                    return r;
+                }
+            }
+        }
+    }
+
+    /// Creates the table if absent, waiting out an outage (a container's start-up: failing
+    /// there ends Samza's container).
+    pub async fn create_resources(&self) -> Result<()> {
+        let what = "creating the checkpoint table";
+        self.unless_abandoned(
+            what,
+            ErrorKind::Transient,
+            self.patiently(what, || self.create_resources_once()),
+        )
+        .await
+    }
+
+    /// Upstream samza-azure's rows for `task` (see [`read_upstream`]), waiting out an outage.
+    pub async fn read_upstream_patiently(
+        &self,
+        table: &str,
+        task: &str,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let what = format!("reading upstream checkpoints of task '{task}' from '{table}'");
+        self.unless_abandoned(
+            &what,
+            ErrorKind::Transient,
+            self.patiently(&what, || read_upstream(self.store.as_ref(), table, task)),
+        )
+        .await
     }
 
     pub fn table(&self) -> &str {
@@ -364,8 +578,9 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
         &self.store
     }
 
-    /// Creates the table if absent.
-    pub async fn create_resources(&self) -> Result<()> {
+    /// Creates the table if absent: one attempt, bounded by the storage retry policy (the
+    /// leader's `createResources`, whose failure only delays a model that is computed again).
+    pub async fn create_resources_once(&self) -> Result<()> {
         self.store.ensure_table(&self.table).await.map(|_| ())
     }
 
@@ -422,24 +637,57 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
                 stored: BTreeMap::new(),
             });
         };
-        let etag = owner
-            .etag
-            .clone()
-            .ok_or_else(|| Error::internal(format!("owner row of task '{task}' has no ETag")))?;
-        let (checkpoints, stored) = assemble(task, &owner, &extra)?;
+        let etag = owner.etag.clone().ok_or_else(|| {
+            Error::internal(format!(
+                "table '{}', row '{}': the owner row of task '{task}' has no ETag",
+                self.table, owner.row_key
+            ))
+        })?;
+        let (checkpoints, stored, problems) = assemble(task, &owner, &extra);
+        // A broken row must not stop the task for good (every start of its container would
+        // fail the same way): say what is wrong, and carry on with what can be trusted.
+        for problem in problems {
+            tracing::error!(
+                "table '{}', partition '{PARTITION}', row '{}': {problem}; leaving that version out (the task reads its other versions, and its next commit of that version replaces it)",
+                self.table,
+                owner.row_key
+            );
+        }
+        let parsed = parse_owner(task, &owner).unwrap_or_else(|problem| {
+            tracing::error!(
+                "table '{}', partition '{PARTITION}', row '{}': {problem}; whoever claims the task next takes it over (its checkpoints stay)",
+                self.table,
+                owner.row_key
+            );
+            Owner {
+                processor: MALFORMED_OWNER.to_owned(),
+                generation: 0,
+            }
+        });
         Ok(Partition {
-            owner: Some((parse_owner(task, &owner)?, etag)),
+            owner: Some((parsed, etag)),
             checkpoints,
             stored,
         })
     }
 
     /// Takes ownership of `task` for `generation` (0: unfenced, see below) and reads its
-    /// checkpoints. Refused with [`ErrorKind::Fenced`] when a newer generation owns it.
+    /// checkpoints. Refused with [`ErrorKind::Fenced`] when a newer generation owns it. Waits
+    /// out an outage (see [`abandon`](Self::abandon)).
     ///
     /// Generation 0 means this processor was not started by our coordinator and has no
     /// generation: it takes the task whoever owns it, so nothing is fenced.
     pub async fn claim(&self, task: &str, generation: u64) -> Result<()> {
+        let what = format!("claiming task '{task}'");
+        self.unless_abandoned(
+            &what,
+            ErrorKind::Transient,
+            self.claim_patiently(&what, task, generation),
+        )
+        .await
+    }
+
+    async fn claim_patiently(&self, what: &str, task: &str, generation: u64) -> Result<()> {
         let slot = self.slot(task);
         let mut state = slot.lock().await;
         let key = task_key(task);
@@ -447,61 +695,75 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
             processor: self.processor.clone(),
             generation,
         };
-        for _ in 0..5 {
-            let p = self.read_partition(task).await?;
-            let write = match &p.owner {
-                None => {
-                    self.store
-                        .insert_entity(&self.table, &owner_entity(&key, &me))
-                        .await
-                }
-                Some((o, etag)) if *o == me => Ok(etag.clone()),
-                Some((o, etag)) if generation == 0 || o.generation < generation => {
-                    let if_match = if generation == 0 {
-                        IfMatch::Any
-                    } else {
-                        IfMatch::ETag(etag.clone())
-                    };
-                    // A merge: the checkpoints in the row stay for the new owner.
-                    self.store
-                        .update_entity(
-                            &self.table,
-                            &owner_entity(&key, &me),
-                            &if_match,
-                            WriteMode::Merge,
-                        )
-                        .await
-                }
-                Some((o, _)) => return Err(fenced(task, &me, o)),
-            };
-            match write {
-                Ok(owner_etag) => {
-                    if let Some((o, _)) = &p.owner {
-                        if *o != me {
-                            tracing::info!(task, from = %o.processor, from_generation = o.generation, generation, "took over task checkpoints");
-                        }
-                    }
-                    *state = Some(TaskState {
-                        owner_etag,
-                        generation,
-                        stored: p.stored,
-                        claimed: Some(p.checkpoints),
-                    });
+        let mut patience = Patience::new(format!("{what} (table '{}')", self.table));
+        let mut races = 0;
+        loop {
+            let e = match self.claim_once(task, &key, &me).await {
+                Ok(claimed) => {
+                    patience.done();
+                    *state = Some(claimed);
                     return Ok(());
                 }
-                // Someone claimed it between our read and write: judge again.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::AlreadyExists | ErrorKind::PreconditionFailed
-                    ) => {}
-                Err(e) => return Err(e),
+                Err(e) => e,
+            };
+            match e.kind() {
+                // Someone claimed it between our read and write, or our own write may have
+                // applied unheard (an insert or merge that timed out): read and judge again.
+                // A write of ours that applied shows up as this processor owning the task.
+                ErrorKind::AlreadyExists
+                | ErrorKind::PreconditionFailed
+                | ErrorKind::OutcomeUnknown => {
+                    races += 1;
+                    if races % 5 == 0 {
+                        // Contended (or answers keep getting lost): let the others finish.
+                        tracing::debug!(error = %e, races, "{what}: the owner row keeps changing");
+                        tokio::time::sleep(OUTAGE_FIRST_BACKOFF).await;
+                    }
+                }
+                k if k.is_transient() => patience.wait(&e).await,
+                _ => return Err(e),
             }
         }
-        Err(Error::new(
-            ErrorKind::Transient,
-            format!("could not claim task '{task}': its owner row kept changing"),
-        ))
+    }
+
+    /// One read of the task's rows and the write it calls for.
+    async fn claim_once(&self, task: &str, key: &str, me: &Owner) -> Result<TaskState> {
+        let generation = me.generation;
+        let p = self.read_partition(task).await?;
+        let owner_etag = match &p.owner {
+            None => {
+                self.store
+                    .insert_entity(&self.table, &owner_entity(key, me))
+                    .await?
+            }
+            Some((o, etag)) if o == me => etag.clone(),
+            Some((o, etag)) if generation == 0 || o.generation < generation => {
+                let if_match = if generation == 0 {
+                    IfMatch::Any
+                } else {
+                    IfMatch::ETag(etag.clone())
+                };
+                // A merge: the checkpoints in the row stay for the new owner.
+                let etag = self
+                    .store
+                    .update_entity(
+                        &self.table,
+                        &owner_entity(key, me),
+                        &if_match,
+                        WriteMode::Merge,
+                    )
+                    .await?;
+                tracing::info!(task, from = %o.processor, from_generation = o.generation, generation, "took over task checkpoints");
+                etag
+            }
+            Some((o, _)) => return Err(fenced(task, me, o)),
+        };
+        Ok(TaskState {
+            owner_etag,
+            generation,
+            stored: p.stored,
+            claimed: Some(p.checkpoints),
+        })
     }
 
     /// [`claim`](Self::claim)s every task, up to 16 at a time: a container's start should not
@@ -518,19 +780,25 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
 
     /// The task's checkpoints by checkpoint version (empty: none).
     pub async fn read(&self, task: &str) -> Result<BTreeMap<u16, String>> {
-        let slot = self.slot(task);
-        let mut state = slot.lock().await;
-        let s = state.as_mut().ok_or_else(|| not_claimed(task))?;
-        if let Some(claimed) = s.claimed.take() {
-            return Ok(claimed);
-        }
-        let p = self.read_partition(task).await?;
-        s.stored = p.stored;
-        Ok(p.checkpoints)
+        let what = format!("reading the checkpoint of task '{task}'");
+        self.unless_abandoned(&what, ErrorKind::Transient, async {
+            let slot = self.slot(task);
+            let mut state = slot.lock().await;
+            let s = state.as_mut().ok_or_else(|| not_claimed(task))?;
+            if let Some(claimed) = s.claimed.take() {
+                return Ok(claimed);
+            }
+            let p = self.patiently(&what, || self.read_partition(task)).await?;
+            s.stored = p.stored;
+            Ok(p.checkpoints)
+        })
+        .await
     }
 
     /// Replaces the task's checkpoint of `version` with `text`, atomically, if this processor
-    /// still owns the task.
+    /// still owns the task. Waits out an outage for as long as the task is still ours and the
+    /// store is not [`abandon`](Self::abandon)ed; an abandoned write fails with
+    /// [`ErrorKind::OutcomeUnknown`] (what it sent may still apply).
     pub async fn write(&self, task: &str, version: u16, text: &str) -> Result<()> {
         let escaped = escaped_len(text);
         if escaped > MAX_CHECKPOINT_BYTES {
@@ -542,6 +810,23 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
                 ),
             ));
         }
+        let what = format!("writing checkpoint version {version} of task '{task}'");
+        self.unless_abandoned(
+            &what,
+            ErrorKind::OutcomeUnknown,
+            self.write_patiently(&what, task, version, text, escaped),
+        )
+        .await
+    }
+
+    async fn write_patiently(
+        &self,
+        what: &str,
+        task: &str,
+        version: u16,
+        text: &str,
+        escaped: usize,
+    ) -> Result<()> {
         let slot = self.slot(task);
         let mut guard = slot.lock().await;
         let s = guard.as_mut().ok_or_else(|| not_claimed(task))?;
@@ -550,11 +835,11 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
             processor: self.processor.clone(),
             generation: s.generation,
         };
-        // A second attempt only after storage showed this processor still owns the task (an
-        // earlier write of ours, whose answer was lost, had moved the ETag on).
-        let mut attempt = 0;
+        let mut patience = Patience::new(format!("{what} (table '{}')", self.table));
+        // A second write after a read-back only once storage showed this processor still owns
+        // the task and the ETag had moved (a write of ours applied unheard).
+        let mut moved = 0;
         loop {
-            attempt += 1;
             let before = s.stored.get(&version).copied().unwrap_or_default();
             let (head, extra, after) = layout(&key, version, text, before);
             let if_match = IfMatch::ETag(s.owner_etag.clone());
@@ -588,6 +873,7 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
             };
             let e = match result {
                 Ok(etag) => {
+                    patience.done();
                     s.owner_etag = etag;
                     s.stored.insert(version, after);
                     s.claimed = None;
@@ -601,19 +887,41 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
                 {
                     e
                 }
+                // Not sent, or refused before it could apply: the same write again, later.
+                Err(e) if e.kind().is_transient() => {
+                    patience.wait(&e).await;
+                    continue;
+                }
                 Err(e) => return Err(e.context(format!("writing the checkpoint of task '{task}'"))),
             };
             // Either a newer owner claimed the task, or a write of ours applied without us
             // hearing so (a retried request, or an earlier call that failed). Storage tells which.
-            let p = self.read_partition(task).await?;
+            let p = match self.read_partition(task).await {
+                Ok(p) => p,
+                Err(read) if read.kind().is_transient() => {
+                    // Judged once storage answers: the write is sent again (same If-Match),
+                    // and a refusal then leads back here.
+                    patience.wait(&read).await;
+                    continue;
+                }
+                Err(read) => return Err(read),
+            };
             match p.owner {
                 Some((o, etag)) if o == me => {
+                    let etag_moved = etag != s.owner_etag;
                     s.owner_etag = etag;
                     s.stored = p.stored;
                     if p.checkpoints.get(&version).map(String::as_str) == Some(text) {
+                        patience.done();
                         return Ok(());
                     }
-                    if attempt >= 2 {
+                    if !etag_moved {
+                        // Nothing applied (an ambiguous attempt that did not land): again.
+                        patience.wait(&e).await;
+                        continue;
+                    }
+                    moved += 1;
+                    if moved >= 2 {
                         return Err(e.context(format!("writing the checkpoint of task '{task}'")));
                     }
                 }
@@ -803,7 +1111,8 @@ mod tests {
             );
             apply(&mut owner, &mut extra, head, ops);
             stored = after;
-            let (read, seen) = assemble("t", &owner, &extra).unwrap();
+            let (read, seen, problems) = assemble("t", &owner, &extra);
+            assert!(problems.is_empty(), "{problems:?}");
             assert_eq!(read[&2], **text, "step {i}");
             assert_eq!(seen[&2], stored, "step {i}");
             assert!(owner.properties.len() <= 255);
@@ -819,13 +1128,13 @@ mod tests {
         // The other version is untouched by all this.
         let (head, ops, _) = layout("t", 1, "v1 text", Stored::default());
         apply(&mut owner, &mut extra, head, ops);
-        let (read, _) = assemble("t", &owner, &extra).unwrap();
+        let (read, _, _) = assemble("t", &owner, &extra);
         assert_eq!(read[&1], "v1 text");
         assert_eq!(read[&2], small);
     }
 
     #[test]
-    fn a_missing_chunk_row_is_an_error_not_a_short_checkpoint() {
+    fn a_missing_chunk_row_is_reported_and_left_out_not_a_short_checkpoint() {
         let me = Owner {
             processor: "p".into(),
             generation: 1,
@@ -836,8 +1145,15 @@ mod tests {
         let (head, ops, _) = layout("t", 1, &text, Stored::default());
         apply(&mut owner, &mut extra, head, ops);
         extra.get_mut(&1).unwrap().remove(&1);
-        let err = assemble("t", &owner, &extra).expect_err("incomplete");
-        assert!(err.message().contains("incomplete"), "{err}");
+        let (read, stored, problems) = assemble("t", &owner, &extra);
+        assert!(!read.contains_key(&1), "{read:?}");
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("incomplete") && problems[0].contains("'t|v1.1' is missing"),
+            "{problems:?}"
+        );
+        // The row still there is known, so the next write of version 1 deletes it.
+        assert_eq!(stored[&1].rows, 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::recording::Recording;
 use common::{azurite, unique};
@@ -351,4 +352,182 @@ async fn an_abandoned_commit_strands_nobody() {
     for t in &tasks[1..] {
         assert_eq!(reader.read(t).await.unwrap()[&1], *t);
     }
+}
+
+/// A store over `recording`, without creating its table (a test may cut storage first).
+fn store_over(
+    recording: &Arc<Recording>,
+    table: &str,
+    processor: &str,
+) -> CheckpointStore<Recording> {
+    CheckpointStore::new(recording.clone(), table, processor)
+}
+
+/// A container starting while its storage is cut waits until storage answers instead of
+/// failing (a failed start ends Samza's container, and with it the processor).
+#[tokio::test]
+async fn a_container_start_waits_out_an_outage() {
+    let table = unique("cp");
+    let recording = Arc::new(Recording::new(azurite().storage()));
+    let s = store_over(&recording, &table, "p1");
+    let outage = Duration::from_millis(1500);
+    recording.outage(outage);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        s.create_resources().await?;
+        s.claim("Partition 0", 1).await?;
+        s.read("Partition 0").await
+    })
+    .await
+    .expect("the start did not finish within 20 s of an outage of 1.5 s")
+    .unwrap();
+    assert!(started.elapsed() >= outage, "{:?}", started.elapsed());
+    s.write("Partition 0", 1, "after the outage").await.unwrap();
+}
+
+/// A commit that cannot reach storage keeps trying while the task is still ours, and lands
+/// once storage answers (Samza fails the container on a failed commit).
+#[tokio::test]
+async fn a_commit_waits_out_an_outage_while_the_task_is_ours() {
+    let table = unique("cp");
+    let (recording, s) = recorded_store(&table, "p1").await;
+    s.claim("t", 1).await.unwrap();
+    s.write("t", 1, "before").await.unwrap();
+    let outage = Duration::from_secs(6);
+    recording.outage(outage);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), s.write("t", 1, "during"))
+        .await
+        .expect("the commit did not land within 30 s of a 6 s outage")
+        .unwrap();
+    assert!(started.elapsed() >= outage, "{:?}", started.elapsed());
+    let r = store(&table, "p2").await;
+    r.claim("t", 2).await.unwrap();
+    assert_eq!(r.read("t").await.unwrap()[&1], "during");
+}
+
+/// A commit waiting out an outage still fails when the task turns out to belong to a newer
+/// owner: it keeps trying only while the task is ours.
+#[tokio::test]
+async fn a_commit_waiting_out_an_outage_fails_once_another_owner_has_the_task() {
+    let table = unique("cp");
+    let (recording, old) = recorded_store(&table, "p1").await;
+    old.claim("t", 1).await.unwrap();
+    recording.outage(Duration::from_millis(1500));
+    let mut commit = Box::pin(old.write("t", 1, "late"));
+    assert!(futures::poll!(&mut commit).is_pending());
+    let new = store(&table, "p2").await;
+    new.claim("t", 2).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), commit)
+        .await
+        .expect("the commit neither landed nor failed")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    assert!(err.message().contains("'p2'"), "{err}");
+}
+
+/// Once the container is being stopped, whatever waits for storage gives up at once, and later
+/// calls fail at once: a stopping container must not wait for storage past task.shutdown.ms.
+#[tokio::test]
+async fn an_abandoned_store_gives_up_at_once() {
+    let table = unique("cp");
+    let (recording, s) = recorded_store(&table, "p1").await;
+    s.claim("t", 1).await.unwrap();
+    recording.outage(Duration::from_secs(120));
+    let mut commit = Box::pin(s.write("t", 1, "stuck"));
+    assert!(futures::poll!(&mut commit).is_pending());
+    let mut claim = Box::pin(s.claim("u", 1));
+    assert!(futures::poll!(&mut claim).is_pending());
+    s.abandon("processor p1 was fenced");
+    let bound = Duration::from_secs(1);
+    let err = tokio::time::timeout(bound, commit)
+        .await
+        .expect("the commit did not give up")
+        .unwrap_err();
+    // What it sent may still land (conditional on p1's ETag), so the outcome is unknown.
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(
+        err.message().contains("fenced") && err.message().contains(&table),
+        "{err}"
+    );
+    let err = tokio::time::timeout(bound, claim)
+        .await
+        .expect("the claim did not give up")
+        .unwrap_err();
+    assert!(err.message().contains("abandoned"), "{err}");
+    let err = tokio::time::timeout(bound, s.read("t"))
+        .await
+        .expect("a later read waited")
+        .unwrap_err();
+    assert!(err.message().contains("abandoned"), "{err}");
+}
+
+/// A claim whose insert (first owner) or merge (takeover) applied while its answer was lost is
+/// read back and judged, as commits are, instead of failing the container.
+#[tokio::test]
+async fn an_ambiguous_claim_is_read_back_and_kept() {
+    let table = unique("cp");
+    let (recording, first) = recorded_store(&table, "p1").await;
+    recording.ambiguous_writes(1);
+    first.claim("t", 1).await.unwrap();
+    first.write("t", 1, "p1's").await.unwrap();
+
+    let (recording, second) = recorded_store(&table, "p2").await;
+    recording.ambiguous_writes(1);
+    second.claim("t", 2).await.unwrap();
+    assert_eq!(second.read("t").await.unwrap()[&1], "p1's");
+    second.write("t", 1, "p2's").await.unwrap();
+    let err = first.write("t", 1, "stale").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+}
+
+/// A malformed owner row (not written by us: no generation number) does not stop the task
+/// for good: the claim takes it over, with an error logged naming the row, and the
+/// checkpoints in it are kept.
+#[tokio::test]
+async fn a_malformed_owner_row_is_taken_over_not_a_crash_loop() {
+    let table = unique("cp");
+    let s = store(&table, "p1").await;
+    s.claim("t", 1).await.unwrap();
+    s.write("t", 1, "kept").await.unwrap();
+    let az = azurite().storage();
+    let broken = Entity::new(checkpoint::PARTITION, "t|owner")
+        .with("processor", "p0")
+        .with("generation", "not a number");
+    az.update_entity(&table, &broken, &IfMatch::Any, WriteMode::Merge)
+        .await
+        .unwrap();
+    let r = store(&table, "p2").await;
+    r.claim("t", 2).await.unwrap();
+    assert_eq!(r.read("t").await.unwrap()[&1], "kept");
+    r.write("t", 1, "p2's").await.unwrap();
+    // The row is whole again: the old owner is fenced by the new one.
+    let err = s.write("t", 1, "stale").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+}
+
+/// A checkpoint version whose text is incomplete in storage (a chunk missing, a length that
+/// does not match) is reported and left out; the task's other versions are still read, and
+/// the next commit of that version replaces it whole.
+#[tokio::test]
+async fn an_incomplete_checkpoint_version_is_left_out_not_a_crash_loop() {
+    let table = unique("cp");
+    let s = store(&table, "p1").await;
+    s.claim("t", 1).await.unwrap();
+    s.write("t", 1, "v1 text").await.unwrap();
+    s.write("t", 2, "v2 text").await.unwrap();
+    let az = azurite().storage();
+    let broken = Entity::new(checkpoint::PARTITION, "t|owner").with("v2bytes", 1000i64);
+    az.update_entity(&table, &broken, &IfMatch::Any, WriteMode::Merge)
+        .await
+        .unwrap();
+    let r = store(&table, "p2").await;
+    r.claim("t", 2).await.unwrap();
+    let read = r.read("t").await.unwrap();
+    assert_eq!(read.get(&1).map(String::as_str), Some("v1 text"));
+    assert!(!read.contains_key(&2), "{read:?}");
+    r.write("t", 2, "v2 again").await.unwrap();
+    let again = store(&table, "p3").await;
+    again.claim("t", 3).await.unwrap();
+    assert_eq!(again.read("t").await.unwrap()[&2], "v2 again");
 }

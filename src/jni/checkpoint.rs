@@ -1,7 +1,7 @@
 //! Exports for `NativeCheckpoints`: one checkpoint store per Samza container.
 
 use jni::objects::{JClass, JObjectArray, JString};
-use jni::sys::{jint, jlong};
+use jni::sys::{jboolean, jint, jlong};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
@@ -9,7 +9,7 @@ use super::exports::{
     block, config_map, nullable_string_array, open_storage, string, string_array, strings,
 };
 use super::handle::{self, HandleType};
-use crate::checkpoint::{self, CheckpointConfig, CheckpointStore};
+use crate::checkpoint::{CheckpointConfig, CheckpointStore};
 use crate::error::{Error, ErrorKind};
 use crate::storage::AzureStorage;
 
@@ -81,15 +81,39 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointTable<'l
     .resolve::<Throw>()
 }
 
+/// Creates the table if absent: one bounded attempt (the leader's `createResources`), or,
+/// `patient`, waiting out an outage (a container's start).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointCreate<'l>(
     mut env: EnvUnowned<'l>,
     _c: JClass<'l>,
     h: jlong,
+    patient: jboolean,
 ) {
     env.with_env(|_| -> BridgeResult<()> {
         let c = checkpoints(h)?;
-        block(c.store.create_resources())
+        if patient {
+            block(c.store.create_resources())
+        } else {
+            block(c.store.create_resources_once())
+        }
+    })
+    .resolve::<Throw>()
+}
+
+/// Gives up everything in flight on this handle and fails every later call at once (the
+/// container is being stopped). Never blocks.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointAbandon<'l>(
+    mut env: EnvUnowned<'l>,
+    _c: JClass<'l>,
+    h: jlong,
+    reason: JString<'l>,
+) {
+    env.with_env(|env| -> BridgeResult<()> {
+        let reason = string(env, &reason, "reason")?;
+        checkpoints(h)?.store.abandon(&reason);
+        Ok(())
     })
     .resolve::<Throw>()
 }
@@ -164,7 +188,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_checkpointUpstream
         let task = string(env, &task, "task name")?;
         let c = checkpoints(h)?;
         let rows = match &c.upstream_table {
-            Some(table) => block(checkpoint::read_upstream(c.store.storage(), table, &task))?,
+            Some(table) => block(c.store.read_upstream_patiently(table, &task))?,
             None => Vec::new(),
         };
         let flat: Vec<Option<String>> = rows

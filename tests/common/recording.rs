@@ -45,6 +45,9 @@ pub struct Recording {
     silent_until: Mutex<Option<Instant>>,
     /// Failures queued per operation name, taken one per call.
     injected: Mutex<Vec<(&'static str, Inject)>>,
+    /// This many next inserts and updates reach storage, but their caller hears a timeout
+    /// (what a write that applied while its answer was lost looks like after our retries).
+    ambiguous_writes: Mutex<u32>,
 }
 
 impl Recording {
@@ -55,6 +58,7 @@ impl Recording {
             down_until: Mutex::new(None),
             silent_until: Mutex::new(None),
             injected: Mutex::new(Vec::new()),
+            ambiguous_writes: Mutex::new(0),
         }
     }
 
@@ -96,6 +100,26 @@ impl Recording {
                 call.await
             }
         }
+    }
+
+    /// The next `n` inserts and updates apply, but report [`ErrorKind::OutcomeUnknown`].
+    ///
+    /// [`ErrorKind::OutcomeUnknown`]: samza_azure_coordinator::ErrorKind::OutcomeUnknown
+    pub fn ambiguous_writes(&self, n: u32) {
+        *self.ambiguous_writes.lock().unwrap() = n;
+    }
+
+    /// An applied write's answer, lost if an ambiguous write was asked for.
+    fn maybe_lose<T>(&self, r: Result<T>) -> Result<T> {
+        let mut left = self.ambiguous_writes.lock().unwrap();
+        if *left > 0 && r.is_ok() {
+            *left -= 1;
+            return Err(samza_azure_coordinator::Error::new(
+                samza_azure_coordinator::ErrorKind::OutcomeUnknown,
+                "simulated timeout: the write applied, its answer was lost",
+            ));
+        }
+        r
     }
 
     /// Storage is unreachable from this client for `d`, starting now.
@@ -276,7 +300,8 @@ impl TableStore for Recording {
     async fn insert_entity(&self, table: &str, e: &Entity) -> Result<ETag> {
         self.gate()?;
         let r = self.inner.insert_entity(table, e).await;
-        self.note(format!("insert_entity {}", e.row_key), r)
+        let r = self.note(format!("insert_entity {}", e.row_key), r);
+        self.maybe_lose(r)
     }
     async fn upsert_entity(&self, table: &str, e: &Entity, mode: WriteMode) -> Result<ETag> {
         self.gate()?;
@@ -292,7 +317,8 @@ impl TableStore for Recording {
     ) -> Result<ETag> {
         self.gate()?;
         let r = self.inner.update_entity(table, e, if_match, mode).await;
-        self.note(format!("update_entity {}", e.row_key), r)
+        let r = self.note(format!("update_entity {}", e.row_key), r);
+        self.maybe_lose(r)
     }
     async fn get_entity(&self, table: &str, pk: &str, rk: &str) -> Result<Entity> {
         self.gate()?;

@@ -37,6 +37,10 @@ import org.slf4j.LoggerFactory;
  * our coordinator, each write is fenced by the JobModel version its container started with, so a
  * processor that lost a task cannot overwrite the new owner's checkpoint. A task with no checkpoint
  * of ours is read from upstream samza-azure's table, so switching does not reprocess.
+ *
+ * <p>Storage outages: starting and committing wait out storage that cannot be reached for as long
+ * as it takes (a failed start or commit ends Samza's container, and so the processor), until the
+ * coordinator stops the container ({@link ContainerStops}): then they give up at once.
  */
 public final class AzureCheckpointManager implements CheckpointManager {
   private static final Logger LOG = LoggerFactory.getLogger(AzureCheckpointManager.class);
@@ -54,6 +58,13 @@ public final class AzureCheckpointManager implements CheckpointManager {
   private final CheckpointV1Serde v1 = new CheckpointV1Serde();
   private final CheckpointV2Serde v2 = new CheckpointV2Serde();
   private final LongSupplier generation;
+
+  /** {@link ContainerStops}' count when this manager was created. */
+  private final long createdAt;
+
+  /** Why the container stopped needing this manager; null while it runs. */
+  private volatile String abandoned;
+
   private volatile NativeCheckpoints store;
 
   public AzureCheckpointManager(Config config, MetricsRegistry registry) {
@@ -68,6 +79,7 @@ public final class AzureCheckpointManager implements CheckpointManager {
     this.nativeConfig = ConfigArrays.select(config, NATIVE_KEYS, NATIVE_PREFIXES);
     String id = new ApplicationConfig(config).getProcessorId();
     this.processorId = id == null ? "unidentified-" + UUID.randomUUID() : id;
+    this.createdAt = ContainerStops.count(processorId);
     this.readVersions = new TaskConfig(config).getCheckpointReadVersions();
     this.metrics = new CheckpointMetrics(registry);
     this.generation =
@@ -84,7 +96,7 @@ public final class AzureCheckpointManager implements CheckpointManager {
   @Override
   public void createResources() {
     try (NativeCheckpoints s = NativeCheckpoints.open(nativeConfig, processorId)) {
-      s.createResources();
+      s.createResources(false);
     }
   }
 
@@ -93,13 +105,19 @@ public final class AzureCheckpointManager implements CheckpointManager {
     tasks.add(taskName);
   }
 
-  /** Creates the table if needed and takes every registered task for this container. */
+  /**
+   * Creates the table if needed and takes every registered task for this container, waiting out a
+   * storage outage until storage answers or the container is stopped.
+   */
   @Override
   public synchronized void start() {
     if (store == null) {
       store = NativeCheckpoints.open(nativeConfig, processorId);
     }
-    store.createResources();
+    String stoppedSince = ContainerStops.register(processorId, createdAt, this);
+    if (stoppedSince != null) {
+      abandon(stoppedSince);
+    }
     long generation = this.generation.getAsLong();
     if (generation == 0) {
       LOG.warn(
@@ -107,7 +125,12 @@ public final class AzureCheckpointManager implements CheckpointManager {
               + " fenced by a job model version (the latest claim of a task wins)",
           processorId);
     }
-    store.claim(tasks.stream().map(TaskName::getTaskName).toArray(String[]::new), generation);
+    try {
+      store.createResources(true);
+      store.claim(tasks.stream().map(TaskName::getTaskName).toArray(String[]::new), generation);
+    } catch (RuntimeException e) {
+      throw stoppedWhileStarting(e);
+    }
     LOG.info(
         "Checkpoints of {} tasks in table {} (processor {}, job model version {})",
         tasks.size(),
@@ -120,7 +143,12 @@ public final class AzureCheckpointManager implements CheckpointManager {
   public Checkpoint readLastCheckpoint(TaskName taskName) {
     NativeCheckpoints s = started(taskName);
     long t0 = System.nanoTime();
-    String[] read = s.read(taskName.getTaskName());
+    String[] read;
+    try {
+      read = s.read(taskName.getTaskName());
+    } catch (RuntimeException e) {
+      throw stoppedWhileStarting(e);
+    }
     Map<Short, String> byVersion = new HashMap<>();
     for (int i = 0; i + 1 < read.length; i += 2) {
       byVersion.put(Short.valueOf(read[i]), read[i + 1]);
@@ -166,6 +194,10 @@ public final class AzureCheckpointManager implements CheckpointManager {
       throw e;
     } catch (RuntimeException e) {
       metrics.failedWrites.inc();
+      if (abandoned != null) {
+        // Samza records a failed commit silently; say why this one was given up.
+        LOG.info("Checkpoint of task {} given up: {}", taskName, abandoned);
+      }
       throw e;
     }
     metrics.writes.inc();
@@ -179,8 +211,27 @@ public final class AzureCheckpointManager implements CheckpointManager {
     }
   }
 
+  /**
+   * The container is being stopped: what waits for storage gives up at once, and later calls fail
+   * at once. Called from any thread; never blocks.
+   */
+  void abandon(String reason) {
+    if (abandoned == null) {
+      abandoned = reason;
+    }
+    NativeCheckpoints s = store;
+    if (s != null) {
+      try {
+        s.abandon(reason);
+      } catch (IllegalStateException closed) {
+        // Stopped meanwhile: nothing left to give up.
+      }
+    }
+  }
+
   @Override
   public synchronized void stop() {
+    ContainerStops.unregister(processorId, this);
     if (store != null) {
       store.close();
       store = null;
@@ -196,6 +247,31 @@ public final class AzureCheckpointManager implements CheckpointManager {
       throw new SamzaException("the checkpoint manager is not started (task " + taskName + ")");
     }
     return s;
+  }
+
+  /**
+   * {@code e} itself, unless it came from the container being stopped while starting: then an
+   * {@link InterruptedException}, which is how Samza itself stops a container that is still
+   * starting, and which SamzaContainer ends as stopped, not failed (a failed container ends its
+   * StreamProcessor).
+   */
+  private RuntimeException stoppedWhileStarting(RuntimeException e) {
+    if (abandoned == null) {
+      return e;
+    }
+    InterruptedException stopped =
+        new InterruptedException(
+            "the container of processor "
+                + processorId
+                + " was stopped while starting: "
+                + abandoned);
+    stopped.initCause(e);
+    throw AzureCheckpointManager.<RuntimeException>sneakyThrow(stopped);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static <T extends Throwable> RuntimeException sneakyThrow(Throwable t) throws T {
+    throw (T) t;
   }
 
   private Checkpoint parse(TaskName taskName, short version, String text) {
@@ -217,7 +293,12 @@ public final class AzureCheckpointManager implements CheckpointManager {
 
   /** Upstream samza-azure's rows: RowKey = the SSP as JSON, Offset = the offset. */
   private Checkpoint upstream(NativeCheckpoints s, TaskName taskName) {
-    String[] rows = s.upstream(taskName.getTaskName());
+    String[] rows;
+    try {
+      rows = s.upstream(taskName.getTaskName());
+    } catch (RuntimeException e) {
+      throw stoppedWhileStarting(e);
+    }
     if (rows.length == 0) {
       return null;
     }

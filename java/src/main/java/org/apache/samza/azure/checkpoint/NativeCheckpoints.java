@@ -22,8 +22,14 @@ final class NativeCheckpoints extends NativeHandle {
     return call(Native::checkpointTable);
   }
 
-  void createResources() {
-    run(Native::checkpointCreate);
+  /** One bounded attempt, or ({@code patient}) until storage answers or {@link #abandon}. */
+  void createResources(boolean patient) {
+    run(h -> Native.checkpointCreate(h, patient));
+  }
+
+  /** Gives up what is in flight and fails later calls at once; never blocks. */
+  void abandon(String reason) {
+    run(h -> Native.checkpointAbandon(h, reason));
   }
 
   void claim(String[] tasks, long generation) {

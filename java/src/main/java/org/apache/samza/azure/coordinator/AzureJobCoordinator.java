@@ -9,6 +9,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.samza.azure.FencedChooserFactory;
+import org.apache.samza.azure.checkpoint.ContainerStops;
 import org.apache.samza.azure.errors.AzureConfigException;
 import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.config.Config;
@@ -444,7 +445,9 @@ public final class AzureJobCoordinator implements JobCoordinator {
   static long startEpoch(String[] event) {
     if (event.length != 4) {
       throw new IllegalStateException(
-          "a start event carries version, model and fence epoch; got " + (event.length - 1) + " fields");
+          "a start event carries version, model and fence epoch; got "
+              + (event.length - 1)
+              + " fields");
     }
     return Long.parseLong(event[3]);
   }
@@ -483,6 +486,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
    */
   private boolean expire() {
     fence.disarm();
+    ContainerStops.stopping(processorId, "its coordinator is stopping the container");
     if (!containerStopped || !expired) {
       // Also before the first model: StreamProcessor only accepts a model after an expiry.
       stopDuringExpiry = false;
@@ -515,6 +519,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
     if (l == null) {
       return;
     }
+    ContainerStops.stopping(processorId, "its coordinator stopped");
     if (failure == null) {
       LOG.info("Coordinator of processor {} stopped", processorId);
       l.onCoordinatorStop();

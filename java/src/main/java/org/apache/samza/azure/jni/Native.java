@@ -134,7 +134,16 @@ public final class Native {
 
   public static native String checkpointTable(long handle);
 
-  public static native void checkpointCreate(long handle);
+  /**
+   * Creates the table if absent: one bounded attempt, or, {@code patient}, until storage answers.
+   */
+  public static native void checkpointCreate(long handle, boolean patient);
+
+  /**
+   * The container is stopping: whatever is in flight on this handle gives up at once, and every
+   * later call fails at once. Never blocks.
+   */
+  public static native void checkpointAbandon(long handle, String reason);
 
   /** Takes the tasks for {@code generation} (0: no generation, nothing fenced). */
   public static native void checkpointClaim(long handle, String[] tasks, long generation);

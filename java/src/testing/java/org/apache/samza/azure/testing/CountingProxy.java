@@ -8,19 +8,38 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A loopback TCP proxy that counts what passes: bytes each way and, for HTTP/1.1, requests (by
  * their request lines). Used to measure what a coordinator costs in storage requests and bytes,
  * independently of the coordinator's own accounting.
+ *
+ * <p>It can also cut what it serves, as an outage would: {@link #refuse()} (nothing listens: new
+ * connections are refused and open ones reset), {@link #silence()} (connections are accepted, but
+ * nothing is forwarded or answered either way), and {@link #restore()}.
  */
 public final class CountingProxy implements AutoCloseable {
   private static final byte[] REQUEST_LINE_END =
       " HTTP/1.1\r\n".getBytes(StandardCharsets.US_ASCII);
 
-  private final ServerSocket server;
+  private enum Mode {
+    FORWARD,
+    REFUSE,
+    SILENT
+  }
+
   private final int target;
+  private final int port;
+  private volatile ServerSocket server;
+  private volatile Mode mode = Mode.FORWARD;
+  private volatile boolean closed;
+
+  /** Every open connection, client and upstream side, so an outage can cut them. */
+  private final Set<Socket> open = ConcurrentHashMap.newKeySet();
+
   public final AtomicLong requests = new AtomicLong();
   public final AtomicLong bytesUp = new AtomicLong();
   public final AtomicLong bytesDown = new AtomicLong();
@@ -30,15 +49,67 @@ public final class CountingProxy implements AutoCloseable {
 
   public CountingProxy(int targetPort) throws IOException {
     this.target = targetPort;
-    this.server = new ServerSocket();
-    server.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
-    Thread t = new Thread(this::accept, "counting-proxy-" + targetPort);
+    this.server = listen(0);
+    this.port = server.getLocalPort();
+    startAccepting(server);
+  }
+
+  private static ServerSocket listen(int port) throws IOException {
+    ServerSocket s = new ServerSocket();
+    s.setReuseAddress(true);
+    s.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), port));
+    return s;
+  }
+
+  private void startAccepting(ServerSocket s) {
+    Thread t = new Thread(() -> accept(s), "counting-proxy-" + target);
     t.setDaemon(true);
     t.start();
   }
 
   public int port() {
-    return server.getLocalPort();
+    return port;
+  }
+
+  /** Nothing listens on the port any more, and open connections are reset: connection refused. */
+  public synchronized void refuse() throws IOException {
+    mode = Mode.REFUSE;
+    server.close();
+    cutOpenConnections();
+  }
+
+  /**
+   * Connections are accepted, but from now on nothing is forwarded either way and nothing is
+   * answered: requests hang until their client gives up.
+   */
+  public synchronized void silence() {
+    mode = Mode.SILENT;
+  }
+
+  /** Forwards again (connections left hanging by {@link #silence()} are closed). */
+  public synchronized void restore() throws IOException {
+    if (closed) {
+      return;
+    }
+    Mode was = mode;
+    mode = Mode.FORWARD;
+    if (was == Mode.REFUSE) {
+      server = listen(port);
+      startAccepting(server);
+    } else if (was == Mode.SILENT) {
+      cutOpenConnections();
+    }
+  }
+
+  private void cutOpenConnections() {
+    for (Socket s : open) {
+      try {
+        s.setSoLinger(true, 0); // a reset, as a dropped path looks to the client
+      } catch (IOException ignored) {
+        // closing anyway
+      }
+      closeQuietly(s);
+    }
   }
 
   /**
@@ -71,11 +142,18 @@ public final class CountingProxy implements AutoCloseable {
     bytesDown.set(0);
   }
 
-  private void accept() {
-    while (!server.isClosed()) {
+  private void accept(ServerSocket s) {
+    while (!s.isClosed()) {
       try {
-        Socket client = server.accept();
+        Socket client = s.accept();
+        open.add(client);
+        if (mode == Mode.SILENT) {
+          // Held open, never answered: read and drop whatever it sends.
+          pump(client, null, true);
+          continue;
+        }
         Socket upstream = new Socket(InetAddress.getLoopbackAddress(), target);
+        open.add(upstream);
         client.setTcpNoDelay(true);
         upstream.setTcpNoDelay(true);
         pump(client, upstream, true);
@@ -93,9 +171,12 @@ public final class CountingProxy implements AutoCloseable {
               byte[] buf = new byte[64 * 1024];
               int matched = 0;
               try (InputStream in = from.getInputStream();
-                  OutputStream out = to.getOutputStream()) {
+                  OutputStream out = to == null ? null : to.getOutputStream()) {
                 int n;
                 while ((n = in.read(buf)) > 0) {
+                  if (mode == Mode.SILENT || out == null) {
+                    continue; // dropped: the other side hears nothing
+                  }
                   if (up) {
                     bytesUp.addAndGet(n);
                     for (int i = 0; i < n; i++) {
@@ -119,7 +200,9 @@ public final class CountingProxy implements AutoCloseable {
                 // connection closed
               } finally {
                 closeQuietly(from);
-                closeQuietly(to);
+                if (to != null) {
+                  closeQuietly(to);
+                }
               }
             },
             "counting-proxy-pump");
@@ -127,7 +210,8 @@ public final class CountingProxy implements AutoCloseable {
     t.start();
   }
 
-  private static void closeQuietly(Socket s) {
+  private void closeQuietly(Socket s) {
+    open.remove(s);
     try {
       s.close();
     } catch (IOException ignored) {
@@ -136,12 +220,14 @@ public final class CountingProxy implements AutoCloseable {
   }
 
   @Override
-  public void close() {
+  public synchronized void close() {
+    closed = true;
     hold(false);
     try {
       server.close();
     } catch (IOException ignored) {
       // closing anyway
     }
+    cutOpenConnections();
   }
 }

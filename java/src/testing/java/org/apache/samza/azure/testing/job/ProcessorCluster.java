@@ -30,6 +30,7 @@ import org.apache.samza.azure.storage.AzureStorageClient;
 public final class ProcessorCluster implements AutoCloseable {
   private final Path dir;
   private final Path configFile;
+  private final Properties props;
   private volatile int partitions;
   private final List<String> jvmArgs;
   private final String classpath;
@@ -70,7 +71,7 @@ public final class ProcessorCluster implements AutoCloseable {
             storageConfig.put(k, v);
           }
         });
-    Properties props = new Properties();
+    props = new Properties();
     props.putAll(config);
     props.put("job.name", config.getOrDefault("job.name", "ownership"));
     props.put("systems.fs.dir", dir.resolve("input").toString());
@@ -144,6 +145,28 @@ public final class ProcessorCluster implements AutoCloseable {
   public void start(String id, Class<?> main) throws IOException {
     processes.put(id, launch(dir, jvmArgs, classpath, main, configFile, id));
     endedAt.remove(id);
+  }
+
+  /**
+   * Starts a processor whose config differs from the others' in {@code overrides} (for example a
+   * storage connection through a proxy of its own).
+   */
+  public void start(String id, Map<String, String> overrides) throws IOException {
+    Properties own = new Properties();
+    own.putAll(props);
+    own.putAll(overrides);
+    Path file = dir.resolve(id + ".properties");
+    try (OutputStream out = Files.newOutputStream(file)) {
+      own.store(out, "written by the test harness for " + id);
+    }
+    processes.put(id, launch(dir, jvmArgs, classpath, ProcessorMain.class, file, id));
+    endedAt.remove(id);
+  }
+
+  /** The processor's exit status, or null while it runs (or was never started). */
+  public Integer exitStatus(String id) {
+    Process p = processes.get(id);
+    return p == null || p.isAlive() ? null : p.exitValue();
   }
 
   /**
