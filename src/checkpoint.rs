@@ -210,6 +210,35 @@ impl Patience {
     }
 }
 
+/// The highest generation that any task's owner row in `table` records (0 for no table or no
+/// rows). A claim is refused below it, so after the job model document was reset the leader
+/// numbers versions above it; otherwise every container start of the job would be refused
+/// until the versions caught up. Malformed owner rows are left out (any claim takes them).
+pub async fn highest_generation<S: TableStore + ?Sized>(store: &S, table: &str) -> Result<u64> {
+    let mut highest = 0;
+    let mut continuation = None;
+    loop {
+        let page = match store
+            .query_partition(table, PARTITION, None, Some(1000), continuation)
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(highest),
+            other => other?,
+        };
+        for e in &page.entities {
+            if e.row_key.ends_with(&format!("|{OWNER_ROW}")) {
+                if let Ok(owner) = parse_owner(&e.row_key, e) {
+                    highest = highest.max(owner.generation);
+                }
+            }
+        }
+        continuation = page.continuation;
+        if continuation.is_none() {
+            return Ok(highest);
+        }
+    }
+}
+
 /// The task's name as a row-key prefix: escapes what the Table service forbids in keys
 /// (`/ \\ # ?`, control characters), `|` (it ends the prefix) and `%` itself, so distinct task
 /// names stay distinct and no task's rows fall in another's range.

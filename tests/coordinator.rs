@@ -108,6 +108,9 @@ enum Control {
     /// A graceful stop whose container takes this long to stop (Samza allows up to
     /// `task.shutdown.ms`, 30 s by default): it keeps processing meanwhile.
     SlowStop(Duration),
+    /// The Java side stops answering `Prepare` (its event thread is stuck); the processing
+    /// fence, which does not need that thread, still works.
+    IgnorePrepares,
     /// kill -9: the driver returns at once and the runtime with all its tasks is dropped.
     Crash,
 }
@@ -140,6 +143,7 @@ async fn drive(
 ) {
     let mut current: Option<Vec<u32>> = None;
     let mut stop_takes = Duration::ZERO;
+    let mut ignore_prepares = false;
     loop {
         let event = tokio::select! {
             e = c.next_event(Duration::from_secs(60)) => e,
@@ -156,6 +160,7 @@ async fn drive(
                     }
                     Some(Control::Crash) | None => return,
                     Some(Control::Stop) => c.stop(),
+                    Some(Control::IgnorePrepares) => ignore_prepares = true,
                     Some(Control::SlowStop(d)) => {
                         stop_takes = d;
                         c.stop();
@@ -182,6 +187,7 @@ async fn drive(
                     None => c.computed(version, Ok(compute(&members))),
                 }
             }
+            Event::Prepare { .. } if ignore_prepares => {}
             Event::Prepare { version, model } => {
                 let next = assignment(&model, &me);
                 let changed = current.as_ref() != Some(&next);
@@ -987,4 +993,48 @@ async fn notification_rows_of_processors_that_are_gone_are_collected() {
     )
     .await;
     c.stop("p1").await;
+}
+
+/// The reset that keeps the checkpoints (delete the job's container and membership table,
+/// keep the checkpoint table): versions start again, and must start above the checkpoints'
+/// generations, or every container's claim is refused until they catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reset_that_keeps_the_checkpoints_versions_start_above_them() {
+    use samza_azure_coordinator::checkpoint::CheckpointStore;
+    let mut c = Cluster::new();
+    let table = c.names().checkpoint_table;
+    // An earlier life of the job left its checkpoints, claimed up to generation 57.
+    let earlier = CheckpointStore::new(Arc::new(azurite().storage()), &table, "earlier");
+    earlier.create_resources().await.unwrap();
+    earlier.claim("Partition 0", 57).await.unwrap();
+    c.spawn("p1");
+    let (v, _) = c.settled(0, Duration::from_secs(20)).await;
+    let now = CheckpointStore::new(Arc::new(azurite().storage()), &table, "p1");
+    now.claim("Partition 0", v)
+        .await
+        .unwrap_or_else(|e| panic!("a container of version {v} cannot claim its task: {e}"));
+    c.stop("p1").await;
+}
+
+/// A processor whose Java side never answers a Prepare must not hold every later rebalance
+/// hostage: past the barrier timeout it stops claiming to be alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_that_never_answers_cannot_hold_the_job_hostage() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let stuck = if leader == "p1" { "p2" } else { "p1" };
+    c.get(stuck).control.send(Control::IgnorePrepares).unwrap();
+    c.spawn("p3");
+    // Barrier timeout (5 s here), then the liveness timeout, then a version without it.
+    let (v, t) = c
+        .settled_among(&[leader.as_str(), "p3"], v1, Duration::from_secs(40))
+        .await;
+    eprintln!("{leader} and p3 run v{v} without the unanswering {stuck}, {t:?} after the join");
+    for id in c.procs.iter().map(|p| p.id.clone()).collect::<Vec<_>>() {
+        c.stop(&id).await;
+    }
 }

@@ -350,6 +350,11 @@ struct Leader {
     nothing_running: bool,
     /// When to look for notification rows of processors that are gone.
     next_sweep: Instant,
+    /// The checkpoint table's highest owner generation was read (see `seed_from_checkpoints`).
+    checkpoints_read: bool,
+    /// When to touch the notification rows of processors the barrier still waits for: a
+    /// notify that failed is not lost, and nobody waits for the 30 s backstop poll.
+    next_renotify: Instant,
 }
 
 /// How often a leader collects the notification rows of processors that are gone.
@@ -360,6 +365,8 @@ struct Engine<'a, S: Storage> {
     me: String,
     timing: Timing,
     blob: BlobRef,
+    /// The job's checkpoint table: versions are numbered above its owners' generations.
+    checkpoint_table: String,
     membership: Membership<'a>,
     events: &'a mpsc::UnboundedSender<Event>,
     metrics: Arc<Metrics>,
@@ -372,6 +379,10 @@ struct Engine<'a, S: Storage> {
     acked: u64,
     /// Prepare emitted for this version; waiting for Java.
     preparing: Option<u64>,
+    /// Since when Java owes an answer to a Prepare. Past the barrier timeout this processor
+    /// stops heartbeating (see `tick`), so a Java side that never answers cannot hold every
+    /// rebalance hostage: its row goes stale and the leader leaves it out.
+    preparing_since: Option<Instant>,
     /// Start emitted for this version.
     started: u64,
     /// Version of the container running here (0: none).
@@ -450,6 +461,7 @@ async fn run<S: Storage>(
         store: s,
         me,
         blob,
+        checkpoint_table: names.checkpoint_table.clone(),
         membership,
         events,
         metrics,
@@ -459,6 +471,7 @@ async fn run<S: Storage>(
         etag: None,
         acked: 0,
         preparing: None,
+        preparing_since: None,
         started: 0,
         running: 0,
         probe: None,
@@ -555,7 +568,18 @@ impl<'a, S: Storage> Engine<'a, S> {
         // a container whose partitions may already be someone else's. A heartbeat first would
         // hide how long the silence lasted.
         self.check_fence();
-        if Instant::now() >= self.next_heartbeat {
+        if self.preparing_since.is_some_and(|t| self.unanswered(t)) {
+            // Withheld: the row goes stale and the self-fence stops whatever still runs.
+            if Instant::now() >= self.next_heartbeat {
+                tracing::error!(
+                    version = ?self.preparing,
+                    "the container was asked to stop for a new job model and did not answer \
+                     within the barrier timeout; no longer heartbeating, so the job can go on \
+                     without this processor"
+                );
+                self.next_heartbeat = Instant::now() + self.timing.barrier_timeout;
+            }
+        } else if Instant::now() >= self.next_heartbeat {
             self.heartbeat().await?;
         }
         if let Some(deadline) = self.leaving {
@@ -669,6 +693,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
         self.check_fence();
         self.preparing = None;
+        self.preparing_since = None;
         if let Some(l) = self.leader.as_mut() {
             l.phase = LeaderPhase::Idle;
             l.next_scan = Instant::now();
@@ -677,6 +702,11 @@ impl<'a, S: Storage> Engine<'a, S> {
             .seen_version
             .store(doc.version(), Ordering::Relaxed);
         self.doc = doc;
+    }
+
+    /// Java has owed an answer to a Prepare since `since` for longer than a barrier lasts.
+    fn unanswered(&self, since: Instant) -> bool {
+        since.elapsed() >= self.timing.barrier_timeout
     }
 
     /// Fences if the deadline passed, and catches up with a fence the timer took.
@@ -771,6 +801,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             {
                 tracing::info!(version = v, "new job model; preparing");
                 self.preparing = Some(v);
+                self.preparing_since.get_or_insert_with(Instant::now);
                 self.next_poll = Instant::now();
                 self.emit(Event::Prepare {
                     version: v,
@@ -820,6 +851,13 @@ impl<'a, S: Storage> Engine<'a, S> {
             Command::Prepared { version, stopped } => {
                 if self.preparing == Some(version) {
                     self.preparing = None;
+                    if self
+                        .preparing_since
+                        .take()
+                        .is_some_and(|t| self.unanswered(t))
+                    {
+                        tracing::info!(version, "Java answered at last; heartbeating again");
+                    }
                     self.acked = version;
                     if stopped {
                         self.running = 0;
@@ -866,6 +904,8 @@ impl<'a, S: Storage> Engine<'a, S> {
                     next_version: 0,
                     nothing_running: false,
                     next_sweep: Instant::now(),
+                    checkpoints_read: false,
+                    next_renotify: Instant::now(),
                 });
                 // Start from storage's current document, not our cached view. Until a read
                 // succeeds the leader does nothing (see `sync_leader`).
@@ -961,6 +1001,40 @@ impl<'a, S: Storage> Engine<'a, S> {
         Ok(true)
     }
 
+    /// When the document holds no version (the job's first start, or a reset that deleted it
+    /// and kept the checkpoints), numbering must start above every generation in the
+    /// checkpoint table, where a claim below it is refused. Read once per leadership; false
+    /// if it could not be read yet.
+    async fn seed_from_checkpoints(&mut self) -> Result<bool> {
+        let Some(l) = self.leader.as_ref() else {
+            return Ok(false);
+        };
+        if l.checkpoints_read || self.doc.phase() != Phase::None {
+            return Ok(true);
+        }
+        match crate::checkpoint::highest_generation(self.store, &self.checkpoint_table).await {
+            Ok(generation) => {
+                if let Some(l) = self.leader.as_mut() {
+                    l.checkpoints_read = true;
+                    l.next_version = l.next_version.max(generation + 1);
+                }
+                if generation > 0 {
+                    tracing::info!(
+                        table = %self.checkpoint_table,
+                        generation,
+                        "numbering job model versions above the checkpoints' highest generation"
+                    );
+                }
+                Ok(true)
+            }
+            Err(e) if is_fatal(&e) => Err(e.context("reading the checkpoint generations")),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the checkpoint generations failed");
+                Ok(false)
+            }
+        }
+    }
+
     async fn leader_tick(&mut self) -> Result<()> {
         let Some(l) = self.leader.as_mut() else {
             return Ok(());
@@ -984,6 +1058,10 @@ impl<'a, S: Storage> Engine<'a, S> {
             return Ok(());
         }
         if self.etag.is_none() && !self.sync_leader().await? {
+            self.schedule_scan(false);
+            return Ok(());
+        }
+        if !self.seed_from_checkpoints().await? {
             self.schedule_scan(false);
             return Ok(());
         }
@@ -1306,6 +1384,16 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
         let timed_out = Instant::now() >= deadline;
         if missing.is_empty() && !timed_out {
+            let renotify = self
+                .leader
+                .as_mut()
+                .filter(|l| Instant::now() >= l.next_renotify);
+            if let Some(l) = renotify {
+                l.next_renotify = Instant::now() + self.timing.heartbeat;
+                if let Err(e) = self.membership.notify(&waiting).await {
+                    tracing::warn!(error = %e, "notifying processors failed; trying again");
+                }
+            }
             return Ok(());
         }
         // Give up on this version. A dead or departed processor holds nothing any more (it
@@ -1354,6 +1442,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             self.metrics.is_leader.store(false, Ordering::Relaxed);
         }
         self.preparing = None;
+        self.preparing_since = None;
         self.leaving = Some(Instant::now() + RELEASE_TIMEOUT);
         tracing::info!(processor = %self.me, "leaving the group; stopping the container");
         self.emit(Event::Release);
