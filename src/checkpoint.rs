@@ -215,28 +215,19 @@ impl Patience {
 /// numbers versions above it; otherwise every container start of the job would be refused
 /// until the versions caught up. Malformed owner rows are left out (any claim takes them).
 pub async fn highest_generation<S: TableStore + ?Sized>(store: &S, table: &str) -> Result<u64> {
-    let mut highest = 0;
-    let mut continuation = None;
-    loop {
-        let page = match store
-            .query_partition(table, PARTITION, None, Some(1000), continuation)
-            .await
-        {
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(highest),
-            other => other?,
-        };
-        for e in &page.entities {
-            if e.row_key.ends_with(&format!("|{OWNER_ROW}")) {
-                if let Ok(owner) = parse_owner(&e.row_key, e) {
-                    highest = highest.max(owner.generation);
-                }
-            }
-        }
-        continuation = page.continuation;
-        if continuation.is_none() {
-            return Ok(highest);
-        }
-    }
+    let pages = match store.query_pages(table, PARTITION, None).await {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        other => other?,
+    };
+    let owner_suffix = format!("|{OWNER_ROW}");
+    Ok(pages
+        .iter()
+        .flatten()
+        .filter(|e| e.row_key.ends_with(&owner_suffix))
+        .filter_map(|e| parse_owner(&e.row_key, e).ok())
+        .map(|o| o.generation)
+        .max()
+        .unwrap_or(0))
 }
 
 /// The task's name as a row-key prefix: escapes what the Table service forbids in keys
@@ -620,30 +611,13 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
 
     /// Every row of the task (none when the table is absent).
     async fn task_rows(&self, key: &str) -> Result<Vec<Entity>> {
-        let filter = task_rows_filter(key);
-        let mut rows = Vec::new();
-        let mut continuation = None;
-        loop {
-            let page = match self
-                .store
-                .query_partition(
-                    &self.table,
-                    PARTITION,
-                    Some(&filter),
-                    Some(1000),
-                    continuation,
-                )
-                .await
-            {
-                Ok(p) => p,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(rows),
-                Err(e) => return Err(e),
-            };
-            rows.extend(page.entities);
-            continuation = page.continuation;
-            if continuation.is_none() {
-                return Ok(rows);
-            }
+        match self
+            .store
+            .query_pages(&self.table, PARTITION, Some(&task_rows_filter(key)))
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            other => Ok(other?.into_iter().flatten().collect()),
         }
     }
 

@@ -84,24 +84,14 @@ impl<S: Storage> Group<S> {
 
     /// How many times the latch was counted down.
     pub async fn latch_count(&self, latch: &str) -> Result<usize> {
-        let table = &self.names.table;
         let partition = self.partition("latch", latch);
-        let mut count = 0;
-        let mut continuation = None;
-        loop {
-            let page = match self
-                .store
-                .query_partition(table, &partition, None, Some(1000), continuation)
-                .await
-            {
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-                other => other?,
-            };
-            count += page.entities.len();
-            continuation = page.continuation;
-            if continuation.is_none() {
-                return Ok(count);
-            }
+        match self
+            .store
+            .query_pages(&self.names.table, &partition, None)
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            other => Ok(other?.iter().map(Vec::len).sum()),
         }
     }
 

@@ -280,23 +280,14 @@ impl<'a> Membership<'a> {
 
     /// Reads every member row (following continuations).
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let filter = snapshot_filter();
+        let pages = self
+            .store
+            .query_pages(&self.table, &self.partition, Some(&snapshot_filter()))
+            .await?;
         let mut members = Vec::new();
         let mut server_now: Option<OffsetDateTime> = None;
-        let mut continuation = None;
-        loop {
-            let page = self
-                .store
-                .query_partition(
-                    &self.table,
-                    &self.partition,
-                    Some(&filter),
-                    Some(1000),
-                    continuation,
-                )
-                .await?;
+        for page in pages {
             let rows = page
-                .entities
                 .into_iter()
                 .map(|e| parse_member(&self.table, e))
                 .collect::<Result<Vec<_>>>()?;
@@ -307,10 +298,6 @@ impl<'a> Membership<'a> {
                 if !m.processor_id.starts_with(SPECIAL_PREFIX) {
                     members.push(m);
                 }
-            }
-            continuation = page.continuation;
-            if continuation.is_none() {
-                break;
             }
         }
         Ok(Snapshot {
@@ -330,46 +317,34 @@ impl<'a> Membership<'a> {
             .map(|m| m.processor_id.as_str())
             .collect();
         let filter = format!("RowKey ge '{PROBE_PREFIX}'");
+        let pages = self
+            .store
+            .query_pages(&self.table, &self.partition, Some(&filter))
+            .await?;
         let mut removed = 0;
-        let mut continuation = None;
-        loop {
-            let page = self
+        for e in pages.into_iter().flatten() {
+            let Some(id) = e.row_key.strip_prefix(PROBE_PREFIX) else {
+                continue;
+            };
+            let Some(etag) = e.etag.clone().filter(|_| !members.contains(id)) else {
+                continue;
+            };
+            match self
                 .store
-                .query_partition(
+                .delete_entity(
                     &self.table,
                     &self.partition,
-                    Some(&filter),
-                    Some(1000),
-                    continuation,
+                    &e.row_key,
+                    &IfMatch::ETag(etag),
                 )
-                .await?;
-            for e in page.entities {
-                let Some(id) = e.row_key.strip_prefix(PROBE_PREFIX) else {
-                    continue;
-                };
-                let Some(etag) = e.etag.clone().filter(|_| !members.contains(id)) else {
-                    continue;
-                };
-                match self
-                    .store
-                    .delete_entity(
-                        &self.table,
-                        &self.partition,
-                        &e.row_key,
-                        &IfMatch::ETag(etag),
-                    )
-                    .await
-                {
-                    Ok(()) => removed += 1,
-                    Err(e) if lost_race(&e) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            continuation = page.continuation;
-            if continuation.is_none() {
-                return Ok(removed);
+                .await
+            {
+                Ok(()) => removed += 1,
+                Err(e) if lost_race(&e) => {}
+                Err(e) => return Err(e),
             }
         }
+        Ok(removed)
     }
 
     /// Deletes rows judged dead in `snapshot`, each only if unchanged since (If-Match), so a

@@ -288,6 +288,28 @@ pub trait TableStore: Send + Sync {
         page_size: Option<u32>,
         continuation: Option<Continuation>,
     ) -> Result<Page>;
+    /// Every row of a partition matching `filter`, following continuations, 1,000 a page,
+    /// kept page by page and in order (a page was read after every row of the pages before
+    /// it was written).
+    async fn query_pages(
+        &self,
+        table: &str,
+        partition_key: &str,
+        filter: Option<&str>,
+    ) -> Result<Vec<Vec<Entity>>> {
+        let mut pages = Vec::new();
+        let mut continuation = None;
+        loop {
+            let page = self
+                .query_partition(table, partition_key, filter, Some(1000), continuation)
+                .await?;
+            pages.push(page.entities);
+            continuation = page.continuation;
+            if continuation.is_none() {
+                return Ok(pages);
+            }
+        }
+    }
     /// Atomic: all operations apply or none. Returns the new ETag of each operation (`None`
     /// for deletes). Any failed operation fails the whole call with its error.
     async fn batch(

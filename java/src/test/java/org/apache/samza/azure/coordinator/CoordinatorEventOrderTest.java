@@ -86,6 +86,8 @@ public class CoordinatorEventOrderTest extends AzuriteTest {
       Map<String, String> direct = AzureJobCoordinatorTest.config("order1");
       direct.put("job.coordinator.azure.heartbeat.interval.ms", "500");
       direct.put("job.coordinator.azure.liveness.timeout.ms", "2000");
+      // An attempt must fit before the 1.5 s self-fence (checked at start).
+      direct.put("azure.storage.request.timeout.ms", "1000");
       JobCoordinator p2 = coordinator("p2", direct, follower);
       try {
         p1.start();
