@@ -110,6 +110,12 @@ pub struct Membership<'a> {
     partition: String,
     heartbeats: u64,
     state: MemberState,
+    /// The row's ETag after this processor's last write of it, while nobody else wrote it
+    /// since as far as we know: heartbeats are conditional on it, so a second live process
+    /// with the same id is noticed instead of both writing one row.
+    row_etag: Option<ETag>,
+    /// The incarnation of the last write of the row that storage confirmed.
+    written_incarnation: String,
 }
 
 impl<'a> Membership<'a> {
@@ -148,6 +154,8 @@ impl<'a> Membership<'a> {
             partition: partition.to_owned(),
             heartbeats: 0,
             state: MemberState::default(),
+            row_etag: None,
+            written_incarnation: String::new(),
         })
     }
 
@@ -180,10 +188,48 @@ impl<'a> Membership<'a> {
     pub async fn register(&mut self) -> Result<()> {
         self.store.ensure_table(&self.table).await?;
         self.heartbeats = 0;
-        self.store
+        let etag = self
+            .store
             .upsert_entity(&self.table, &self.row(), WriteMode::Replace)
+            .await?;
+        self.wrote(Some(etag));
+        Ok(())
+    }
+
+    /// Records a write of the row that storage confirmed.
+    fn wrote(&mut self, etag: Option<ETag>) {
+        self.row_etag = etag;
+        self.written_incarnation = self.state.incarnation.clone();
+    }
+
+    /// After a conditional heartbeat was refused: fails if another live process writes this
+    /// processor's row (it carries an incarnation this one never wrote). Otherwise the refusal
+    /// was a notification, or the leader removed a row it judged dead.
+    async fn check_own_row(&self) -> Result<()> {
+        let row = match self
+            .store
+            .get_entity(&self.table, &self.partition, &self.processor_id)
             .await
-            .map(|_| ())
+        {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        };
+        let theirs = row.get_str("incarnation").unwrap_or_default();
+        if theirs == self.state.incarnation || theirs == self.written_incarnation {
+            return Ok(());
+        }
+        Err(Error::config(
+            "processor.id",
+            format!(
+                "an id no other live processor of the job uses: '{}' is also used by another \
+                 process (row {}/{}/{} holds incarnation {theirs}, not this process's {})",
+                self.processor_id,
+                self.table,
+                self.partition,
+                self.processor_id,
+                self.state.incarnation
+            ),
+        ))
     }
 
     /// Refreshes the row's server timestamp.
@@ -207,26 +253,44 @@ impl<'a> Membership<'a> {
         self.heartbeats += 1;
         let probe = Entity::new(self.partition.clone(), probe_key(&self.processor_id));
         if let Some(etag) = known {
+            let row = match self.row_etag.clone() {
+                Some(mine) => BatchOp::Update(self.row(), IfMatch::ETag(mine), WriteMode::Replace),
+                None => BatchOp::Upsert(self.row(), WriteMode::Replace),
+            };
             let ops = vec![
-                BatchOp::Upsert(self.row(), WriteMode::Replace),
+                row,
                 BatchOp::Update(probe.clone(), IfMatch::ETag(etag.clone()), WriteMode::Merge),
             ];
             match self.store.batch(&self.table, &self.partition, ops).await {
                 Ok(etags) => {
-                    if let Some(Some(e)) = etags.into_iter().nth(1) {
+                    let mut etags = etags.into_iter();
+                    self.wrote(etags.next().flatten());
+                    if let Some(Some(e)) = etags.next() {
                         return Ok(Heartbeat::Quiet(e));
                     }
                 }
-                Err(e) if lost_race(&e) => {}
-                Err(e) => return Err(e),
+                Err(e) if lost_race(&e) => self.check_own_row().await?,
+                Err(e) => {
+                    // It may have applied: the next write of the row cannot be conditional.
+                    self.row_etag = None;
+                    return Err(e);
+                }
             }
         }
         let ops = vec![
             BatchOp::Upsert(self.row(), WriteMode::Replace),
             BatchOp::Upsert(probe, WriteMode::Merge),
         ];
-        let etags = self.store.batch(&self.table, &self.partition, ops).await?;
-        match etags.into_iter().nth(1) {
+        let etags = match self.store.batch(&self.table, &self.partition, ops).await {
+            Ok(etags) => etags,
+            Err(e) => {
+                self.row_etag = None;
+                return Err(e);
+            }
+        };
+        let mut etags = etags.into_iter();
+        self.wrote(etags.next().flatten());
+        match etags.next() {
             Some(Some(e)) => Ok(Heartbeat::Notified(e)),
             _ => Err(Error::internal(
                 "batch returned no ETag for the notification row",

@@ -206,3 +206,41 @@ async fn a_slow_second_page_does_not_make_a_live_member_of_the_first_dead() {
         "a heartbeating member read on the first page was judged dead"
     );
 }
+
+/// Two live processes with the same processor id would both write one row and both look like
+/// one healthy member: the one whose conditional heartbeat is refused by the other's write
+/// finds a foreign incarnation in its row and fails with an error naming the id.
+#[tokio::test]
+async fn two_live_processes_with_one_processor_id_are_told_apart() {
+    use samza_azure_coordinator::membership::MemberState;
+    let table = unique("dupes");
+    let (s1, s2) = (azurite().storage(), azurite().storage());
+    let mut first = Membership::new(&s1, &table, "p1").unwrap();
+    first.set_state(MemberState {
+        incarnation: "first".into(),
+        ..MemberState::default()
+    });
+    first.register().await.unwrap();
+    let mut probe = match first.heartbeat_watching(None).await.unwrap() {
+        samza_azure_coordinator::membership::Heartbeat::Notified(e)
+        | samza_azure_coordinator::membership::Heartbeat::Quiet(e) => e,
+    };
+    probe = match first.heartbeat_watching(Some(&probe)).await.unwrap() {
+        samza_azure_coordinator::membership::Heartbeat::Quiet(e) => e,
+        other => panic!("no one touched the notification row: {other:?}"),
+    };
+    let mut second = Membership::new(&s2, &table, "p1").unwrap();
+    second.set_state(MemberState {
+        incarnation: "second".into(),
+        ..MemberState::default()
+    });
+    second.register().await.unwrap();
+    let e = first
+        .heartbeat_watching(Some(&probe))
+        .await
+        .expect_err("a heartbeat over another process's row must fail");
+    assert!(
+        e.message().contains("processor.id") && e.message().contains("'p1'"),
+        "{e}"
+    );
+}
