@@ -183,3 +183,48 @@ async fn secrets_never_reach_errors_or_logs() {
         assert!(!text.contains(SAS_SIG), "SAS signature leaked: {text}");
     }
 }
+
+/// Every request carries the server-side `timeout` (whole seconds, at most the client's own
+/// per-attempt timeout), so a write cannot be applied long after the client gave up on it
+/// (Azure's default is 30 s for a table write).
+#[tokio::test]
+async fn every_request_tells_storage_how_long_the_client_waits() {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Records each request line, then drops the connection.
+    let lines = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for stream in listener.incoming().take(2) {
+            let mut line = String::new();
+            BufReader::new(stream.unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            seen.push(line);
+        }
+        seen
+    });
+    let config = config_for(
+        port,
+        port,
+        &format!("AccountKey={WRONG_KEY}"),
+        &[
+            ("azure.storage.request.timeout.ms", "3500"),
+            ("azure.storage.retry.max.attempts", "1"),
+        ],
+    );
+    let s = AzureStorage::new(&config).unwrap();
+    let blob = BlobRef::new("jobs", "doc").unwrap();
+    let _ = s.read_document(&blob).await;
+    let _ = s.get_entity("members", "p", "r").await;
+    let lines = tokio::task::spawn_blocking(move || lines.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 2);
+    for line in lines {
+        assert!(
+            line.contains("timeout=3"),
+            "no server-side timeout of 3 s: {line}"
+        );
+    }
+}

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azure_core::error::ErrorKind as SdkKind;
-use azure_core::{RetryOptions, StatusCode, TransportOptions};
+use azure_core::request_options::Timeout;
+use azure_core::{ClientOptions, RetryOptions, StatusCode, TimeoutPolicy, TransportOptions};
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::TableServiceClient;
 use azure_storage::{CloudLocation, StorageCredentials};
@@ -89,15 +90,23 @@ impl AzureStorage {
             account: conn.account.clone(),
             uri: uri.as_str().trim_end_matches('/').to_owned(),
         };
+        // Storage is told how long we wait (whole seconds, at most our own per-attempt
+        // timeout), so a write cannot be applied long after we gave up on it: Azure would
+        // otherwise keep working on a table write for up to 30 s. The parameter is added
+        // before the request is signed.
+        let server_timeout = (config.policy.request_timeout.as_secs()).max(1);
+        let options = ClientOptions::new(transport)
+            .retry(RetryOptions::none())
+            .timeout(TimeoutPolicy::new(Some(Timeout::new(Duration::from_secs(
+                server_timeout,
+            )))));
         let blobs =
             ClientBuilder::with_location(location(&conn.blob_endpoint), credentials.clone())
-                .transport(transport.clone())
-                .retry(RetryOptions::none())
+                .client_options(options.clone())
                 .blob_service_client();
         let tables =
             TableServiceClientBuilder::with_location(location(&conn.table_endpoint), credentials)
-                .transport(transport)
-                .retry(RetryOptions::none())
+                .client_options(options)
                 .build();
         Ok(AzureStorage {
             blobs,
