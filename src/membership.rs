@@ -67,6 +67,9 @@ pub struct MemberState {
     /// Highest JobModel version this processor has acknowledged: it has stopped every container
     /// the version takes away from it.
     pub acked: u64,
+    /// The content id of the acknowledged version (its header's `content`); `None` in rows
+    /// written by a processor that predates it.
+    pub acked_content: Option<String>,
     /// Version whose container is running here (0: none).
     pub running: u64,
     /// Changes whenever this processor may have lost its containers without the model
@@ -181,6 +184,10 @@ impl<'a> Membership<'a> {
             .with("running", self.state.running.to_string())
             .with("running@odata.type", "Edm.Int64")
             .with("incarnation", self.state.incarnation.clone())
+            .with(
+                "ackedcontent",
+                self.state.acked_content.clone().unwrap_or_default(),
+            )
     }
 
     /// Creates the table if needed and writes this processor's row (replacing a row left by
@@ -477,6 +484,7 @@ fn parse_member(table: &str, e: Entity) -> Result<Member> {
     let heartbeats = int("heartbeats");
     let state = MemberState {
         acked: int("acked"),
+        acked_content: e.get_str("ackedcontent").map(str::to_owned),
         running: int("running"),
         incarnation: e.get_str("incarnation").unwrap_or_default().to_owned(),
     };

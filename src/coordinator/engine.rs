@@ -375,8 +375,11 @@ struct Engine<'a, S: Storage> {
 
     doc: Arc<ModelDocument>,
     etag: Option<ETag>,
-    /// Version this processor acknowledged last.
+    /// Version this processor acknowledged last, and the content id of what it acknowledged.
     acked: u64,
+    acked_content: String,
+    /// The content id of the version Java is preparing.
+    preparing_content: String,
     /// Prepare emitted for this version; waiting for Java.
     preparing: Option<u64>,
     /// Since when Java owes an answer to a Prepare. Past the barrier timeout this processor
@@ -470,6 +473,8 @@ async fn run<S: Storage>(
         doc: Arc::new(ModelDocument::initial()),
         etag: None,
         acked: 0,
+        acked_content: String::new(),
+        preparing_content: String::new(),
         preparing: None,
         preparing_since: None,
         started: 0,
@@ -615,6 +620,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         self.check_fence();
         self.membership.set_state(MemberState {
             acked: self.acked,
+            acked_content: Some(self.acked_content.clone()),
             running: self.running,
             incarnation: self.membership.state().incarnation.clone(),
         });
@@ -801,6 +807,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             {
                 tracing::info!(version = v, "new job model; preparing");
                 self.preparing = Some(v);
+                self.preparing_content = self.doc.header.content.clone();
                 self.preparing_since.get_or_insert_with(Instant::now);
                 self.next_poll = Instant::now();
                 self.emit(Event::Prepare {
@@ -859,6 +866,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                         tracing::info!(version, "Java answered at last; heartbeating again");
                     }
                     self.acked = version;
+                    self.acked_content = std::mem::take(&mut self.preparing_content);
                     if stopped {
                         self.running = 0;
                         self.metrics.running_version.store(0, Ordering::Relaxed);
@@ -1370,7 +1378,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         let mut waiting = Vec::new();
         for id in &self.doc.header.must_ack {
             match snapshot.members.iter().find(|m| &m.processor_id == id) {
-                Some(m) if m.state.acked >= v => {}
+                Some(m) if acknowledged(&m.state, v, &self.doc.header.content) => {}
                 Some(_) if live_ids.contains(id.as_str()) => waiting.push(id.clone()),
                 _ => missing.push(id.clone()),
             }
@@ -1486,6 +1494,42 @@ impl<'a, S: Storage> Engine<'a, S> {
     }
 }
 
+/// Whether a member's row acknowledges version `v` of content `content`: a newer version, or
+/// this one given for the same content. A row without a content id (written by a processor
+/// that predates it) is taken on the version alone.
+fn acknowledged(state: &MemberState, v: u64, content: &str) -> bool {
+    state.acked > v
+        || (state.acked == v
+            && state
+                .acked_content
+                .as_deref()
+                .is_none_or(|acked| acked == content))
+}
+
 fn ids(members: &[MemberRef]) -> Vec<&str> {
     members.iter().map(|m| m.id.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acked(v: u64, content: Option<&str>) -> MemberState {
+        MemberState {
+            acked: v,
+            acked_content: content.map(str::to_owned),
+            ..MemberState::default()
+        }
+    }
+
+    #[test]
+    fn an_acknowledgement_counts_only_for_the_content_it_was_given_for() {
+        assert!(acknowledged(&acked(7, Some("a")), 7, "a"));
+        assert!(!acknowledged(&acked(7, Some("b")), 7, "a"));
+        assert!(!acknowledged(&acked(6, Some("a")), 7, "a"));
+        // A later version acknowledged covers this one: its container stopped since.
+        assert!(acknowledged(&acked(8, Some("z")), 7, "a"));
+        // Rows of processors that predate content ids.
+        assert!(acknowledged(&acked(7, None), 7, "a"));
+    }
 }

@@ -63,6 +63,11 @@ pub struct Header {
     pub encoding: String,
     /// Length of the stored model bytes.
     pub model_bytes: usize,
+    /// Names this version's content: random per computed version. Acknowledgements carry it,
+    /// so an acknowledgement counts only for the content it was given for, even if a version
+    /// number were ever reused. Empty in documents written before it existed.
+    #[serde(default)]
+    pub content: String,
 }
 
 /// A parsed document.
@@ -86,6 +91,7 @@ impl ModelDocument {
                 must_ack: Vec::new(),
                 encoding: "json".into(),
                 model_bytes: 0,
+                content: String::new(),
             },
             model: String::new(),
         }
@@ -108,6 +114,7 @@ impl ModelDocument {
                 must_ack,
                 encoding: "json".into(),
                 model_bytes: 0,
+                content: format!("{:016x}", rand::random::<u64>()),
             },
             model,
         }
