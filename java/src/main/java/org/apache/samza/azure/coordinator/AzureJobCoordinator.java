@@ -456,6 +456,23 @@ public final class AzureJobCoordinator implements JobCoordinator {
     jobModel = model;
     jobModelVersion = version;
     ContainerModel next = model.getContainers().get(processorId);
+    if (!containerStopped && !Objects.equals(next, running)) {
+      // The protocol stops a container before a version that changes its work starts (the
+      // prepare); should a version ever come without it, the running container must not go on
+      // with work the new version gives to others.
+      LOG.warn(
+          "Job model version {} changes processor {}'s work while its container runs; "
+              + "stopping the container first",
+          version,
+          processorId);
+      if (!expire()) {
+        LOG.error(
+            "Processor {}'s container did not stop; version {} does not start here",
+            processorId,
+            version);
+        return;
+      }
+    }
     if (next == null) {
       LOG.info("Job model version {} gives processor {} no work", version, processorId);
       return;
