@@ -93,6 +93,9 @@ pub struct Metrics {
     /// Self-fences so far: the fence epoch. A container started at epoch e must not process
     /// once this differs from e.
     pub fences: AtomicU64,
+    /// Processing is paused: no heartbeat got through within the self-fence bound, and the
+    /// container is kept until storage tells whether the job moved on without it.
+    pub paused: AtomicBool,
     /// Times the engine's loop woke up. An idle processor wakes a few times per heartbeat and
     /// scan interval; a count that races ahead means the loop spins.
     pub wakeups: AtomicU64,
@@ -124,18 +127,15 @@ impl Metrics {
         (deadline - now).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
-    /// Takes the self-fence, once per running container: true for the one caller that moves
-    /// the running version to 0 past the deadline. The engine and the fence timer both ask,
-    /// so whichever is first emits `Fence`.
-    fn claim_fence(&self) -> Option<u64> {
+    /// Marks processing paused, once per pause, when a container runs and the self-fence
+    /// deadline passed; returns the running version then. The engine and the fence timer
+    /// both ask, so whichever is first logs it. Processing itself stops by the deadline,
+    /// which the tasks' processing gate reads directly.
+    fn pause_due(&self) -> Option<u64> {
         let v = self.running_version.load(Ordering::Acquire);
-        if v == 0 || self.fence_remaining_nanos() >= 0 {
+        if v == 0 || self.fence_remaining_nanos() >= 0 || self.paused.swap(true, Ordering::AcqRel) {
             return None;
         }
-        self.running_version
-            .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Acquire)
-            .ok()?;
-        self.fences.fetch_add(1, Ordering::AcqRel);
         Some(v)
     }
 
@@ -145,11 +145,11 @@ impl Metrics {
     }
 }
 
-/// Emits `Fence` at the self-fence deadline, on its own task: the engine may be waiting on a
-/// storage request that hangs, and the fence must not wait for it.
-async fn fence_timer(metrics: Arc<Metrics>, events: mpsc::UnboundedSender<Event>, bound: Duration) {
-    // Past the deadline with nothing running there is nothing to fence; look again now and
-    // then, since a container only starts after a heartbeat moved the deadline anyway.
+/// Notes the pause at the self-fence deadline, on its own task: the engine may be waiting on
+/// a storage request that hangs. (Processing stops at the deadline whatever notes it.)
+async fn fence_timer(metrics: Arc<Metrics>, bound: Duration) {
+    // Past the deadline there is nothing more to note; look again now and then, since only a
+    // heartbeat moves the deadline.
     let idle = (bound / 8).max(Duration::from_millis(10));
     loop {
         let remaining = metrics.fence_remaining_nanos();
@@ -157,15 +157,19 @@ async fn fence_timer(metrics: Arc<Metrics>, events: mpsc::UnboundedSender<Event>
             tokio::time::sleep(Duration::from_nanos(remaining as u64)).await;
             continue;
         }
-        if let Some(version) = metrics.claim_fence() {
-            tracing::warn!(
-                version,
-                "no heartbeat reached storage within the self-fence bound; stopping the container"
-            );
-            let _ = events.send(Event::Fence);
+        if let Some(version) = metrics.pause_due() {
+            log_pause(version);
         }
         tokio::time::sleep(idle).await;
     }
+}
+
+fn log_pause(version: u64) {
+    tracing::warn!(
+        version,
+        "no heartbeat reached storage within the self-fence bound; processing paused, the \
+         container kept until storage tells whether the job moved on without it"
+    );
 }
 
 /// Aborts a task when dropped.
@@ -400,8 +404,17 @@ struct Engine<'a, S: Storage> {
     /// reports it stopped, the row keeps heartbeating with `running` set, so nobody takes the
     /// partitions while they are still processed. Past this deadline the engine gives up.
     leaving: Option<Instant>,
-    /// The fence epoch this engine has caught up with (see `check_fence`).
-    fences_seen: u64,
+    /// Paused processing got a heartbeat through, sent then: it resumes once a read of the
+    /// document after it shows that the job did not move on without this processor.
+    resume_sent: Option<Instant>,
+    /// When the last successful read of the document (changed or not) was sent.
+    last_read: Option<Instant>,
+    /// Since when this processor's heartbeats have been getting through without a gap longer
+    /// than the self-fence bound. A leader judges others dead only after it could itself reach
+    /// storage for a whole liveness timeout: after a stall that every processor saw, their rows
+    /// are all old, but they are not dead.
+    reachable_since: Option<Instant>,
+    last_ok_sent: Option<Instant>,
     /// The highest version known before the document was last reset: versions never go
     /// back, so a leader numbers above it.
     version_floor: u64,
@@ -454,7 +467,6 @@ async fn run<S: Storage>(
 
     let _fence_timer = AbortOnDrop(tokio::spawn(fence_timer(
         metrics.clone(),
-        events.clone(),
         timing.self_fence(),
     )));
     let lease = LeaseKeeper::spawn(store.clone(), blob.clone(), timing.lease.clone())?;
@@ -485,7 +497,10 @@ async fn run<S: Storage>(
         next_watch: now + timing.scan,
         leader: None,
         leaving: None,
-        fences_seen: 0,
+        resume_sent: None,
+        last_read: None,
+        reachable_since: None,
+        last_ok_sent: None,
         version_floor: 0,
         timing,
     };
@@ -605,6 +620,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             self.poll_document().await?;
             self.next_poll = Instant::now() + self.poll_interval();
         }
+        self.decide_pause();
         if self.leader.is_some() {
             self.leader_tick().await?;
         } else if Instant::now() >= self.next_watch {
@@ -625,20 +641,10 @@ impl<'a, S: Storage> Engine<'a, S> {
             incarnation: self.membership.state().incarnation.clone(),
         });
         let sent = Instant::now();
-        let call = self.membership.heartbeat_watching(self.probe.as_ref());
-        // While a container runs, a heartbeat is worth waiting for only until the fence: one
-        // that lands later would report a container that has been stopped.
-        let outcome = if self.running != 0 {
-            let left = Duration::from_nanos(self.metrics.fence_remaining_nanos().max(0) as u64);
-            tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Transient,
-                    "heartbeat: no answer before the self-fence deadline",
-                ))
-            })
-        } else {
-            call.await
-        };
+        let outcome = self
+            .membership
+            .heartbeat_watching(self.probe.as_ref())
+            .await;
         match outcome {
             Ok(outcome) => {
                 let etag = match outcome {
@@ -650,7 +656,22 @@ impl<'a, S: Storage> Engine<'a, S> {
                     }
                 };
                 self.probe = Some(etag);
-                self.metrics.heartbeat_accepted(sent);
+                if self
+                    .last_ok_sent
+                    .is_none_or(|t| sent - t > self.timing.self_fence())
+                {
+                    self.reachable_since = Some(sent);
+                }
+                self.last_ok_sent = Some(sent);
+                // An answer that came past the deadline may have come after the leader judged
+                // this processor dead: then it is a pause like any other.
+                self.check_fence();
+                if self.metrics.paused.load(Ordering::Acquire) {
+                    self.resume_sent = Some(sent);
+                    self.next_poll = Instant::now();
+                } else {
+                    self.metrics.heartbeat_accepted(sent);
+                }
                 self.next_heartbeat = sent + self.timing.heartbeat;
             }
             Err(e) if is_fatal(&e) => return Err(e.context("heartbeat")),
@@ -659,6 +680,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                     .heartbeat_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "heartbeat failed");
+                self.reachable_since = None;
                 // Retry sooner than the interval: the self-fence bound is running.
                 self.next_heartbeat = Instant::now() + self.timing.heartbeat / 4;
                 if e.kind() == ErrorKind::NotFound {
@@ -693,11 +715,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             "the job model document was reset: {reason}; stopping the container until a new version is agreed"
         );
         self.version_floor = self.version_floor.max(self.doc.version());
-        if self.metrics.running_version.swap(0, Ordering::AcqRel) != 0 {
-            self.metrics.fences.fetch_add(1, Ordering::AcqRel);
-            self.emit(Event::Fence);
-        }
-        self.check_fence();
+        self.fence_now("the job model document was reset");
         self.preparing = None;
         self.preparing_since = None;
         if let Some(l) = self.leader.as_mut() {
@@ -715,23 +733,26 @@ impl<'a, S: Storage> Engine<'a, S> {
         since.elapsed() >= self.timing.barrier_timeout
     }
 
-    /// Fences if the deadline passed, and catches up with a fence the timer took.
+    /// Pauses processing if the self-fence deadline passed (the timer may have noted it first).
     fn check_fence(&mut self) {
-        if let Some(version) = self.metrics.claim_fence() {
-            tracing::warn!(
-                version,
-                "no heartbeat reached storage within the self-fence bound; stopping the container"
-            );
+        if let Some(version) = self.metrics.pause_due() {
+            log_pause(version);
+        }
+    }
+
+    /// Stops the container for good: the job moved on without it (or its state was reset).
+    /// A new incarnation tells the leader this processor lost its work, and no version decided
+    /// before may start here.
+    fn fence_now(&mut self, reason: &str) {
+        self.metrics.paused.store(false, Ordering::Release);
+        self.resume_sent = None;
+        if self.running != 0 {
+            tracing::warn!(version = self.running, "{reason}; stopping the container");
+            self.metrics.fences.fetch_add(1, Ordering::AcqRel);
+            self.metrics.running_version.store(0, Ordering::Release);
             self.emit(Event::Fence);
         }
-        let fences = self.metrics.fences.load(Ordering::Acquire);
-        if fences == self.fences_seen {
-            return;
-        }
-        self.fences_seen = fences;
         self.running = 0;
-        // A new incarnation tells the leader this processor lost its work; and no version
-        // decided before the fence may start here, since the leader may have moved on.
         self.started = self.started.max(self.doc.version());
         let mut state = self.membership.state().clone();
         state.incarnation = new_incarnation();
@@ -739,12 +760,50 @@ impl<'a, S: Storage> Engine<'a, S> {
         self.membership.set_state(state);
     }
 
+    /// Paused processing resumes, or the container stops for good, once a heartbeat got
+    /// through and the document was read after it: resume only if the version this container
+    /// runs is still the agreed one. A version being agreed without this processor means it
+    /// was judged dead meanwhile; the leader never completes one while a live row outside
+    /// its `must_ack` reports a running container, so a resumed container cannot meet one.
+    fn decide_pause(&mut self) {
+        let (Some(sent), Some(read)) = (self.resume_sent, self.last_read) else {
+            return;
+        };
+        if read < sent || !self.metrics.paused.load(Ordering::Acquire) {
+            return;
+        }
+        let v = self.doc.version();
+        let mine = self.doc.must_ack(&self.me);
+        match self.doc.phase() {
+            Phase::Done if v == self.running => {
+                self.metrics.paused.store(false, Ordering::Release);
+                self.resume_sent = None;
+                self.metrics.heartbeat_accepted(sent);
+                tracing::info!(
+                    version = v,
+                    "storage answered again and nothing moved; processing resumes"
+                );
+            }
+            // About to start the version it acknowledged, or owing an acknowledgement: the
+            // member side carries on; still paused.
+            Phase::Done if v == self.acked => {}
+            Phase::Pending | Phase::Abandoned | Phase::None if mine || v <= self.running => {}
+            _ => self.fence_now(&format!(
+                "the job moved on to version {v} while this processor could not reach storage"
+            )),
+        }
+    }
+
     /// Reads the document if it changed (a HEAD with If-None-Match costs almost nothing).
     async fn poll_document(&mut self) -> Result<()> {
+        let sent = Instant::now();
         let read = match &self.etag {
             Some(etag) => self.store.read_document_if_changed(&self.blob, etag).await,
             None => self.store.read_document(&self.blob).await.map(Some),
         };
+        if read.is_ok() {
+            self.last_read = Some(sent);
+        }
         match read {
             Ok(None) => Ok(()),
             Ok(Some(d)) => {
@@ -959,6 +1018,9 @@ impl<'a, S: Storage> Engine<'a, S> {
         if successor != Some(self.me.as_str()) {
             return Ok(());
         }
+        if !self.may_judge_deaths() {
+            return Ok(());
+        }
         let snapshot = match self.membership.snapshot().await {
             Ok(s) => s,
             Err(e) if is_fatal(&e) => return Err(e),
@@ -975,10 +1037,22 @@ impl<'a, S: Storage> Engine<'a, S> {
         Ok(())
     }
 
+    /// Whether this processor may judge others dead: only on evidence gathered while it could
+    /// itself reach storage, for a whole liveness timeout. After a stall that every processor
+    /// saw, every row is old when storage answers again, yet nobody is dead.
+    fn may_judge_deaths(&self) -> bool {
+        self.reachable_since
+            .is_some_and(|t| t.elapsed() >= self.timing.liveness)
+    }
+
+    /// The members to compute for: the live rows, or every row while deaths may not be judged.
     fn live_members(&self, snapshot: &Snapshot) -> Vec<MemberRef> {
-        snapshot
-            .live(self.timing.liveness)
-            .into_iter()
+        let rows = if self.may_judge_deaths() {
+            snapshot.live(self.timing.liveness)
+        } else {
+            snapshot.live(Duration::MAX)
+        };
+        rows.into_iter()
             .map(|m| MemberRef {
                 id: m.processor_id.clone(),
                 incarnation: m.state.incarnation.clone(),
@@ -1083,6 +1157,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             }
         };
         let live = self.live_members(&snapshot);
+        let may_judge = self.may_judge_deaths();
         if let Some(l) = self.leader.as_mut() {
             let reported = snapshot
                 .members
@@ -1131,7 +1206,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                     } else {
                         compute = true;
                     }
-                } else if !snapshot.dead(self.timing.liveness).is_empty() {
+                } else if may_judge && !snapshot.dead(self.timing.liveness).is_empty() {
                     // Rows of processors no longer in the model: remove them (CAS).
                     let _ = self
                         .membership
@@ -1383,6 +1458,17 @@ impl<'a, S: Storage> Engine<'a, S> {
                 _ => missing.push(id.clone()),
             }
         }
+        // A live row outside must_ack that reports a running container is a processor this
+        // version was computed without (judged dead) whose paused container is back: the
+        // version must not complete, or two containers could run the same partitions.
+        let back: Vec<String> = snapshot
+            .members
+            .iter()
+            .filter(|m| m.state.running != 0 && live_ids.contains(m.processor_id.as_str()))
+            .filter(|m| !self.doc.header.must_ack.contains(&m.processor_id))
+            .map(|m| m.processor_id.clone())
+            .collect();
+        missing.extend(back.iter().cloned());
         if missing.is_empty() && waiting.is_empty() {
             let done = self.doc.with_phase(Phase::Done);
             if self.publish(done, lease).await? {
@@ -1413,6 +1499,12 @@ impl<'a, S: Storage> Engine<'a, S> {
                 .barrier_timeouts
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(version = v, ?waiting, "barrier timed out");
+        } else if !back.is_empty() {
+            tracing::info!(
+                version = v,
+                ?back,
+                "processors judged dead are back; computing again with them"
+            );
         } else {
             tracing::info!(version = v, ?missing, "processors left during the barrier");
         }

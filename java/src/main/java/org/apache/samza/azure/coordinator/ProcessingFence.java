@@ -122,6 +122,12 @@ public final class ProcessingFence {
     return g != null && g.mayProcess();
   }
 
+  /** Like {@link #mayProcess()} but never waits (see {@link Gate#mayChoose()}). */
+  public boolean mayChoose() {
+    Gate g = current;
+    return g != null && g.mayChoose();
+  }
+
   /** The native fence {@code [epoch, nanos left]}, or null once the coordinator is closed. */
   long[] nativeFence() {
     if (closed) {
@@ -182,7 +188,8 @@ public final class ProcessingFence {
         if (!wait || !open) {
           return false;
         }
-        // Past the bound without a fence yet: the coordinator decides within one wake-up.
+        // Past the bound: processing is paused until the coordinator's verdict, a heartbeat
+        // that got through with nothing moved (resume) or a fence (the epoch moves).
         LockSupport.parkNanos(POLL_NANOS);
       }
     }

@@ -1,6 +1,8 @@
 package org.apache.samza.azure.coordinator;
 
 import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNull;
+import static org.junit.Assert.assertTrue;
 
 import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.spi.ILoggingEvent;
@@ -97,13 +99,18 @@ public class CoordinatorEventOrderTest extends AzuriteTest {
         p2.start();
         Await.until("p1 to compute with p2", 30_000, () -> GROUPING.getCount() == 0);
         int before = leader.calls.size();
-        // p1 loses storage: it fences itself after 1.5 s and must stop its container then.
+        // p1 loses storage: after 1.5 s its container must process nothing, whatever the event
+        // thread is doing.
         blob.hold(true);
         table.hold(true);
+        long cut = System.nanoTime();
         Await.until(
-            "p1's container stopped by its self-fence while the computation hangs",
+            "p1's processing paused by its self-fence while the computation hangs",
             15_000,
-            () -> leader.calls.subList(before, leader.calls.size()).contains("expired"));
+            () -> !ProcessingFence.of("p1").mayChoose());
+        long pausedMs = (System.nanoTime() - cut) / 1_000_000;
+        assertTrue("paused " + pausedMs + " ms after the cut", pausedMs < 1_500 + 500);
+        assertFalse(leader.calls.subList(before, leader.calls.size()).contains("expired"));
       } finally {
         block.countDown();
         blob.hold(false);
@@ -115,8 +122,13 @@ public class CoordinatorEventOrderTest extends AzuriteTest {
     }
   }
 
+  /**
+   * A container started while its processor is paused (no heartbeat got through within the
+   * self-fence bound) processes nothing until storage answers again; then, nothing having moved,
+   * it resumes without being restarted.
+   */
   @Test
-  public void containerStartedAfterASelfFenceMayNotProcess() throws Exception {
+  public void containerStartedDuringAPauseWaitsForTheVerdictAndResumes() throws Exception {
     try (CountingProxy blob = new CountingProxy(azurite.blobPort);
         CountingProxy table = new CountingProxy(azurite.tablePort)) {
       Recorder r = new Recorder();
@@ -162,11 +174,16 @@ public class CoordinatorEventOrderTest extends AzuriteTest {
                     .anyMatch(e -> e.getFormattedMessage().contains("self-fence bound")));
         proceed.countDown();
         Await.until("the container to start", 15_000, () -> r.model != null);
-        // Storage answers again: heartbeats get through, but the fence already happened.
+        int calls = r.calls.size();
+        assertFalse("a paused container chose a message", ProcessingFence.of("p").mayChoose());
+        assertNull("a paused container was let process", mayProcess.get());
+        // Storage answers again: nothing moved (p is the job's only processor), so it resumes.
         blob.hold(false);
         table.hold(false);
-        Await.until("the fence's verdict", 30_000, () -> mayProcess.get() != null);
-        assertFalse("the container started after the fence may process", mayProcess.get());
+        Await.until("the verdict", 30_000, () -> mayProcess.get() != null);
+        assertTrue("the container did not resume", mayProcess.get());
+        assertFalse(
+            "the container was restarted", r.calls.subList(calls, r.calls.size()).contains("expired"));
       } finally {
         proceed.countDown();
         nativeLog.detachAppender(appender);
