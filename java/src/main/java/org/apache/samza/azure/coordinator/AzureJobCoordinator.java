@@ -444,7 +444,9 @@ public final class AzureJobCoordinator implements JobCoordinator {
   static long startEpoch(String[] event) {
     if (event.length != 4) {
       throw new IllegalStateException(
-          "a start event carries version, model and fence epoch; got " + (event.length - 1) + " fields");
+          "a start event carries version, model and fence epoch; got "
+              + (event.length - 1)
+              + " fields");
     }
     return Long.parseLong(event[3]);
   }
