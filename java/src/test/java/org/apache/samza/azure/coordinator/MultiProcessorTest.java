@@ -144,6 +144,37 @@ public class MultiProcessorTest extends AzuriteTest {
     }
   }
 
+  /**
+   * A fault on one processor's own proxy endpoint: a follower cut off from storage (connections
+   * refused) for 15 s, longer than the 6 s liveness timeout, fences itself, the others take its
+   * partitions, and it rejoins when storage answers again; nobody exits, nothing is held twice.
+   */
+  @Test
+  public void aFollowerCutOffFromStorageFor15SecondsLosesItsPartitionsAndRejoins()
+      throws Exception {
+    try (ProcessorCluster c = cluster("cutoff", 3)) {
+      List<String> all = Arrays.asList("p1", "p2", "p3");
+      for (String id : all) {
+        c.start(id);
+      }
+      awaitSettled(c, "3 processors", all);
+      String leader = c.leader();
+      assertNotNull(leader);
+      String cut = all.stream().filter(p -> !p.equals(leader)).findFirst().get();
+      List<String> others = new ArrayList<>(all);
+      others.remove(cut);
+
+      long before = c.requests(leader);
+      c.outage(cut, "refuse", 15_000);
+      awaitSettled(c, "storage outage of " + cut, others);
+      assertTrue("the others still reach storage", c.requests(leader) > before);
+      awaitSettled(c, "the end of " + cut + "'s outage", all);
+      for (String id : all) {
+        assertTrue(id + " is still running", c.isRunning(id));
+      }
+    }
+  }
+
   @Test
   public void leaderStoppedPastItsLeaseStepsDownAndProcessesNothingOnWaking() throws Exception {
     try (ProcessorCluster c = cluster("sigstop", 3)) {
