@@ -101,8 +101,8 @@ public final class SamzaJobDemo {
             String.format(
                 "all %d partitions processed by %s, %.1f s after the JVMs were launched",
                 PARTITIONS, live, took / 1000.0));
-        // Long enough for a few commits before the kill.
-        c.awaitHoldersProcessed(40, 60_000);
+        // Long enough for a few commits (one a second) before the kill.
+        c.awaitHoldersProcessedFor(3_000, 60_000);
 
         String leader = c.leader();
         say("kill -9 " + leader + " (the leader) ...");

@@ -558,6 +558,28 @@ public final class ProcessorCluster implements AutoCloseable {
   }
 
   /**
+   * Waits until every partition's current holder has been processing it for at least {@code
+   * spanMillis} (from its first to its last processed message in this hold). Unlike a message
+   * count, a backlog processed in a burst right after the hold started does not satisfy it, so a
+   * holder has run through several commit intervals before, say, a kill.
+   */
+  public void awaitHoldersProcessedFor(long spanMillis, long boundMillis)
+      throws InterruptedException {
+    org.apache.samza.azure.testing.Await.until(
+        "every holder to process messages for " + spanMillis + " ms",
+        boundMillis,
+        () -> {
+          try {
+            return holds().stream()
+                .filter(h -> h.end == Long.MAX_VALUE)
+                .allMatch(h -> h.messages > 0 && h.lastMessage - h.firstMessage >= spanMillis);
+          } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        });
+  }
+
+  /**
    * Partition -> offsets between its first and last processed offset that no processor processed
    * (empty lists when nothing was skipped); every partition that processed anything is a key.
    */
