@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import org.apache.samza.azure.testing.Azurite;
 import org.apache.samza.azure.testing.CountingProxy;
+import org.apache.samza.azure.testing.FaithfulProxy;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
 
 /**
@@ -21,15 +22,20 @@ import org.apache.samza.azure.testing.job.ProcessorCluster;
  * (each until every survivor processes every partition again), and the steady-state traffic to the
  * coordination service through a counting proxy.
  *
- * <p>Usage: {@code FailoverBench <azure|zk|upstream> <processors> [steady seconds] [bound
- * seconds]}. "zk" is Samza's ZkJobCoordinator with a ZooKeeper server (3.6.3, the version Samza
- * 1.8's Kafka module uses; 1.8's own 3.4.13 client fails on Java 14+) started here on loopback;
- * "upstream" is samza-azure 1.8.0's AzureJobCoordinator, which by its code only works with
- * processor ids "0".."N-1" and GroupByContainerCount.
+ * <p>Usage: {@code FailoverBench <azure|zk|upstream> <processors> [steady seconds] [bound seconds]
+ * [realistic|exact|direct] [key=value ...]}. The profile (default realistic) is the Azure-faithful
+ * proxy's: every processor reaches storage through an endpoint of its own of {@code azure-faithful}
+ * (Azure's answers where Azurite differs; "realistic" adds 5–50 ms per request and one stall of
+ * 0.5–3 s in 200), in front of the counting proxies; "direct" leaves the faithful proxy out. "zk"
+ * is Samza's ZkJobCoordinator with a ZooKeeper server (3.6.3, the version Samza 1.8's Kafka module
+ * uses; 1.8's own 3.4.13 client fails on Java 14+) started here on loopback; "upstream" is
+ * samza-azure 1.8.0's AzureJobCoordinator, which by its code only works with processor ids
+ * "0".."N-1" and GroupByContainerCount.
  */
 public final class FailoverBench {
   private static final int PARTITIONS = 16;
   private static final long START = System.currentTimeMillis();
+  private static final long SEED = 1;
 
   private FailoverBench() {}
 
@@ -59,6 +65,14 @@ public final class FailoverBench {
     long took = settle(c, live, t, bound);
     say(id + " joined: " + secs(took) + " s");
     return took;
+  }
+
+  private static long sum(long[] counts) {
+    long total = 0;
+    for (long c : counts) {
+      total += c;
+    }
+    return total;
   }
 
   private static String secs(long ms) {
@@ -104,19 +118,47 @@ public final class FailoverBench {
     int n = Integer.parseInt(args[1]);
     int steadySeconds = args.length > 2 ? Integer.parseInt(args[2]) : 60;
     long bound = (args.length > 3 ? Integer.parseInt(args[3]) : 120) * 1000L;
+    int overridesFrom = Math.min(4, args.length);
+    String profile = "realistic";
+    if (args.length > 4 && !args[4].contains("=")) {
+      profile = args[4];
+      overridesFrom = 5;
+    }
+    if (!Arrays.asList("realistic", "exact", "direct").contains(profile)) {
+      throw new IllegalArgumentException("profile must be realistic, exact or direct: " + profile);
+    }
     String classpath = System.getProperty("samza.azure.bench.classpath");
     List<String> jvmArgs =
         new ArrayList<>(Arrays.asList(System.getProperty("samza.azure.bench.jvmargs").split(" ")));
     Path dir = Files.createTempDirectory("samza-azure-bench-" + kind);
-    say(kind + ": " + n + " processors, " + PARTITIONS + " partitions; logs in " + dir);
+    say(
+        kind
+            + ": "
+            + n
+            + " processors, "
+            + PARTITIONS
+            + " partitions, storage profile "
+            + profile
+            + (profile.equals("direct") ? "" : " (azure-faithful, seed " + SEED + ")")
+            + "; logs in "
+            + dir);
 
     Process zk = null;
+    FaithfulProxy faithful = null;
     try (Azurite azurite = Azurite.start();
         CountingProxy blob = new CountingProxy(azurite.blobPort);
         CountingProxy table = new CountingProxy(azurite.tablePort)) {
       Map<String, String> config = new HashMap<>();
       config.put("job.name", "bench" + kind);
-      config.put("azure.storage.connect", Azurite.connectionString(blob.port(), table.port()));
+      if (profile.equals("direct")) {
+        config.put("azure.storage.connect", Azurite.connectionString(blob.port(), table.port()));
+      } else {
+        // Processors -> their own azure-faithful endpoint -> counting proxies -> Azurite. Two
+        // endpoints more than N: a fresh processor joins after each of the two losses. The
+        // harness's own reads (who leads) go to Azurite directly.
+        faithful = FaithfulProxy.start(blob.port(), table.port(), n + 2, SEED, profile);
+        config.put("azure.storage.connect", azurite.connectionString());
+      }
       CountingProxy zkProxy = null;
       List<String> ids = new ArrayList<>();
       for (int i = 0; i < n; i++) {
@@ -150,7 +192,7 @@ public final class FailoverBench {
         throw new IllegalArgumentException("coordinator must be azure, zk or upstream: " + kind);
       }
       // Arguments after the bound are config overrides, key=value, e.g. other timings.
-      for (String kv : Arrays.asList(args).subList(Math.min(4, args.length), args.length)) {
+      for (String kv : Arrays.asList(args).subList(overridesFrom, args.length)) {
         int eq = kv.indexOf('=');
         if (eq <= 0) {
           throw new IllegalArgumentException("expected key=value, got '" + kv + "'");
@@ -159,7 +201,8 @@ public final class FailoverBench {
         say("override: " + kv);
       }
       try (ProcessorCluster c =
-          new ProcessorCluster(dir.resolve("job"), config, PARTITIONS, jvmArgs, classpath)) {
+          new ProcessorCluster(
+              dir.resolve("job"), config, PARTITIONS, jvmArgs, classpath, faithful)) {
         if (kind.equals("zk")) {
           c.leaderFromLogs("I became the leader");
         } else if (kind.equals("upstream")) {
@@ -200,6 +243,7 @@ public final class FailoverBench {
           if (zkProxy != null) {
             zkProxy.reset();
           }
+          long proxied0 = faithful == null ? 0 : sum(faithful.requests());
           long s0 = System.currentTimeMillis();
           // Measuring traffic over a fixed window, not waiting for a condition.
           Thread.sleep(steadySeconds * 1000L);
@@ -223,6 +267,12 @@ public final class FailoverBench {
                         / hours);
           }
           say("steady state per processor-hour: " + steady);
+          if (faithful != null) {
+            say(
+                String.format(
+                    "  (azure-faithful received %.0f requests per processor-hour)",
+                    (sum(faithful.requests()) - proxied0) / (double) n / hours));
+          }
 
           // Each phase starts from N running processors: a fresh one joins after each loss.
           int next = n;
@@ -265,12 +315,27 @@ public final class FailoverBench {
           }
         }
         List<String> overlaps = c.overlaps();
-        say("overlapping holds: " + (overlaps.isEmpty() ? "none" : overlaps.toString()));
+        say(
+            "overlapping holds: "
+                + overlaps.size()
+                + (overlaps.isEmpty() ? "" : " " + overlaps.toString()));
         System.out.printf(
-            "RESULT | %s | %d | %s | %s | %s | %s | %s | %s |%n",
-            kind, n, secs(start), secs(join), graceful, follower, leader, steady);
+            "RESULT | %s | %s | %d | %s | %s | %s | %s | %s | %s | %d overlaps |%n",
+            kind,
+            profile,
+            n,
+            secs(start),
+            secs(join),
+            graceful,
+            follower,
+            leader,
+            steady,
+            overlaps.size());
       }
     } finally {
+      if (faithful != null) {
+        faithful.close();
+      }
       if (zk != null) {
         zk.destroyForcibly().waitFor();
       }

@@ -22,6 +22,7 @@ import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.testing.Await;
 import org.apache.samza.azure.testing.Azurite;
 import org.apache.samza.azure.testing.CountingProxy;
+import org.apache.samza.azure.testing.FaithfulProxy;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
 import org.junit.Test;
 
@@ -43,9 +44,17 @@ public class CheckpointedJobTest extends AzuriteTest {
     config.put("task.commit.ms", "300");
     List<String> jvmArgs =
         new ArrayList<>(Arrays.asList(System.getProperty("samza.azure.test.jvmargs").split(" ")));
-    try (ProcessorCluster c =
-        new ProcessorCluster(
-            dir, config, PARTITIONS, jvmArgs, System.getProperty("samza.azure.test.classpath"))) {
+    // Each processor through its own endpoint of the Azure-faithful proxy.
+    String profile = System.getProperty("samza.azure.test.profile", "exact");
+    try (FaithfulProxy proxy = FaithfulProxy.start(azurite, 3, 11, profile);
+        ProcessorCluster c =
+            new ProcessorCluster(
+                dir,
+                config,
+                PARTITIONS,
+                jvmArgs,
+                System.getProperty("samza.azure.test.classpath"),
+                proxy)) {
       List<String> live = new ArrayList<>(Arrays.asList("p1", "p2", "p3"));
       for (String id : live) {
         c.start(id);

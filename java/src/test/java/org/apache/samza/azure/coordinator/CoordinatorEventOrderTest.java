@@ -124,8 +124,8 @@ public class CoordinatorEventOrderTest extends AzuriteTest {
 
   /**
    * A container started while its processor is paused (no heartbeat got through within the
-   * self-fence bound) processes nothing until storage answers again; then, nothing having moved,
-   * it resumes without being restarted.
+   * self-fence bound) processes nothing until storage answers again; then, nothing having moved, it
+   * resumes without being restarted.
    */
   @Test
   public void containerStartedDuringAPauseWaitsForTheVerdictAndResumes() throws Exception {
@@ -183,7 +183,8 @@ public class CoordinatorEventOrderTest extends AzuriteTest {
         Await.until("the verdict", 30_000, () -> mayProcess.get() != null);
         assertTrue("the container did not resume", mayProcess.get());
         assertFalse(
-            "the container was restarted", r.calls.subList(calls, r.calls.size()).contains("expired"));
+            "the container was restarted",
+            r.calls.subList(calls, r.calls.size()).contains("expired"));
       } finally {
         proceed.countDown();
         nativeLog.detachAppender(appender);

@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.Map;
 import org.apache.samza.azure.AzuriteTest;
 import org.apache.samza.azure.testing.Await;
+import org.apache.samza.azure.testing.FaithfulProxy;
 import org.apache.samza.azure.testing.job.HighLevelProcessorMain;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
 import org.junit.Test;
@@ -23,15 +24,23 @@ import org.junit.Test;
  * consuming a real (file-based) Samza input system. Every step ends with each partition owned by
  * exactly one live processor that is processing messages, and no partition is ever held by two
  * processors at overlapping times.
+ *
+ * <p>Each processor reaches Azurite through its own endpoint of the Azure-faithful proxy, in the
+ * {@code exact} profile (Azure's answers, no latency) unless {@code samza.azure.test.profile} says
+ * otherwise; the lifecycle also runs in the {@code realistic} profile (5–50 ms per request, one in
+ * 200 stalled 0.5–3 s) with a fixed seed.
  */
 public class MultiProcessorTest extends AzuriteTest {
   private static final int PARTITIONS = 8;
+  private static final String PROFILE = System.getProperty("samza.azure.test.profile", "exact");
+  private static final long SEED = 10;
 
-  private static ProcessorCluster cluster(String job) throws Exception {
-    return cluster(job, new HashMap<>());
+  private static ProcessorCluster cluster(String job, int processors) throws Exception {
+    return cluster(job, processors, PROFILE, new HashMap<>());
   }
 
-  private static ProcessorCluster cluster(String job, Map<String, String> extra) throws Exception {
+  private static ProcessorCluster cluster(
+      String job, int processors, String profile, Map<String, String> extra) throws Exception {
     Path dir = Files.createTempDirectory("samza-azure-cluster");
     Map<String, String> config = new HashMap<>(azurite.config());
     config.putAll(extra);
@@ -40,8 +49,19 @@ public class MultiProcessorTest extends AzuriteTest {
     config.put(AzureJobCoordinator.PARTITION_WATCH_MS, "1000");
     List<String> jvmArgs =
         new ArrayList<>(Arrays.asList(System.getProperty("samza.azure.test.jvmargs").split(" ")));
-    return new ProcessorCluster(
-        dir, config, PARTITIONS, jvmArgs, System.getProperty("samza.azure.test.classpath"));
+    FaithfulProxy proxy = FaithfulProxy.start(azurite, processors, SEED, profile);
+    try {
+      return new ProcessorCluster(
+          dir,
+          config,
+          PARTITIONS,
+          jvmArgs,
+          System.getProperty("samza.azure.test.classpath"),
+          proxy);
+    } catch (Exception e) {
+      proxy.close();
+      throw e;
+    }
   }
 
   private static void awaitSettled(ProcessorCluster c, String step, List<String> expected)
@@ -71,7 +91,17 @@ public class MultiProcessorTest extends AzuriteTest {
 
   @Test
   public void joinGracefulStopFollowerCrashAndLeaderCrash() throws Exception {
-    try (ProcessorCluster c = cluster("lifecycle")) {
+    lifecycle("lifecycle", PROFILE);
+  }
+
+  /** The same lifecycle with every storage request delayed as Azure's would be, and rare stalls. */
+  @Test
+  public void joinGracefulStopFollowerCrashAndLeaderCrashWithRealisticLatency() throws Exception {
+    lifecycle("lifecyclerealistic", "realistic");
+  }
+
+  private static void lifecycle(String job, String profile) throws Exception {
+    try (ProcessorCluster c = cluster(job, 4, profile, new HashMap<>())) {
       for (String id : Arrays.asList("p1", "p2", "p3")) {
         c.start(id);
       }
@@ -108,12 +138,46 @@ public class MultiProcessorTest extends AzuriteTest {
       assertNotNull("a new leader", next);
       assertNotEquals(leader, next);
       assertTrue(c.overlaps().isEmpty());
+      for (String id : Arrays.asList("p1", "p2", "p3", "p4")) {
+        assertTrue(id + " talked to storage through its own proxy endpoint", c.requests(id) > 0);
+      }
+    }
+  }
+
+  /**
+   * A fault on one processor's own proxy endpoint: a follower cut off from storage (connections
+   * refused) for 15 s, longer than the 6 s liveness timeout, fences itself, the others take its
+   * partitions, and it rejoins when storage answers again; nobody exits, nothing is held twice.
+   */
+  @Test
+  public void aFollowerCutOffFromStorageFor15SecondsLosesItsPartitionsAndRejoins()
+      throws Exception {
+    try (ProcessorCluster c = cluster("cutoff", 3)) {
+      List<String> all = Arrays.asList("p1", "p2", "p3");
+      for (String id : all) {
+        c.start(id);
+      }
+      awaitSettled(c, "3 processors", all);
+      String leader = c.leader();
+      assertNotNull(leader);
+      String cut = all.stream().filter(p -> !p.equals(leader)).findFirst().get();
+      List<String> others = new ArrayList<>(all);
+      others.remove(cut);
+
+      long before = c.requests(leader);
+      c.outage(cut, "refuse", 15_000);
+      awaitSettled(c, "storage outage of " + cut, others);
+      assertTrue("the others still reach storage", c.requests(leader) > before);
+      awaitSettled(c, "the end of " + cut + "'s outage", all);
+      for (String id : all) {
+        assertTrue(id + " is still running", c.isRunning(id));
+      }
     }
   }
 
   @Test
   public void leaderStoppedPastItsLeaseStepsDownAndProcessesNothingOnWaking() throws Exception {
-    try (ProcessorCluster c = cluster("sigstop")) {
+    try (ProcessorCluster c = cluster("sigstop", 3)) {
       for (String id : Arrays.asList("p1", "p2", "p3")) {
         c.start(id);
       }
@@ -156,7 +220,7 @@ public class MultiProcessorTest extends AzuriteTest {
     extra.put("job.container.thread.pool.size", "2");
     // What a custom runner's config must say (AzureApplicationRunner sets it itself).
     extra.put("task.chooser.class", "org.apache.samza.azure.FencedChooserFactory");
-    try (ProcessorCluster c = cluster("highlevel", extra)) {
+    try (ProcessorCluster c = cluster("highlevel", 3, PROFILE, extra)) {
       List<String> all = Arrays.asList("p1", "p2", "p3");
       for (String id : all) {
         c.start(id, HighLevelProcessorMain.class);

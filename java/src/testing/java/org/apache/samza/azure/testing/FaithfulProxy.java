@@ -56,13 +56,23 @@ public final class FaithfulProxy implements AutoCloseable {
   /** Starts a proxy with {@code clients} endpoints; {@code profile} is exact or realistic. */
   public static FaithfulProxy start(Azurite azurite, int clients, long seed, String profile)
       throws IOException {
+    return start(azurite.blobPort, azurite.tablePort, clients, seed, profile);
+  }
+
+  /**
+   * Starts a proxy in front of Azurite's blob and table ports, or of anything forwarding to them
+   * (e.g. a {@link CountingProxy}).
+   */
+  public static FaithfulProxy start(
+      int blobUpstream, int tableUpstream, int clients, long seed, String profile)
+      throws IOException {
     ProcessBuilder pb =
         new ProcessBuilder(
             binary().getPath(),
             "--blob-upstream",
-            "127.0.0.1:" + azurite.blobPort,
+            "127.0.0.1:" + blobUpstream,
             "--table-upstream",
-            "127.0.0.1:" + azurite.tablePort,
+            "127.0.0.1:" + tableUpstream,
             "--clients",
             Integer.toString(clients),
             "--seed",
@@ -230,6 +240,20 @@ public final class FaithfulProxy implements AutoCloseable {
   /** Per-client counters, as the JSON the proxy returns. */
   public String stats() throws IOException {
     return command("{\"op\":\"stats\"}");
+  }
+
+  /** Requests each client endpoint received so far (the proxy's own counters). */
+  public long[] requests() throws IOException {
+    List<Long> counts = new ArrayList<>();
+    Matcher m = Pattern.compile("\"requests\":(\\d+)").matcher(stats());
+    while (m.find()) {
+      counts.add(Long.parseLong(m.group(1)));
+    }
+    long[] out = new long[counts.size()];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = counts.get(i);
+    }
+    return out;
   }
 
   private static long ruleId(String reply) throws IOException {

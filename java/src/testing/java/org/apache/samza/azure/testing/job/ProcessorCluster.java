@@ -21,13 +21,27 @@ import java.util.regex.Pattern;
 import org.apache.samza.azure.errors.StorageNotFoundException;
 import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.storage.AzureStorageClient;
+import org.apache.samza.azure.testing.FaithfulProxy;
 
 /**
  * Runs {@link OwnershipApp} on several processors, one JVM each, over a shared file input whose
  * partitions get a new line every 50 ms. Reads back the ownership logs the tasks write, to tell who
  * holds which partition and whether two processors ever held one at the same time.
+ *
+ * <p>With a {@link FaithfulProxy}, each processor talks to storage through a client endpoint of its
+ * own (the first processor started gets client 0, the next client 1, ...; a restarted id keeps its
+ * client), so faults can target one processor ({@link #outage(String, String, long)} etc. by
+ * processor id) or all of them ({@link #ALL}). The harness's own reads ({@link #leader()}) go to
+ * storage directly, past any fault. The cluster owns the proxy and closes it in {@link #close()}.
  */
 public final class ProcessorCluster implements AutoCloseable {
+  /** Fault scope: every processor's endpoint. */
+  public static final String ALL = "all";
+
+  private static final String[] CONNECT_KEYS = {
+    "sensitive.azure.storage.connect", "azure.storage.connect"
+  };
+
   private final Path dir;
   private final Path configFile;
   private final Properties props;
@@ -46,6 +60,8 @@ public final class ProcessorCluster implements AutoCloseable {
   private final Map<String, String> storageConfig = new HashMap<>();
   private static final Pattern LEADER = Pattern.compile("\"leader\":\"([^\"]*)\"");
   private volatile boolean feeding = true;
+  private final FaithfulProxy proxy;
+  private final Map<String, Integer> clients = new ConcurrentHashMap<>();
 
   /**
    * @param config Samza config shared by all processors (storage, job name, timing)
@@ -55,6 +71,24 @@ public final class ProcessorCluster implements AutoCloseable {
   public ProcessorCluster(
       Path dir, Map<String, String> config, int partitions, List<String> jvmArgs, String classpath)
       throws IOException {
+    this(dir, config, partitions, jvmArgs, classpath, null);
+  }
+
+  /**
+   * Processors reach storage through {@code proxy} (null: directly), one client endpoint each;
+   * {@code config}'s connection string is the harness's own, straight to storage. The cluster
+   * closes the proxy when it closes (closing it twice is harmless, so callers may also hold it in a
+   * try-with-resources for the case where this constructor throws).
+   */
+  public ProcessorCluster(
+      Path dir,
+      Map<String, String> config,
+      int partitions,
+      List<String> jvmArgs,
+      String classpath,
+      FaithfulProxy proxy)
+      throws IOException {
+    this.proxy = proxy;
     this.dir = dir;
     this.partitions = partitions;
     this.jvmArgs = jvmArgs;
@@ -71,7 +105,8 @@ public final class ProcessorCluster implements AutoCloseable {
             storageConfig.put(k, v);
           }
         });
-    props = new Properties();
+    Properties props = new Properties();
+    this.props = props;
     props.putAll(config);
     props.put("job.name", config.getOrDefault("job.name", "ownership"));
     props.put("systems.fs.dir", dir.resolve("input").toString());
@@ -143,7 +178,7 @@ public final class ProcessorCluster implements AutoCloseable {
 
   /** Starts processor {@code id} with {@code main} (a class taking the config file and the id). */
   public void start(String id, Class<?> main) throws IOException {
-    processes.put(id, launch(dir, jvmArgs, classpath, main, configFile, id));
+    processes.put(id, launch(dir, jvmArgs, classpath, main, processorConfig(id), id));
     endedAt.remove(id);
   }
 
@@ -167,6 +202,109 @@ public final class ProcessorCluster implements AutoCloseable {
   public Integer exitStatus(String id) {
     Process p = processes.get(id);
     return p == null || p.isAlive() ? null : p.exitValue();
+  }
+
+  /**
+   * The config file for processor {@code id}: the shared one, or with a proxy a copy whose
+   * connection string is the processor's own client endpoint.
+   */
+  private synchronized Path processorConfig(String id) throws IOException {
+    if (proxy == null) {
+      return configFile;
+    }
+    Integer client = clients.get(id);
+    if (client == null) {
+      client = clients.size();
+      if (client >= proxy.clients()) {
+        throw new IllegalStateException(
+            "processor "
+                + id
+                + " would be the "
+                + (client + 1)
+                + "th, but the proxy has "
+                + proxy.clients()
+                + " client endpoints");
+      }
+      clients.put(id, client);
+    }
+    Properties own = new Properties();
+    own.putAll(props);
+    boolean set = false;
+    for (String key : CONNECT_KEYS) {
+      if (own.containsKey(key)) {
+        own.put(key, proxy.connectionString(client));
+        set = true;
+      }
+    }
+    if (!set) {
+      own.put(CONNECT_KEYS[0], proxy.connectionString(client));
+    }
+    Path file = dir.resolve(id + ".properties");
+    try (OutputStream out = Files.newOutputStream(file)) {
+      own.store(out, "written by the test harness for " + id + ", proxy client " + client);
+    }
+    return file;
+  }
+
+  /** The proxy in front of storage, or null when processors reach storage directly. */
+  public FaithfulProxy proxy() {
+    return proxy;
+  }
+
+  /** The proxy client endpoint of processor {@code id}, or {@link FaithfulProxy#ALL} for ALL. */
+  public int client(String id) {
+    if (proxy == null) {
+      throw new IllegalStateException("processors reach storage directly: no faults to inject");
+    }
+    if (ALL.equals(id)) {
+      return FaithfulProxy.ALL;
+    }
+    Integer client = clients.get(id);
+    if (client == null) {
+      throw new IllegalArgumentException("processor " + id + " was never started");
+    }
+    return client;
+  }
+
+  /** Storage outage for processor {@code id} (or {@link #ALL}): mode "refuse" or "silent". */
+  public void outage(String id, String mode, long millis) throws IOException {
+    proxy.outage(client(id), mode, millis);
+  }
+
+  /**
+   * 503 ServerBusy ("server_busy") or 500 OperationTimedOut ("operation_timed_out") for {@code id}
+   * (or {@link #ALL}) on one table partition, or the whole account when {@code table} is null.
+   * Returns the rule id.
+   */
+  public long burst(String id, String table, String partitionKey, String error, long millis)
+      throws IOException {
+    return proxy.burst(client(id), table, partitionKey, error, millis);
+  }
+
+  /** {@code id}'s next {@code next} writes are applied, then answered with {@code outcome}. */
+  public long ambiguous(String id, String outcome, int next, long hangMillis) throws IOException {
+    return proxy.ambiguous(client(id), outcome, next, hangMillis);
+  }
+
+  /** {@code id}'s next {@code next} requests get their connection reset. */
+  public long reset(String id, int next) throws IOException {
+    return proxy.reset(client(id), next);
+  }
+
+  /** Latency for {@code id}'s requests (see {@link FaithfulProxy#latency}). */
+  public void latency(String id, long minMillis, long maxMillis, double stallRate)
+      throws IOException {
+    proxy.latency(client(id), minMillis, maxMillis, stallRate);
+  }
+
+  /** Ends {@code id}'s outages and removes its fault rules. */
+  public void clearFaults(String id) throws IOException {
+    proxy.clear(client(id));
+  }
+
+  /** Storage requests processor {@code id}'s endpoint has received so far. */
+  public long requests(String id) throws IOException {
+    return proxy.requests()[client(id)];
   }
 
   /**
@@ -442,6 +580,28 @@ public final class ProcessorCluster implements AutoCloseable {
   }
 
   /**
+   * Waits until every partition's current holder has been processing it for at least {@code
+   * spanMillis} (from its first to its last processed message in this hold). Unlike a message
+   * count, a backlog processed in a burst right after the hold started does not satisfy it, so a
+   * holder has run through several commit intervals before, say, a kill.
+   */
+  public void awaitHoldersProcessedFor(long spanMillis, long boundMillis)
+      throws InterruptedException {
+    org.apache.samza.azure.testing.Await.until(
+        "every holder to process messages for " + spanMillis + " ms",
+        boundMillis,
+        () -> {
+          try {
+            return holds().stream()
+                .filter(h -> h.end == Long.MAX_VALUE)
+                .allMatch(h -> h.messages > 0 && h.lastMessage - h.firstMessage >= spanMillis);
+          } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        });
+  }
+
+  /**
    * Partition -> offsets between its first and last processed offset that no processor processed
    * (empty lists when nothing was skipped); every partition that processed anything is a key.
    */
@@ -551,6 +711,10 @@ public final class ProcessorCluster implements AutoCloseable {
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
+    } finally {
+      if (proxy != null) {
+        proxy.close();
+      }
     }
   }
 }
