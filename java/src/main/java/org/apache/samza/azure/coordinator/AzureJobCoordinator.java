@@ -334,7 +334,10 @@ public final class AzureJobCoordinator implements JobCoordinator {
         start(version, parsed(version, event[2]), startEpoch(event));
         break;
       case "fence":
-        LOG.warn("Processor {} lost contact with storage; stopping its container", processorId);
+        LOG.warn(
+            "Processor {} lost contact with storage and the job moved on without it; stopping"
+                + " its container",
+            processorId);
         expire();
         break;
       case "release":

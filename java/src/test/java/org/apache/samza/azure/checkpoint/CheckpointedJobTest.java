@@ -164,6 +164,7 @@ public class CheckpointedJobTest extends AzuriteTest {
       awaitCommitted(job, "p3", PARTITIONS / 3);
 
       long cutAt = System.nanoTime();
+      c.outageBegan("p3");
       if (silent) {
         p3[0].silence();
         p3[1].silence();
@@ -171,9 +172,45 @@ public class CheckpointedJobTest extends AzuriteTest {
         p3[0].refuse();
         p3[1].refuse();
       }
-      // The self-fence (5 s after the last heartbeat) stops p3's container while its commits
-      // cannot reach storage.
-      awaitOutput(c, "p3", "lost contact with storage", outageMs + 5_000);
+      // The self-fence (5 s after the last heartbeat) pauses p3's processing; its container is
+      // kept while its commits cannot reach storage. The others take its partitions meanwhile.
+      Await.until(
+          "p1 and p2 to run p3's partitions",
+          outageMs + 10_000,
+          () -> {
+            try {
+              assertRunning(c, "p3");
+              return c.settled(Arrays.asList("p1", "p2"), 0);
+            } catch (java.io.IOException e) {
+              throw new java.io.UncheckedIOException(e);
+            }
+          });
+      long left = outageMs - (System.nanoTime() - cutAt) / 1_000_000;
+      if (left > 0) {
+        Thread.sleep(left); // the outage's length, not a wait for something to happen
+      }
+      assertRunning(c, "p3");
+      p3[0].restore();
+      p3[1].restore();
+      // Storage answers: p3 learns that it was replaced and stops its container at once, within
+      // task.shutdown.ms although its commits waited for storage, and stays alive. Either its
+      // coordinator tells it first (a fence), or a commit that waited finds the task owned by
+      // another and the container fails; the runner then starts p3 afresh.
+      Await.until(
+          "p3 to stop its container: fenced, or failed on a commit and rejoining",
+          10_000,
+          () -> {
+            try {
+              assertRunning(c, "p3");
+              return c.output("p3").stream()
+                  .anyMatch(
+                      l ->
+                          l.contains("lost contact with storage")
+                              || l.contains("rejoins as a fresh processor"));
+            } catch (java.io.IOException e) {
+              throw new java.io.UncheckedIOException(e);
+            }
+          });
       Await.until(
           "p3's container to stop (its tasks closed)",
           10_000,
@@ -186,13 +223,6 @@ public class CheckpointedJobTest extends AzuriteTest {
               throw new java.io.UncheckedIOException(e);
             }
           });
-      long left = outageMs - (System.nanoTime() - cutAt) / 1_000_000;
-      if (left > 0) {
-        Thread.sleep(left); // the outage's length, not a wait for something to happen
-      }
-      assertRunning(c, "p3");
-      p3[0].restore();
-      p3[1].restore();
 
       long since = System.currentTimeMillis();
       Await.until(
@@ -281,13 +311,17 @@ public class CheckpointedJobTest extends AzuriteTest {
         CloudStorageAccount.parse(azurite.connectionString())
             .createCloudTableClient()
             .getTableReference(Native.jobStorageNames(job, "1")[2]);
-    table.createIfNotExists();
-    DynamicTableEntity intruder = new DynamicTableEntity("tasks", "Partition 0|owner");
-    intruder.getProperties().put("processor", new EntityProperty("intruder"));
-    intruder.getProperties().put("generation", new EntityProperty("1000000"));
-    table.execute(TableOperation.insertOrReplace(intruder));
     try (ProcessorCluster c = cluster(jobConfig(job), 2)) {
       c.start("p1");
+      awaitSettled(c, Arrays.asList("p1"));
+      // Another owner takes a task over at a newer generation (as after a rebalance p1 slept
+      // through; planted here, since a job's first version is numbered above every
+      // generation already in the table): p1's next commit of it, and every claim of it
+      // after, are refused.
+      DynamicTableEntity intruder = new DynamicTableEntity("tasks", "Partition 0|owner");
+      intruder.getProperties().put("processor", new EntityProperty("intruder"));
+      intruder.getProperties().put("generation", new EntityProperty("1000000"));
+      table.execute(TableOperation.insertOrReplace(intruder));
       awaitOutput(c, "p1", "rejoins as a fresh processor", 40_000);
       // The task is free again: the next rejoin takes it.
       table.execute(

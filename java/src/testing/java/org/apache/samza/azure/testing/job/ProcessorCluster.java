@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
@@ -35,6 +36,9 @@ import org.apache.samza.azure.testing.FaithfulProxy;
  * storage directly, past any fault. The cluster owns the proxy and closes it in {@link #close()}.
  */
 public final class ProcessorCluster implements AutoCloseable {
+  /** A container that processed nothing for this long after its storage was cut is paused. */
+  private static final long PAUSED_AFTER_MS = 1_000;
+
   /** Fault scope: every processor's endpoint. */
   public static final String ALL = "all";
 
@@ -53,6 +57,13 @@ public final class ProcessorCluster implements AutoCloseable {
 
   /** Per processor, [SIGSTOP time, SIGCONT time] windows (end MAX_VALUE while stopped). */
   private final Map<String, List<long[]>> pauses = new ConcurrentHashMap<>();
+
+  /**
+   * Per processor, when a storage outage of its own began. From then on its processing may pause at
+   * its self-fence with its container kept, so its holds are judged by the messages it processed,
+   * as after a SIGSTOP.
+   */
+  private final Map<String, List<Long>> outages = new ConcurrentHashMap<>();
 
   private final Thread feeder;
   private final String jobName;
@@ -268,7 +279,18 @@ public final class ProcessorCluster implements AutoCloseable {
 
   /** Storage outage for processor {@code id} (or {@link #ALL}): mode "refuse" or "silent". */
   public void outage(String id, String mode, long millis) throws IOException {
+    for (String each : ALL.equals(id) ? new ArrayList<>(clients.keySet()) : Arrays.asList(id)) {
+      outageBegan(each);
+    }
     proxy.outage(client(id), mode, millis);
+  }
+
+  /**
+   * Processor {@code id}'s storage is cut now (by this cluster's proxy or another): from now on its
+   * holds count by the messages it processes, since its container may be kept, paused.
+   */
+  public void outageBegan(String id) {
+    outages.computeIfAbsent(id, k -> new ArrayList<>()).add(System.currentTimeMillis());
   }
 
   /**
@@ -503,6 +525,17 @@ public final class ProcessorCluster implements AutoCloseable {
     for (Hold h : holds) {
       List<long[]> windows = pauses.getOrDefault(h.processor, Collections.<long[]>emptyList());
       Hold rest = h;
+      for (long cut : outages.getOrDefault(h.processor, Collections.<Long>emptyList())) {
+        if (rest.start < cut && cut < rest.end) {
+          Hold before = new Hold(h.processor, h.partition, rest.start);
+          before.end = cut;
+          out.add(before);
+          Hold after = new Hold(h.processor, h.partition, cut);
+          after.end = rest.end;
+          after.afterPause = true;
+          rest = after;
+        }
+      }
       for (long[] w : windows) {
         if (rest.start < w[0] && w[0] < rest.end) {
           Hold before = new Hold(h.processor, h.partition, rest.start);
@@ -627,9 +660,13 @@ public final class ProcessorCluster implements AutoCloseable {
 
   private static Map<Integer, List<String>> owners(List<Hold> holds) {
     Map<Integer, List<String>> owners = new TreeMap<>();
+    long now = System.currentTimeMillis();
     for (Hold h : holds) {
-      // A frozen (SIGSTOPped, not yet continued) processor holds nothing it can process.
-      if (h.end == Long.MAX_VALUE && h.start != Long.MAX_VALUE) {
+      // A frozen (SIGSTOPped, not yet continued) processor holds nothing it can process; nor
+      // does a container kept paused after its storage was cut: with input arriving every
+      // 50 ms, one that processed nothing for a second is paused.
+      boolean paused = h.afterPause && (h.messages == 0 || now - h.lastMessage > PAUSED_AFTER_MS);
+      if (h.end == Long.MAX_VALUE && h.start != Long.MAX_VALUE && !paused) {
         owners.computeIfAbsent(h.partition, k -> new ArrayList<>()).add(h.processor);
       }
     }
