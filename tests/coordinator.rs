@@ -990,15 +990,12 @@ async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
             .count();
         assert_eq!(fences, 0, "{} stopped its container", p.id);
     }
-    let l = c.ledger.lock().unwrap();
-    assert!(l.violations.is_empty(), "{:?}", l.violations);
-    assert_eq!(
-        l.starts.len(),
-        3,
-        "containers were started again: {:?}",
-        l.starts
-    );
-    drop(l);
+    {
+        let l = c.ledger.lock().unwrap();
+        assert!(l.violations.is_empty(), "{:?}", l.violations);
+        let starts = l.starts.len();
+        assert_eq!(starts, 3, "containers were started again: {:?}", l.starts);
+    }
     for id in ["p1", "p2", "p3"] {
         c.stop(id).await;
     }
