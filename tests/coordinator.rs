@@ -1186,3 +1186,42 @@ async fn a_processor_that_never_answers_cannot_hold_the_job_hostage() {
         c.stop(&id).await;
     }
 }
+
+/// A paused processor (past its self-fence, storage refusing it) waits between its heartbeat
+/// retries like any other: its self-fence deadline, long past, must not wake it over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_processor_sleeps_between_its_retries() {
+    let mut c = Cluster::new();
+    c.spawn("p1");
+    c.settled(0, Duration::from_secs(20)).await;
+    let p = c.get("p1");
+    let outage = c.timing.liveness * 4;
+    p.storage.outage(outage);
+    let metrics = p.coordinator.clone();
+    common::eventually("p1 to pause", outage, || {
+        let paused = metrics
+            .metrics()
+            .paused
+            .load(std::sync::atomic::Ordering::Acquire);
+        async move { paused }
+    })
+    .await;
+    let wakeups = || {
+        metrics
+            .metrics()
+            .wakeups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (w0, t0) = (wakeups(), Instant::now());
+    // Measure over a fixed window inside the outage: the quantity is a rate.
+    tokio::time::sleep(c.timing.liveness).await;
+    let rate = (wakeups() - w0) as f64 / t0.elapsed().as_secs_f64();
+    let t = &c.timing;
+    let bound = 2.0 * (4.0 / t.heartbeat.as_secs_f64() + 1.0 / t.scan.as_secs_f64()) + 5.0;
+    eprintln!("paused: {rate:.1} wake-ups per second (bound {bound:.0})");
+    assert!(
+        rate <= bound,
+        "a paused processor woke {rate:.0} times a second: it spins"
+    );
+    c.stop("p1").await;
+}

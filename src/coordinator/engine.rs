@@ -563,9 +563,9 @@ impl<'a, S: Storage> Engine<'a, S> {
             (Some(l), None) => wake.min(self.next_poll).min(l.next_scan),
             (None, None) => wake.min(self.next_poll).min(self.next_watch),
         };
-        if self.running != 0 {
-            wake = wake.min(self.fence_deadline());
-        }
+        // Not the self-fence deadline: processing stops there by itself (the tasks' gate
+        // reads it) and the fence timer notes the pause; once past, it would wake the loop at
+        // once, over and over, for as long as the pause lasts.
         wake
     }
 
@@ -690,19 +690,6 @@ impl<'a, S: Storage> Engine<'a, S> {
             }
         }
         Ok(())
-    }
-
-    /// When the self-fence falls due: the deadline the tasks' processing fence reads too
-    /// (last accepted heartbeat's send time plus the bound), so both agree by construction.
-    fn fence_deadline(&self) -> Instant {
-        let remaining = self.metrics.fence_remaining_nanos();
-        let now = Instant::now();
-        let delta = Duration::from_nanos(remaining.unsigned_abs());
-        if remaining >= 0 {
-            now + delta
-        } else {
-            now.checked_sub(delta).unwrap_or(now)
-        }
     }
 
     /// The document was reset (recreated, restored) or cannot be read: nothing agreed holds
@@ -882,18 +869,9 @@ impl<'a, S: Storage> Engine<'a, S> {
                     && (v == self.acked || (self.running == 0 && !self.doc.must_ack(&self.me))) =>
             {
                 // The epoch is read first: a fence after this point must leave the new
-                // container unable to process. The fence timer may also have fenced the
-                // running container a moment ago; then nothing starts, and the next tick
-                // catches up with the fence.
+                // container unable to process.
                 let epoch = self.metrics.fences.load(Ordering::Acquire);
-                if self
-                    .metrics
-                    .running_version
-                    .compare_exchange(self.running, v, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
-                    return;
-                }
+                self.metrics.running_version.store(v, Ordering::Release);
                 tracing::info!(
                     version = v,
                     member = self.doc.is_member(&self.me),
