@@ -185,6 +185,11 @@ async fn run(
     // Follower: when to try next. Leader: (lease, local validity bound, next renew).
     let mut next_acquire = Instant::now();
     let mut held: Option<(LeaseId, Instant, Instant)> = None;
+    // Set when leadership was lost only to storage being out of reach: until when our own
+    // lease may still be active in storage. Then a refusal may be our own lease, and an
+    // unreachable storage says nothing of others, so we try again promptly instead of one
+    // acquire interval later: until someone leads, nobody judges deaths or rebalances.
+    let mut retake: Option<Instant> = None;
     loop {
         let wake = match held {
             Some((_, _, next_renew)) => next_renew,
@@ -229,6 +234,7 @@ async fn run(
                 let duration = LeaseDuration::Seconds(timing.duration.as_secs() as u8);
                 match store.acquire_lease(&blob, duration, None).await {
                     Ok(lease) => {
+                        retake = None;
                         term += 1;
                         held = Some((lease, sent + timing.duration, sent + timing.renew_interval));
                         tracing::info!(blob = %blob, term, "became leader");
@@ -243,7 +249,17 @@ async fn run(
                         if e.kind() != ErrorKind::LeaseHeld {
                             tracing::warn!(blob = %blob, error = %e, "lease acquire failed");
                         }
-                        next_acquire = Instant::now() + timing.acquire_interval;
+                        let now = Instant::now();
+                        retake = retake.filter(|own_lapse| {
+                            e.kind() == ErrorKind::Transient
+                                || (e.kind() == ErrorKind::LeaseHeld && now < *own_lapse)
+                        });
+                        next_acquire = now
+                            + if retake.is_some() {
+                                timing.renew_interval / 5
+                            } else {
+                                timing.acquire_interval
+                            };
                     }
                 }
             }
@@ -279,7 +295,14 @@ async fn run(
                         tracing::warn!(blob = %blob, error = %e, "lost the lease; stepping down");
                         held = None;
                         state.send_replace(LeaseState::Follower);
-                        next_acquire = Instant::now() + timing.acquire_interval;
+                        if e.kind() == ErrorKind::Transient {
+                            // Storage's copy lapses by `valid_until` (last renew sent plus
+                            // the duration), plus a retry interval for clock rate.
+                            retake = Some(valid_until + timing.renew_interval / 5);
+                            next_acquire = Instant::now() + timing.renew_interval / 5;
+                        } else {
+                            next_acquire = Instant::now() + timing.acquire_interval;
+                        }
                     }
                 }
             }

@@ -1001,6 +1001,69 @@ async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
     }
 }
 
+/// A leader whose own requests were held through a stall, and answered once it ended, got
+/// through without a failed call; yet it could not reach storage while the others' rows went
+/// stale. It must not judge them dead on that evidence: a call's answer, not its start, says
+/// when storage was last known reachable. (Found by `gradle faultBench`: a 5 s stall made the
+/// successor break a live leader's lease, and the job rebalanced twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_calls_were_held_through_a_stall_judges_nobody_dead_on_it() {
+    let mut c = Cluster::new();
+    for id in ["p1", "p2", "p3"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let stall = c.timing.liveness + c.timing.liveness / 3;
+    let at = Instant::now();
+    for p in &c.procs {
+        if p.id == leader {
+            p.storage.slow_batches(stall);
+        } else {
+            // A little longer, so their rows are older than the liveness timeout when the
+            // leader's held calls are answered.
+            p.storage.silent_outage(stall + c.timing.liveness / 3);
+        }
+    }
+    common::eventually(
+        "every processor to run again",
+        stall + Duration::from_secs(10),
+        || {
+            let done = at.elapsed() > stall * 2
+                && c.procs
+                    .iter()
+                    .all(|p| p.coordinator.metrics().fence_remaining_nanos() >= 0);
+            async move { done }
+        },
+    )
+    .await;
+    // Watch for two liveness timeouts more: nothing may move.
+    let watch = Instant::now();
+    while watch.elapsed() < c.timing.liveness * 2 {
+        c.ledger.lock().unwrap().check();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (v, _) = c.settled(0, Duration::from_secs(5)).await;
+    assert_eq!(
+        v, v1,
+        "a new version after the stall: someone was judged dead"
+    );
+    for p in &c.procs {
+        let fences = p
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, e)| *t > at && e.starts_with("Fence"))
+            .count();
+        assert_eq!(fences, 0, "{} stopped its container", p.id);
+    }
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in ["p1", "p2", "p3"] {
+        c.stop(id).await;
+    }
+}
+
 impl Cluster {
     fn names(&self) -> samza_azure_coordinator::coordinator::names::JobNames {
         samza_azure_coordinator::coordinator::names::JobNames::new(&self.job, "1").unwrap()

@@ -69,6 +69,16 @@ impl Timing {
         self.liveness - (self.liveness / 4).min(Duration::from_secs(1))
     }
 
+    /// The longest a processor may have gone without a confirmed answer from storage (from
+    /// sending one successful heartbeat to the answer of the next) and still judge others
+    /// dead. After a stall of this length that everyone saw, another's row is at most this
+    /// plus one interval and one retry old, which stays under the liveness timeout. Never
+    /// below one and a half intervals, or ordinary latency would count as a stall.
+    pub fn reachability_gap(&self) -> Duration {
+        let interval = self.heartbeat;
+        (self.liveness.saturating_sub(interval + interval / 4)).max(interval * 3 / 2)
+    }
+
     /// How long the leader waits for Java to compute a model before counting the compute as
     /// failed: as long as it waits on a barrier.
     pub fn compute_timeout(&self) -> Duration {
@@ -255,6 +265,21 @@ mod tests {
         assert_eq!(c.job_id, "1");
         assert_eq!(c.timing, Timing::default());
         assert!(c.timing.self_fence() < c.timing.liveness);
+    }
+
+    #[test]
+    fn a_stall_short_enough_to_judge_after_leaves_others_rows_fresh() {
+        let t = Timing::default();
+        assert_eq!(t.reachability_gap(), Duration::from_millis(3500));
+        // A stall of the gap, plus another's unlucky interval and retry, stays under liveness.
+        assert!(t.reachability_gap() + t.heartbeat + t.heartbeat / 4 <= t.liveness);
+        // At the tightest allowed liveness (2 intervals) ordinary answers still count as
+        // reachable: one interval and some latency is below the gap.
+        let tight = Timing {
+            liveness: t.heartbeat * 2,
+            ..t
+        };
+        assert_eq!(tight.reachability_gap(), t.heartbeat * 3 / 2);
     }
 
     #[test]

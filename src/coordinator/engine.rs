@@ -410,7 +410,8 @@ struct Engine<'a, S: Storage> {
     /// When the last successful read of the document (changed or not) was sent.
     last_read: Option<Instant>,
     /// Since when this processor's heartbeats have been getting through without a gap longer
-    /// than the self-fence bound. A leader judges others dead only after it could itself reach
+    /// than `Timing::reachability_gap`, from one successful heartbeat's sending to the next's
+    /// answer. A leader judges others dead only after it could itself reach
     /// storage for a whole liveness timeout: after a stall that every processor saw, their rows
     /// are all old, but they are not dead.
     reachable_since: Option<Instant>,
@@ -656,11 +657,20 @@ impl<'a, S: Storage> Engine<'a, S> {
                     }
                 };
                 self.probe = Some(etag);
-                if self
-                    .last_ok_sent
-                    .is_none_or(|t| sent - t > self.timing.self_fence())
-                {
-                    self.reachable_since = Some(sent);
+                // Measured to the answer, not from this call's start: a call whose retries
+                // spanned a stall succeeds with an early start, yet storage was out of reach
+                // from the last call's start until now.
+                let answered = Instant::now();
+                let gap = self.last_ok_sent.map(|t| answered - t);
+                if gap.is_none_or(|g| g > self.timing.reachability_gap()) {
+                    if self.reachable_since.is_some() {
+                        tracing::info!(
+                            gap_ms = gap.unwrap_or_default().as_millis() as u64,
+                            "storage was out of reach for a while; judging nobody dead until it \
+                             answers for a whole liveness timeout"
+                        );
+                    }
+                    self.reachable_since = Some(answered);
                 }
                 self.last_ok_sent = Some(sent);
                 // An answer that came past the deadline may have come after the leader judged

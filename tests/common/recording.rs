@@ -43,6 +43,9 @@ pub struct Recording {
     /// Until then every request hangs, and fails when the window ends: storage that accepts
     /// connections but never answers, as a client sees it until its timeout.
     silent_until: Mutex<Option<Instant>>,
+    /// Until then every batch (a heartbeat) waits, then goes through: storage that answers
+    /// again within one call, as a client sees it when a retry inside the call succeeds.
+    slow_until: Mutex<Option<Instant>>,
     /// Failures queued per operation name, taken one per call.
     injected: Mutex<Vec<(&'static str, Inject)>>,
     /// This many next inserts and updates reach storage, but their caller hears a timeout
@@ -57,6 +60,7 @@ impl Recording {
             writes: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
             silent_until: Mutex::new(None),
+            slow_until: Mutex::new(None),
             injected: Mutex::new(Vec::new()),
             ambiguous_writes: Mutex::new(0),
         }
@@ -131,6 +135,20 @@ impl Recording {
     /// meanwhile hangs until the window ends, then fails.
     pub fn silent_outage(&self, d: Duration) {
         *self.silent_until.lock().unwrap() = Some(Instant::now() + d);
+    }
+
+    /// Storage holds every batch from this client for `d`, starting now, then applies it: a
+    /// heartbeat sent meanwhile succeeds once the window ends, though it began inside it. The
+    /// engine, awaiting it, sends nothing else meanwhile.
+    pub fn slow_batches(&self, d: Duration) {
+        *self.slow_until.lock().unwrap() = Some(Instant::now() + d);
+    }
+
+    async fn slowness(&self) {
+        let until = *self.slow_until.lock().unwrap();
+        if let Some(until) = until.filter(|u| Instant::now() < *u) {
+            tokio::time::sleep_until(until.into()).await;
+        }
     }
 
     async fn silence(&self) -> Result<()> {
@@ -342,6 +360,7 @@ impl TableStore for Recording {
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
         self.gate()?;
         self.silence().await?;
+        self.slowness().await;
         let keys: Vec<String> = ops
             .iter()
             .map(|op| match op {
