@@ -70,6 +70,7 @@ public final class ProcessorCluster implements AutoCloseable {
   private volatile String leaderLogLine;
   private final Map<String, String> storageConfig = new HashMap<>();
   private static final Pattern LEADER = Pattern.compile("\"leader\":\"([^\"]*)\"");
+  private static final Pattern VERSION = Pattern.compile("\"version\":([0-9]+)");
   private volatile boolean feeding = true;
   private final FaithfulProxy proxy;
   private final Map<String, Integer> clients = new ConcurrentHashMap<>();
@@ -123,7 +124,8 @@ public final class ProcessorCluster implements AutoCloseable {
     props.put("systems.fs.dir", dir.resolve("input").toString());
     props.put("systems.fs.default.stream.samza.offset.default", "upcoming");
     props.put("ownership.log.dir", dir.toString());
-    props.put("task.shutdown.ms", "10000");
+    // Tests keep stops short; a benchmark at Samza's defaults passes its own value.
+    props.putIfAbsent("task.shutdown.ms", "10000");
     configFile =
         writeProcessorFiles(
             dir, props, "org.apache.samza.zk.ZkJobCoordinator", "org.apache.samza.coordinator");
@@ -377,9 +379,10 @@ public final class ProcessorCluster implements AutoCloseable {
 
   /** SIGSTOP / SIGCONT by pid. */
   public void signal(String id, String signal) throws IOException, InterruptedException {
-    String pid = new String(Files.readAllBytes(dir.resolve(id + ".pid")), StandardCharsets.UTF_8);
+    long pid = pid(id);
     long before = System.currentTimeMillis();
-    Process kill = new ProcessBuilder("kill", "-" + signal, pid.trim()).inheritIO().start();
+    Process kill =
+        new ProcessBuilder("kill", "-" + signal, String.valueOf(pid)).inheritIO().start();
     if (kill.waitFor() != 0) {
       throw new IOException("kill -" + signal + " " + pid + " failed");
     }
@@ -424,6 +427,90 @@ public final class ProcessorCluster implements AutoCloseable {
       }
     }
     return leader;
+  }
+
+  /**
+   * The JobModel version the document in storage names (our coordinator only), or 0 when there is
+   * no document yet. Read past any fault, like {@link #leader()}.
+   */
+  public long version() throws IOException {
+    String[] names = Native.jobStorageNames(jobName, "1");
+    try (AzureStorageClient client = AzureStorageClient.open(storageConfig)) {
+      String doc =
+          new String(client.readDocument(names[0], "jobmodel").body(), StandardCharsets.UTF_8);
+      Matcher m = VERSION.matcher(doc.substring(0, Math.max(0, doc.indexOf('\n'))));
+      if (!m.find()) {
+        throw new IOException("JobModel document header names no version: " + doc);
+      }
+      return Long.parseLong(m.group(1));
+    } catch (StorageNotFoundException e) {
+      return 0;
+    }
+  }
+
+  /** The pid of processor {@code id}'s JVM (it writes it at start). */
+  public long pid(String id) throws IOException {
+    return Long.parseLong(
+        new String(Files.readAllBytes(dir.resolve(id + ".pid")), StandardCharsets.UTF_8).trim());
+  }
+
+  /** Every "start" line (a task starting in a container) any processor logged at or after t. */
+  public int taskStartsSince(long t) throws IOException {
+    int n = 0;
+    for (Hold h : holds()) {
+      // Holds split at an outage or pause begin at the cut, not at a task start.
+      if (h.start >= t && !h.afterPause) {
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Partition -> the time of its first message processed after {@code t} by a processor other than
+   * {@code except} (null: by anyone); partitions with none are absent.
+   */
+  public Map<Integer, Long> firstMessageAfter(long t, String except) throws IOException {
+    Map<Integer, Long> out = new TreeMap<>();
+    File[] logs = dir.toFile().listFiles((d, name) -> name.endsWith(".log"));
+    for (File log : logs == null ? new File[0] : logs) {
+      for (String line : Files.readAllLines(log.toPath(), StandardCharsets.UTF_8)) {
+        String[] f = line.split(" ");
+        if (f.length == 5 && f[0].equals("msg") && !f[1].equals(except)) {
+          long at = Long.parseLong(f[4]);
+          if (at > t) {
+            out.merge(Integer.parseInt(f[2]), at, Math::min);
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Processor {@code id}'s longest stretch without processing any message between {@code from} and
+   * {@code to} (ends included as bounds), in ms.
+   */
+  public long longestGap(String id, long from, long to) throws IOException {
+    List<Long> times = new ArrayList<>();
+    Path log = dir.resolve(id + ".log");
+    for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
+      String[] f = line.split(" ");
+      if (f.length == 5 && f[0].equals("msg")) {
+        long at = Long.parseLong(f[4]);
+        if (at >= from && at <= to) {
+          times.add(at);
+        }
+      }
+    }
+    Collections.sort(times);
+    long gap = 0;
+    long last = from;
+    for (long at : times) {
+      gap = Math.max(gap, at - last);
+      last = at;
+    }
+    return Math.max(gap, to - last);
   }
 
   /** For coordinators other than ours: the log text a processor prints on becoming leader. */
