@@ -540,6 +540,58 @@ async fn a_requested_recompute_runs_one_new_version_for_the_same_members() {
     }
 }
 
+/// A notify that fails must not leave the barrier waiting for the backstop poll: while a
+/// version waits for acknowledgements, the leader touches the notification rows of those who
+/// have not acknowledged once per heartbeat interval. Here the leader's first notify of a new
+/// version fails; the backstop poll and the barrier timeout (whose abandon-and-republish would
+/// notify again) are set far beyond the bound, so only that retry can bring the followers in
+/// on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_notify_is_retried_before_the_backstop_poll() {
+    use common::recording::Inject;
+    use samza_azure_coordinator::ErrorKind;
+    let mut c = Cluster::new();
+    c.timing.poll = Duration::from_secs(120);
+    c.timing.barrier_timeout = Duration::from_secs(120);
+    for id in ["p1", "p2", "p3"] {
+        c.spawn(id);
+    }
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let follower = ["p1", "p2", "p3"]
+        .into_iter()
+        .find(|p| *p != leader)
+        .unwrap();
+    let store = c.get(&leader).storage.clone();
+    // A notify is one batch of the followers' notification rows; the leader's own heartbeats
+    // touch only its own, so this picks out the first notify.
+    let probe = format!("~probe~{follower}");
+    store.inject_touching("batch", &probe, Inject::Fail(ErrorKind::Transient));
+    let asked = Instant::now();
+    // A recompute for the same members: no joiner that would read the document by itself.
+    c.get(&leader).coordinator.request_rebalance();
+    // About a heartbeat interval for the retry, one for the follower's heartbeat to see it,
+    // then the acknowledgement and the start: a second or two, far below the 120 s poll.
+    let bound = Duration::from_secs(6);
+    let (v2, t) = c.agreed(v1, bound).await;
+    eprintln!("every processor runs v{v2} {t:?} after the recompute, its first notify failed");
+    assert_eq!(store.injections_left(), 0, "the notify never failed");
+    let notifies: Vec<(Instant, bool)> = store
+        .writes()
+        .iter()
+        .filter(|w| w.at >= asked && w.op.starts_with("batch") && w.op.contains(&probe))
+        .map(|w| (w.at, w.accepted))
+        .collect();
+    assert!(
+        notifies.first().is_some_and(|(_, accepted)| !accepted),
+        "the first notify after the recompute did not fail: {notifies:?}"
+    );
+    assert!(c.ledger.lock().unwrap().violations.is_empty());
+    for id in ["p1", "p2", "p3"] {
+        c.stop(id).await;
+    }
+}
+
 /// A storage outage shorter than the self-fence bound stops nothing: no fence, no new version,
 /// the same container keeps running; it only shows as failed heartbeats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

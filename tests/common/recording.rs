@@ -35,6 +35,14 @@ pub enum Inject {
     Delay(Duration),
 }
 
+/// One queued failure: for the next call of `op` whose target (row keys, blob) contains
+/// `touching`, or any call of `op` when `touching` is empty.
+struct Rule {
+    op: &'static str,
+    touching: String,
+    inject: Inject,
+}
+
 pub struct Recording {
     inner: AzureStorage,
     writes: Mutex<Vec<Write>>,
@@ -43,8 +51,8 @@ pub struct Recording {
     /// Until then every request hangs, and fails when the window ends: storage that accepts
     /// connections but never answers, as a client sees it until its timeout.
     silent_until: Mutex<Option<Instant>>,
-    /// Failures queued per operation name, taken one per call.
-    injected: Mutex<Vec<(&'static str, Inject)>>,
+    /// Failures queued per operation, taken one per matching call, in order.
+    injected: Mutex<Vec<Rule>>,
     /// This many next inserts and updates reach storage, but their caller hears a timeout
     /// (what a write that applied while its answer was lost looks like after our retries).
     ambiguous_writes: Mutex<u32>,
@@ -65,30 +73,58 @@ impl Recording {
     /// The next call of `op` (a method name of the storage traits) fails as `inject` says;
     /// calls queue up in order.
     pub fn inject(&self, op: &'static str, inject: Inject) {
-        self.injected.lock().unwrap().push((op, inject));
+        self.inject_touching(op, "", inject);
     }
 
-    fn injected(&self, op: &str) -> Option<Inject> {
+    /// The next call of `op` whose target contains `touching` fails as `inject` says. The
+    /// target is what the call names: a batch's row keys joined by commas, an entity's row
+    /// key, a blob's `container/name`. So one caller's request can be picked out among
+    /// others of the same operation (e.g. a leader's notify among its heartbeats, both
+    /// batches).
+    pub fn inject_touching(&self, op: &'static str, touching: &str, inject: Inject) {
+        self.injected.lock().unwrap().push(Rule {
+            op,
+            touching: touching.to_owned(),
+            inject,
+        });
+    }
+
+    /// Injected failures not taken yet: a test asserts 0 to prove that its failure happened.
+    pub fn injections_left(&self) -> usize {
+        self.injected.lock().unwrap().len()
+    }
+
+    fn injected(&self, op: &str, target: &str) -> Option<Inject> {
         let mut queue = self.injected.lock().unwrap();
-        let i = queue.iter().position(|(o, _)| *o == op)?;
-        Some(queue.remove(i).1)
+        let i = queue
+            .iter()
+            .position(|r| r.op == op && target.contains(r.touching.as_str()))?;
+        Some(queue.remove(i).inject)
     }
 
-    /// Runs `call` unless a failure is injected for `op`; an applied-then-failed write runs
-    /// it and reports the error instead of its outcome.
-    async fn through<T, F>(&self, op: &str, call: F) -> Result<T>
+    /// Runs `call` after the outage windows, unless a failure is injected for it.
+    async fn through<T, F>(&self, op: &str, target: &str, call: F) -> Result<T>
     where
         F: std::future::Future<Output = Result<T>>,
     {
         self.gate()?;
         self.silence().await?;
+        self.run(op, target, call).await
+    }
+
+    /// Runs `call` unless a failure is injected for it; an applied-then-failed write runs it
+    /// and reports the error instead of its outcome.
+    async fn run<T, F>(&self, op: &str, target: &str, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
         let error = |kind| {
             Err(samza_azure_coordinator::Error::new(
                 kind,
                 format!("injected failure of {op}"),
             ))
         };
-        match self.injected(op) {
+        match self.injected(op, target) {
             None => call.await,
             Some(Inject::Fail(kind)) => error(kind),
             Some(Inject::AppliedThenFail(kind)) => {
@@ -232,12 +268,17 @@ impl DocumentStore for Recording {
         self.note(format!("create_document {blob}"), r)
     }
     async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
-        self.through("read_document", self.inner.read_document(blob))
-            .await
+        self.through(
+            "read_document",
+            &blob.to_string(),
+            self.inner.read_document(blob),
+        )
+        .await
     }
     async fn read_document_if_changed(&self, b: &BlobRef, k: &ETag) -> Result<Option<Document>> {
         self.through(
             "read_document_if_changed",
+            &b.to_string(),
             self.inner.read_document_if_changed(b, k),
         )
         .await
@@ -264,6 +305,7 @@ impl DocumentStore for Recording {
         let r = self
             .through(
                 "replace_document",
+                &blob.to_string(),
                 self.inner
                     .replace_document(blob, body.clone(), if_match, lease),
             )
@@ -334,6 +376,7 @@ impl TableStore for Recording {
     ) -> Result<Page> {
         self.through(
             "query_partition",
+            pk,
             self.inner
                 .query_partition(table, pk, filter, page_size, continuation),
         )
@@ -351,8 +394,11 @@ impl TableStore for Recording {
                 BatchOp::Delete { row_key, .. } => row_key.clone(),
             })
             .collect();
-        let r = self.inner.batch(table, pk, ops).await;
-        self.note(format!("batch {pk} {}", keys.join(",")), r)
+        let keys = keys.join(",");
+        let r = self
+            .run("batch", &keys, self.inner.batch(table, pk, ops))
+            .await;
+        self.note(format!("batch {pk} {keys}"), r)
     }
     async fn delete_entity(&self, table: &str, pk: &str, rk: &str, m: &IfMatch) -> Result<()> {
         self.gate()?;
