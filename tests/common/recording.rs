@@ -23,13 +23,14 @@ pub struct Write {
     pub body: Option<Bytes>,
 }
 
-/// A failure to inject into the next call of one operation.
+/// A failure to inject into a call (see [`Recording::inject`]).
 #[derive(Clone, Copy, Debug)]
 pub enum Inject {
     /// The request never reaches storage.
     Fail(ErrorKind),
     /// Storage applies the write, then the caller gets this error anyway: a response lost
-    /// to a timeout or a reset.
+    /// to a timeout or a reset. With [`ErrorKind::OutcomeUnknown`], an ambiguous write as our
+    /// retry loop reports it.
     AppliedThenFail(ErrorKind),
     /// The request is sent this much later: a slow request (zero: on time).
     Delay(Duration),
@@ -53,9 +54,6 @@ pub struct Recording {
     silent_until: Mutex<Option<Instant>>,
     /// Failures queued per operation, taken one per matching call, in order.
     injected: Mutex<Vec<Rule>>,
-    /// This many next inserts and updates reach storage, but their caller hears a timeout
-    /// (what a write that applied while its answer was lost looks like after our retries).
-    ambiguous_writes: Mutex<u32>,
 }
 
 impl Recording {
@@ -66,12 +64,11 @@ impl Recording {
             down_until: Mutex::new(None),
             silent_until: Mutex::new(None),
             injected: Mutex::new(Vec::new()),
-            ambiguous_writes: Mutex::new(0),
         }
     }
 
-    /// The next call of `op` (a method name of the storage traits) fails as `inject` says;
-    /// calls queue up in order.
+    /// The next call of `op` (a method name of the storage traits, any of them) fails as
+    /// `inject` says; calls queue up in order.
     pub fn inject(&self, op: &'static str, inject: Inject) {
         self.inject_touching(op, "", inject);
     }
@@ -112,6 +109,16 @@ impl Recording {
         self.run(op, target, call).await
     }
 
+    /// Runs `call` after the outage window (not the silent one: as before, only reads,
+    /// document replaces and batches hang in it), unless a failure is injected for it.
+    async fn gated<T, F>(&self, op: &str, target: &str, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        self.gate()?;
+        self.run(op, target, call).await
+    }
+
     /// Runs `call` unless a failure is injected for it; an applied-then-failed write runs it
     /// and reports the error instead of its outcome.
     async fn run<T, F>(&self, op: &str, target: &str, call: F) -> Result<T>
@@ -136,26 +143,6 @@ impl Recording {
                 call.await
             }
         }
-    }
-
-    /// The next `n` inserts and updates apply, but report [`ErrorKind::OutcomeUnknown`].
-    ///
-    /// [`ErrorKind::OutcomeUnknown`]: samza_azure_coordinator::ErrorKind::OutcomeUnknown
-    pub fn ambiguous_writes(&self, n: u32) {
-        *self.ambiguous_writes.lock().unwrap() = n;
-    }
-
-    /// An applied write's answer, lost if an ambiguous write was asked for.
-    fn maybe_lose<T>(&self, r: Result<T>) -> Result<T> {
-        let mut left = self.ambiguous_writes.lock().unwrap();
-        if *left > 0 && r.is_ok() {
-            *left -= 1;
-            return Err(samza_azure_coordinator::Error::new(
-                samza_azure_coordinator::ErrorKind::OutcomeUnknown,
-                "simulated timeout: the write applied, its answer was lost",
-            ));
-        }
-        r
     }
 
     /// Storage is unreachable from this client for `d`, starting now.
@@ -229,29 +216,54 @@ impl LeaseStore for Recording {
         duration: LeaseDuration,
         proposed: Option<LeaseId>,
     ) -> Result<LeaseId> {
-        self.gate()?;
-        let r = self.inner.acquire_lease(blob, duration, proposed).await;
+        let r = self
+            .gated(
+                "acquire_lease",
+                &blob.to_string(),
+                self.inner.acquire_lease(blob, duration, proposed),
+            )
+            .await;
         let id = r.as_ref().map(|l| l.to_string()).unwrap_or_default();
         self.note(format!("acquire_lease {blob} {id}"), r)
     }
     async fn renew_lease(&self, blob: &BlobRef, lease: LeaseId, d: Option<Duration>) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.renew_lease(blob, lease, d).await;
+        let r = self
+            .gated(
+                "renew_lease",
+                &blob.to_string(),
+                self.inner.renew_lease(blob, lease, d),
+            )
+            .await;
         self.note(format!("renew_lease {blob}"), r)
     }
     async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.release_lease(blob, lease).await;
+        let r = self
+            .gated(
+                "release_lease",
+                &blob.to_string(),
+                self.inner.release_lease(blob, lease),
+            )
+            .await;
         self.note(format!("release_lease {blob}"), r)
     }
     async fn break_lease(&self, blob: &BlobRef, period: Duration) -> Result<Duration> {
-        self.gate()?;
-        let r = self.inner.break_lease(blob, period).await;
+        let r = self
+            .gated(
+                "break_lease",
+                &blob.to_string(),
+                self.inner.break_lease(blob, period),
+            )
+            .await;
         self.note(format!("break_lease {blob}"), r)
     }
     async fn change_lease(&self, b: &BlobRef, l: LeaseId, p: LeaseId) -> Result<LeaseId> {
-        self.gate()?;
-        let r = self.inner.change_lease(b, l, p).await;
+        let r = self
+            .gated(
+                "change_lease",
+                &b.to_string(),
+                self.inner.change_lease(b, l, p),
+            )
+            .await;
         self.note(format!("change_lease {b}"), r)
     }
 }
@@ -259,12 +271,21 @@ impl LeaseStore for Recording {
 #[async_trait]
 impl DocumentStore for Recording {
     async fn ensure_container(&self, container: &str) -> Result<bool> {
-        self.gate()?;
-        self.inner.ensure_container(container).await
+        self.gated(
+            "ensure_container",
+            container,
+            self.inner.ensure_container(container),
+        )
+        .await
     }
     async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.create_document(blob, body).await;
+        let r = self
+            .gated(
+                "create_document",
+                &blob.to_string(),
+                self.inner.create_document(blob, body),
+            )
+            .await;
         self.note(format!("create_document {blob}"), r)
     }
     async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
@@ -288,8 +309,12 @@ impl DocumentStore for Recording {
         b: &BlobRef,
         k: &ETag,
     ) -> Result<samza_azure_coordinator::storage::Change> {
-        self.gate()?;
-        self.inner.check_document(b, k).await
+        self.gated(
+            "check_document",
+            &b.to_string(),
+            self.inner.check_document(b, k),
+        )
+        .await
     }
     async fn replace_document(
         &self,
@@ -322,8 +347,13 @@ impl DocumentStore for Recording {
         if_match: Option<&ETag>,
         lease: Option<LeaseId>,
     ) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.delete_document(blob, if_match, lease).await;
+        let r = self
+            .gated(
+                "delete_document",
+                &blob.to_string(),
+                self.inner.delete_document(blob, if_match, lease),
+            )
+            .await;
         self.note(format!("delete_document {blob}"), r)
     }
 }
@@ -331,23 +361,33 @@ impl DocumentStore for Recording {
 #[async_trait]
 impl TableStore for Recording {
     async fn ensure_table(&self, table: &str) -> Result<bool> {
-        self.gate()?;
-        self.inner.ensure_table(table).await
+        self.gated("ensure_table", table, self.inner.ensure_table(table))
+            .await
     }
     async fn delete_table(&self, table: &str) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.delete_table(table).await;
+        let r = self
+            .gated("delete_table", table, self.inner.delete_table(table))
+            .await;
         self.note(format!("delete_table {table}"), r)
     }
     async fn insert_entity(&self, table: &str, e: &Entity) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.insert_entity(table, e).await;
-        let r = self.note(format!("insert_entity {}", e.row_key), r);
-        self.maybe_lose(r)
+        let r = self
+            .gated(
+                "insert_entity",
+                &e.row_key,
+                self.inner.insert_entity(table, e),
+            )
+            .await;
+        self.note(format!("insert_entity {}", e.row_key), r)
     }
     async fn upsert_entity(&self, table: &str, e: &Entity, mode: WriteMode) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.upsert_entity(table, e, mode).await;
+        let r = self
+            .gated(
+                "upsert_entity",
+                &e.row_key,
+                self.inner.upsert_entity(table, e, mode),
+            )
+            .await;
         self.note(format!("upsert_entity {}", e.row_key), r)
     }
     async fn update_entity(
@@ -357,14 +397,18 @@ impl TableStore for Recording {
         if_match: &IfMatch,
         mode: WriteMode,
     ) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.update_entity(table, e, if_match, mode).await;
-        let r = self.note(format!("update_entity {}", e.row_key), r);
-        self.maybe_lose(r)
+        let r = self
+            .gated(
+                "update_entity",
+                &e.row_key,
+                self.inner.update_entity(table, e, if_match, mode),
+            )
+            .await;
+        self.note(format!("update_entity {}", e.row_key), r)
     }
     async fn get_entity(&self, table: &str, pk: &str, rk: &str) -> Result<Entity> {
-        self.gate()?;
-        self.inner.get_entity(table, pk, rk).await
+        self.gated("get_entity", rk, self.inner.get_entity(table, pk, rk))
+            .await
     }
     async fn query_partition(
         &self,
@@ -383,8 +427,6 @@ impl TableStore for Recording {
         .await
     }
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
-        self.gate()?;
-        self.silence().await?;
         let keys: Vec<String> = ops
             .iter()
             .map(|op| match op {
@@ -396,13 +438,18 @@ impl TableStore for Recording {
             .collect();
         let keys = keys.join(",");
         let r = self
-            .run("batch", &keys, self.inner.batch(table, pk, ops))
+            .through("batch", &keys, self.inner.batch(table, pk, ops))
             .await;
         self.note(format!("batch {pk} {keys}"), r)
     }
     async fn delete_entity(&self, table: &str, pk: &str, rk: &str, m: &IfMatch) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.delete_entity(table, pk, rk, m).await;
+        let r = self
+            .gated(
+                "delete_entity",
+                rk,
+                self.inner.delete_entity(table, pk, rk, m),
+            )
+            .await;
         self.note(format!("delete_entity {rk}"), r)
     }
 }
