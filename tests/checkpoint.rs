@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::recording::Recording;
+use common::recording::{Inject, Recording};
 use common::{azurite, unique};
 use samza_azure_coordinator::checkpoint::{self, CheckpointStore, MAX_CHECKPOINT_BYTES};
 use samza_azure_coordinator::storage::{AzureStorage, Entity, IfMatch, TableStore, WriteMode};
@@ -467,14 +467,19 @@ async fn an_abandoned_store_gives_up_at_once() {
 #[tokio::test]
 async fn an_ambiguous_claim_is_read_back_and_kept() {
     let table = unique("cp");
+    let ambiguous = Inject::AppliedThenFail(ErrorKind::OutcomeUnknown);
     let (recording, first) = recorded_store(&table, "p1").await;
-    recording.ambiguous_writes(1);
+    // The first owner inserts the owner row.
+    recording.inject("insert_entity", ambiguous);
     first.claim("t", 1).await.unwrap();
+    assert_eq!(recording.injections_left(), 0, "the claim inserted nothing");
     first.write("t", 1, "p1's").await.unwrap();
 
     let (recording, second) = recorded_store(&table, "p2").await;
-    recording.ambiguous_writes(1);
+    // A takeover merges into it.
+    recording.inject("update_entity", ambiguous);
     second.claim("t", 2).await.unwrap();
+    assert_eq!(recording.injections_left(), 0, "the claim merged nothing");
     assert_eq!(second.read("t").await.unwrap()[&1], "p1's");
     second.write("t", 1, "p2's").await.unwrap();
     let err = first.write("t", 1, "stale").await.unwrap_err();

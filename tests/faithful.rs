@@ -608,6 +608,24 @@ fn the_control_port_speaks_the_same_commands() {
     );
     let r = send(r#"{"op":"stats"}"#);
     assert!(r.contains(r#""stats":[{"requests":0"#), "{r}");
+    // What FaithfulProxy.chaos sends: the reply carries the seed's schedule, for a replay.
+    let r = send(
+        r#"{"op":"chaos","scope":{"client":0},"seed":18446744073709551615,"duration_ms":5000,"mean_gap_ms":500,"max_outage_ms":2000}"#,
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let body = r.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let reply: azure_faithful::Reply = serde_json::from_str(body).unwrap();
+    let expected = azure_faithful::Chaos {
+        seed: u64::MAX,
+        scope: azure_faithful::Scope::Client(0),
+        duration_ms: 5000,
+        mean_gap_ms: 500,
+        max_outage_ms: 2000,
+        partitions: vec![],
+    }
+    .schedule(1);
+    assert!(!expected.is_empty());
+    assert_eq!(reply.schedule, Some(expected));
     let r = send(r#"{"op":"clear"}"#);
     assert!(r.contains(r#""ok":true"#), "{r}");
 }

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::chaos::{Chaos, ChaosFault};
 use crate::error::{Error, Result};
 use crate::faults::{
     Action, BurstError, ClientStats, Latency, Outage, OutageMode, Outcome, Rule, Scope, Target,
@@ -71,12 +72,17 @@ pub enum Command {
         scope: Scope,
         latency: Option<Latency>,
     },
-    /// Ends the scope's outages and removes its rules (latency stays).
+    /// Ends the scope's outages, removes its rules and stops its chaos schedules (latency
+    /// stays).
     Clear {
         #[serde(default)]
         scope: Scope,
     },
-    /// Removes one rule by the id `burst`, `ambiguous` or `reset` returned.
+    /// Starts a seeded schedule of faults (see [`Chaos`]); replies with its id and the
+    /// schedule drawn.
+    Chaos(Chaos),
+    /// Removes one rule by the id `burst`, `ambiguous` or `reset` returned, or stops the chaos
+    /// schedule `chaos` returned (its rules go with it; its outages run out).
     Remove { id: u64 },
     /// Per-client counters.
     Stats,
@@ -91,12 +97,17 @@ pub struct Reply {
     pub stats: Option<Vec<ClientStats>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The faults a `chaos` command drew, to log for a replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Vec<ChaosFault>>,
 }
 
 /// Handle on a running proxy's faults; cheap to clone.
 #[derive(Clone)]
 pub struct Controller {
     shared: Arc<Shared>,
+    /// The proxy's runtime, where chaos schedules run (commands may come from any thread).
+    runtime: tokio::runtime::Handle,
 }
 
 fn bounded(what: &str, ms: u64, max: u64) -> Result<Duration> {
@@ -109,8 +120,12 @@ fn bounded(what: &str, ms: u64, max: u64) -> Result<Duration> {
 }
 
 impl Controller {
+    /// Called on the proxy's runtime.
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Controller { shared }
+        Controller {
+            shared,
+            runtime: tokio::runtime::Handle::current(),
+        }
     }
 
     /// Runs one command; the HTTP control port calls exactly this.
@@ -251,14 +266,31 @@ impl Controller {
             }
             Command::Clear { scope } => {
                 self.check_scope(scope)?;
+                self.shared.chaos.cancel_scope(scope);
                 self.shared.rules.clear(scope);
                 for c in self.clients_in(scope) {
                     c.set_outage(None);
                 }
                 Ok(ok)
             }
+            Command::Chaos(chaos) => {
+                let clients = self.shared.clients.len();
+                chaos.validate(clients).map_err(Error::Command)?;
+                let schedule = chaos.schedule(clients);
+                let id = self.shared.rules.new_id();
+                let cancel = self.shared.chaos.add(id, chaos.scope);
+                let end = Duration::from_millis(chaos.duration_ms);
+                self.runtime
+                    .spawn(drive_chaos(self.clone(), id, schedule.clone(), end, cancel));
+                Ok(Reply {
+                    ok: true,
+                    id: Some(id),
+                    schedule: Some(schedule),
+                    ..Reply::default()
+                })
+            }
             Command::Remove { id } => {
-                if self.shared.rules.remove(id) {
+                if self.shared.rules.remove(id) || self.shared.chaos.cancel(id) {
                     Ok(ok)
                 } else {
                     Err(Error::Command(format!("no rule {id}")))
@@ -335,6 +367,18 @@ impl Controller {
         }))
     }
 
+    /// Starts a chaos schedule; returns its id (for `remove`) and the faults it drew.
+    pub fn chaos(&self, chaos: Chaos) -> Result<(u64, Vec<ChaosFault>)> {
+        let reply = self.apply(Command::Chaos(chaos));
+        let schedule = reply.schedule.clone().unwrap_or_default();
+        Ok((Self::expect_id(reply)?, schedule))
+    }
+
+    /// Chaos schedules still running (a test waits for 0 to know storage is left alone).
+    pub fn chaos_running(&self) -> usize {
+        self.shared.chaos.len()
+    }
+
     pub fn latency(&self, scope: Scope, latency: Option<Latency>) -> Result<()> {
         Self::expect_ok(self.apply(Command::Latency { scope, latency }))
     }
@@ -354,6 +398,45 @@ impl Controller {
             .map(|c| c.counters.snapshot())
             .collect()
     }
+}
+
+/// Applies a schedule's faults at their times, then removes the rules it added: by the end of
+/// its duration its bursts and outages are over (they were clipped to it), so storage is left
+/// alone; a request an ambiguous hang holds is let go within that hang's length.
+async fn drive_chaos(
+    controller: Controller,
+    id: u64,
+    schedule: Vec<ChaosFault>,
+    end: Duration,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) {
+    let start = tokio::time::Instant::now();
+    let mut rules = Vec::new();
+    for fault in schedule {
+        let due = start + Duration::from_millis(fault.at_ms);
+        let cancelled = tokio::select! {
+            _ = tokio::time::sleep_until(due) => false,
+            _ = cancel.wait_for(|c| *c) => true,
+        };
+        if cancelled {
+            break;
+        }
+        let c = controller.clone();
+        // A refuse outage waits for the listeners to close, which blocks.
+        if let Ok(Reply { id: Some(rule), .. }) =
+            tokio::task::spawn_blocking(move || c.apply(fault.command)).await
+        {
+            rules.push(rule);
+        }
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(start + end) => {}
+        _ = cancel.wait_for(|c| *c) => {}
+    }
+    for rule in rules {
+        controller.shared.rules.remove(rule);
+    }
+    controller.shared.chaos.finished(id);
 }
 
 async fn control_request(
@@ -406,5 +489,102 @@ pub async fn serve(listener: TcpListener, controller: Controller) {
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::Chaos;
+    use crate::{Profile, Proxy, ProxyConfig};
+
+    /// A proxy whose upstream is never reached: these tests send no storage requests.
+    fn proxy(clients: usize) -> Proxy {
+        let nowhere = "127.0.0.1:9".parse().unwrap();
+        Proxy::start(ProxyConfig {
+            blob_upstream: nowhere,
+            table_upstream: nowhere,
+            clients,
+            seed: 1,
+            profile: Profile::Exact,
+        })
+        .unwrap()
+    }
+
+    fn eventually(what: &str, bound: Duration, condition: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !condition() {
+            assert!(start.elapsed() < bound, "not within {bound:?}: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_chaos_schedule_applies_its_faults_and_leaves_nothing_behind() {
+        let p = proxy(2);
+        let c = p.faults();
+        let chaos = Chaos {
+            seed: 5,
+            scope: Scope::All,
+            duration_ms: 1_500,
+            mean_gap_ms: 100,
+            max_outage_ms: 400,
+            partitions: vec![],
+        };
+        let (_, schedule) = c.chaos(chaos.clone()).unwrap();
+        assert_eq!(
+            schedule,
+            chaos.schedule(2),
+            "the reply is the seed's schedule"
+        );
+        // Ambiguous writes and resets wait for traffic that never comes here, so they stay
+        // until the schedule removes them.
+        assert!(schedule
+            .iter()
+            .any(|f| matches!(f.command, Command::Ambiguous { .. } | Command::Reset { .. })));
+        eventually("a rule of the schedule", Duration::from_secs(2), || {
+            c.shared.rules.len() > 0
+        });
+        eventually(
+            "the schedule's end, its rules removed and its outages over",
+            Duration::from_secs(5),
+            || {
+                c.chaos_running() == 0
+                    && c.shared.rules.len() == 0
+                    && c.shared.clients.iter().all(|cl| cl.outage_now().is_none())
+            },
+        );
+    }
+
+    #[test]
+    fn a_chaos_schedule_stops_on_remove_and_on_clear() {
+        let p = proxy(1);
+        let c = p.faults();
+        let long = Chaos {
+            seed: 9,
+            scope: Scope::All,
+            duration_ms: 60_000,
+            mean_gap_ms: 100,
+            max_outage_ms: 200,
+            partitions: vec![],
+        };
+        let (id, _) = c.chaos(long.clone()).unwrap();
+        eventually("a rule", Duration::from_secs(5), || {
+            c.shared.rules.len() > 0
+        });
+        c.remove(id).unwrap();
+        eventually("the schedule stopped", Duration::from_secs(2), || {
+            c.chaos_running() == 0 && c.shared.rules.len() == 0
+        });
+        c.chaos(long.clone()).unwrap();
+        c.clear(Scope::All).unwrap();
+        eventually("the schedule stopped", Duration::from_secs(2), || {
+            c.chaos_running() == 0
+        });
+        let refused = c.chaos(Chaos {
+            max_outage_ms: 120_000,
+            ..long
+        });
+        assert!(refused.is_err());
     }
 }

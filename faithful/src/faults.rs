@@ -364,8 +364,13 @@ pub enum Phase {
 }
 
 impl Rules {
+    /// A fresh id, shared by rules and chaos schedules so that `remove` names one thing.
+    pub fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     pub fn add(&self, mut rule: Rule) -> u64 {
-        rule.id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        rule.id = self.new_id();
         let id = rule.id;
         self.rules
             .lock()
@@ -377,6 +382,11 @@ impl Rules {
     pub fn clear(&self, scope: Scope) {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         rules.retain(|r| scope != Scope::All && r.scope != scope);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn remove(&self, id: u64) -> bool {

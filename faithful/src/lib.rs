@@ -3,13 +3,14 @@
 //! Azurite is a convenience, not the truth. Where Azure's documented behaviour and Azurite
 //! differ, this proxy answers as Azure does (see `docs/storage.md` for the list), and it
 //! injects what real storage does to clients: latency, error bursts, ambiguous writes,
-//! connection resets, outages. One proxy serves N client endpoints (a blob port and a table
+//! connection resets, outages, on command or at random from a seed (a chaos schedule). One proxy serves N client endpoints (a blob port and a table
 //! port each), one per processor of a test, all forwarding to the same Azurite; faults can
 //! target one endpoint or all, while Azure semantics are shared by all.
 //!
 //! Test-only: a dev-dependency of the coordinator, never shipped.
 
 mod azure_error;
+mod chaos;
 mod control;
 mod error;
 mod etag;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use chaos::{Chaos, ChaosFault, PartitionRef, MAX_CHAOS_OUTAGE_MS, MIN_CHAOS_GAP_MS};
 pub use control::{Command, Controller, Reply};
 pub use error::{Error, Result};
 pub use faults::{
@@ -156,6 +158,7 @@ impl Proxy {
                             config.blob_upstream,
                             config.table_upstream,
                         ),
+                        chaos: chaos::Schedules::default(),
                     });
                     let port =
                         |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);

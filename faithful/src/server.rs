@@ -32,6 +32,7 @@ pub struct Shared {
     pub leases: Leases,
     pub etags: Etags,
     pub upstream: Upstream,
+    pub chaos: crate::chaos::Schedules,
 }
 
 /// Lets a request's handler end its connection: with a reset, or a plain close.

@@ -7,6 +7,7 @@
 //! binary, whether it passes, panics or is killed.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod recording;
 
 use std::net::{TcpListener, TcpStream};

@@ -23,16 +23,25 @@ pub struct Write {
     pub body: Option<Bytes>,
 }
 
-/// A failure to inject into the next call of one operation.
+/// A failure to inject into a call (see [`Recording::inject`]).
 #[derive(Clone, Copy, Debug)]
 pub enum Inject {
     /// The request never reaches storage.
     Fail(ErrorKind),
     /// Storage applies the write, then the caller gets this error anyway: a response lost
-    /// to a timeout or a reset.
+    /// to a timeout or a reset. With [`ErrorKind::OutcomeUnknown`], an ambiguous write as our
+    /// retry loop reports it.
     AppliedThenFail(ErrorKind),
     /// The request is sent this much later: a slow request (zero: on time).
     Delay(Duration),
+}
+
+/// One queued failure: for the next call of `op` whose target (row keys, blob) contains
+/// `touching`, or any call of `op` when `touching` is empty.
+struct Rule {
+    op: &'static str,
+    touching: String,
+    inject: Inject,
 }
 
 pub struct Recording {
@@ -46,11 +55,8 @@ pub struct Recording {
     /// Until then every batch (a heartbeat) waits, then goes through: storage that answers
     /// again within one call, as a client sees it when a retry inside the call succeeds.
     slow_until: Mutex<Option<Instant>>,
-    /// Failures queued per operation name, taken one per call.
-    injected: Mutex<Vec<(&'static str, Inject)>>,
-    /// This many next inserts and updates reach storage, but their caller hears a timeout
-    /// (what a write that applied while its answer was lost looks like after our retries).
-    ambiguous_writes: Mutex<u32>,
+    /// Failures queued per operation, taken one per matching call, in order.
+    injected: Mutex<Vec<Rule>>,
 }
 
 impl Recording {
@@ -62,37 +68,77 @@ impl Recording {
             silent_until: Mutex::new(None),
             slow_until: Mutex::new(None),
             injected: Mutex::new(Vec::new()),
-            ambiguous_writes: Mutex::new(0),
         }
     }
 
-    /// The next call of `op` (a method name of the storage traits) fails as `inject` says;
-    /// calls queue up in order.
+    /// The next call of `op` (a method name of the storage traits, any of them) fails as
+    /// `inject` says; calls queue up in order.
     pub fn inject(&self, op: &'static str, inject: Inject) {
-        self.injected.lock().unwrap().push((op, inject));
+        self.inject_touching(op, "", inject);
     }
 
-    fn injected(&self, op: &str) -> Option<Inject> {
+    /// The next call of `op` whose target contains `touching` fails as `inject` says. The
+    /// target is what the call names: a batch's row keys joined by commas, an entity's row
+    /// key, a blob's `container/name`. So one caller's request can be picked out among
+    /// others of the same operation (e.g. a leader's notify among its heartbeats, both
+    /// batches).
+    pub fn inject_touching(&self, op: &'static str, touching: &str, inject: Inject) {
+        self.injected.lock().unwrap().push(Rule {
+            op,
+            touching: touching.to_owned(),
+            inject,
+        });
+    }
+
+    /// Injected failures not taken yet: a test asserts 0 to prove that its failure happened.
+    pub fn injections_left(&self) -> usize {
+        self.injected.lock().unwrap().len()
+    }
+
+    fn injected(&self, op: &str, target: &str) -> Option<Inject> {
         let mut queue = self.injected.lock().unwrap();
-        let i = queue.iter().position(|(o, _)| *o == op)?;
-        Some(queue.remove(i).1)
+        let i = queue
+            .iter()
+            .position(|r| r.op == op && target.contains(r.touching.as_str()))?;
+        Some(queue.remove(i).inject)
     }
 
-    /// Runs `call` unless a failure is injected for `op`; an applied-then-failed write runs
-    /// it and reports the error instead of its outcome.
-    async fn through<T, F>(&self, op: &str, call: F) -> Result<T>
+    /// Runs `call` after the outage windows, unless a failure is injected for it.
+    async fn through<T, F>(&self, op: &str, target: &str, call: F) -> Result<T>
     where
         F: std::future::Future<Output = Result<T>>,
     {
         self.gate()?;
         self.silence().await?;
+        if op == "batch" {
+            self.slowness().await;
+        }
+        self.run(op, target, call).await
+    }
+
+    /// Runs `call` after the outage window (not the silent one: as before, only reads,
+    /// document replaces and batches hang in it), unless a failure is injected for it.
+    async fn gated<T, F>(&self, op: &str, target: &str, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        self.gate()?;
+        self.run(op, target, call).await
+    }
+
+    /// Runs `call` unless a failure is injected for it; an applied-then-failed write runs it
+    /// and reports the error instead of its outcome.
+    async fn run<T, F>(&self, op: &str, target: &str, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
         let error = |kind| {
             Err(samza_azure_coordinator::Error::new(
                 kind,
                 format!("injected failure of {op}"),
             ))
         };
-        match self.injected(op) {
+        match self.injected(op, target) {
             None => call.await,
             Some(Inject::Fail(kind)) => error(kind),
             Some(Inject::AppliedThenFail(kind)) => {
@@ -104,26 +150,6 @@ impl Recording {
                 call.await
             }
         }
-    }
-
-    /// The next `n` inserts and updates apply, but report [`ErrorKind::OutcomeUnknown`].
-    ///
-    /// [`ErrorKind::OutcomeUnknown`]: samza_azure_coordinator::ErrorKind::OutcomeUnknown
-    pub fn ambiguous_writes(&self, n: u32) {
-        *self.ambiguous_writes.lock().unwrap() = n;
-    }
-
-    /// An applied write's answer, lost if an ambiguous write was asked for.
-    fn maybe_lose<T>(&self, r: Result<T>) -> Result<T> {
-        let mut left = self.ambiguous_writes.lock().unwrap();
-        if *left > 0 && r.is_ok() {
-            *left -= 1;
-            return Err(samza_azure_coordinator::Error::new(
-                samza_azure_coordinator::ErrorKind::OutcomeUnknown,
-                "simulated timeout: the write applied, its answer was lost",
-            ));
-        }
-        r
     }
 
     /// Storage is unreachable from this client for `d`, starting now.
@@ -211,29 +237,54 @@ impl LeaseStore for Recording {
         duration: LeaseDuration,
         proposed: Option<LeaseId>,
     ) -> Result<LeaseId> {
-        self.gate()?;
-        let r = self.inner.acquire_lease(blob, duration, proposed).await;
+        let r = self
+            .gated(
+                "acquire_lease",
+                &blob.to_string(),
+                self.inner.acquire_lease(blob, duration, proposed),
+            )
+            .await;
         let id = r.as_ref().map(|l| l.to_string()).unwrap_or_default();
         self.note(format!("acquire_lease {blob} {id}"), r)
     }
     async fn renew_lease(&self, blob: &BlobRef, lease: LeaseId, d: Option<Duration>) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.renew_lease(blob, lease, d).await;
+        let r = self
+            .gated(
+                "renew_lease",
+                &blob.to_string(),
+                self.inner.renew_lease(blob, lease, d),
+            )
+            .await;
         self.note(format!("renew_lease {blob}"), r)
     }
     async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.release_lease(blob, lease).await;
+        let r = self
+            .gated(
+                "release_lease",
+                &blob.to_string(),
+                self.inner.release_lease(blob, lease),
+            )
+            .await;
         self.note(format!("release_lease {blob}"), r)
     }
     async fn break_lease(&self, blob: &BlobRef, period: Duration) -> Result<Duration> {
-        self.gate()?;
-        let r = self.inner.break_lease(blob, period).await;
+        let r = self
+            .gated(
+                "break_lease",
+                &blob.to_string(),
+                self.inner.break_lease(blob, period),
+            )
+            .await;
         self.note(format!("break_lease {blob}"), r)
     }
     async fn change_lease(&self, b: &BlobRef, l: LeaseId, p: LeaseId) -> Result<LeaseId> {
-        self.gate()?;
-        let r = self.inner.change_lease(b, l, p).await;
+        let r = self
+            .gated(
+                "change_lease",
+                &b.to_string(),
+                self.inner.change_lease(b, l, p),
+            )
+            .await;
         self.note(format!("change_lease {b}"), r)
     }
 }
@@ -241,21 +292,35 @@ impl LeaseStore for Recording {
 #[async_trait]
 impl DocumentStore for Recording {
     async fn ensure_container(&self, container: &str) -> Result<bool> {
-        self.gate()?;
-        self.inner.ensure_container(container).await
+        self.gated(
+            "ensure_container",
+            container,
+            self.inner.ensure_container(container),
+        )
+        .await
     }
     async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.create_document(blob, body).await;
+        let r = self
+            .gated(
+                "create_document",
+                &blob.to_string(),
+                self.inner.create_document(blob, body),
+            )
+            .await;
         self.note(format!("create_document {blob}"), r)
     }
     async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
-        self.through("read_document", self.inner.read_document(blob))
-            .await
+        self.through(
+            "read_document",
+            &blob.to_string(),
+            self.inner.read_document(blob),
+        )
+        .await
     }
     async fn read_document_if_changed(&self, b: &BlobRef, k: &ETag) -> Result<Option<Document>> {
         self.through(
             "read_document_if_changed",
+            &b.to_string(),
             self.inner.read_document_if_changed(b, k),
         )
         .await
@@ -265,8 +330,12 @@ impl DocumentStore for Recording {
         b: &BlobRef,
         k: &ETag,
     ) -> Result<samza_azure_coordinator::storage::Change> {
-        self.gate()?;
-        self.inner.check_document(b, k).await
+        self.gated(
+            "check_document",
+            &b.to_string(),
+            self.inner.check_document(b, k),
+        )
+        .await
     }
     async fn replace_document(
         &self,
@@ -282,6 +351,7 @@ impl DocumentStore for Recording {
         let r = self
             .through(
                 "replace_document",
+                &blob.to_string(),
                 self.inner
                     .replace_document(blob, body.clone(), if_match, lease),
             )
@@ -298,8 +368,13 @@ impl DocumentStore for Recording {
         if_match: Option<&ETag>,
         lease: Option<LeaseId>,
     ) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.delete_document(blob, if_match, lease).await;
+        let r = self
+            .gated(
+                "delete_document",
+                &blob.to_string(),
+                self.inner.delete_document(blob, if_match, lease),
+            )
+            .await;
         self.note(format!("delete_document {blob}"), r)
     }
 }
@@ -307,23 +382,33 @@ impl DocumentStore for Recording {
 #[async_trait]
 impl TableStore for Recording {
     async fn ensure_table(&self, table: &str) -> Result<bool> {
-        self.gate()?;
-        self.inner.ensure_table(table).await
+        self.gated("ensure_table", table, self.inner.ensure_table(table))
+            .await
     }
     async fn delete_table(&self, table: &str) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.delete_table(table).await;
+        let r = self
+            .gated("delete_table", table, self.inner.delete_table(table))
+            .await;
         self.note(format!("delete_table {table}"), r)
     }
     async fn insert_entity(&self, table: &str, e: &Entity) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.insert_entity(table, e).await;
-        let r = self.note(format!("insert_entity {}", e.row_key), r);
-        self.maybe_lose(r)
+        let r = self
+            .gated(
+                "insert_entity",
+                &e.row_key,
+                self.inner.insert_entity(table, e),
+            )
+            .await;
+        self.note(format!("insert_entity {}", e.row_key), r)
     }
     async fn upsert_entity(&self, table: &str, e: &Entity, mode: WriteMode) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.upsert_entity(table, e, mode).await;
+        let r = self
+            .gated(
+                "upsert_entity",
+                &e.row_key,
+                self.inner.upsert_entity(table, e, mode),
+            )
+            .await;
         self.note(format!("upsert_entity {}", e.row_key), r)
     }
     async fn update_entity(
@@ -333,14 +418,18 @@ impl TableStore for Recording {
         if_match: &IfMatch,
         mode: WriteMode,
     ) -> Result<ETag> {
-        self.gate()?;
-        let r = self.inner.update_entity(table, e, if_match, mode).await;
-        let r = self.note(format!("update_entity {}", e.row_key), r);
-        self.maybe_lose(r)
+        let r = self
+            .gated(
+                "update_entity",
+                &e.row_key,
+                self.inner.update_entity(table, e, if_match, mode),
+            )
+            .await;
+        self.note(format!("update_entity {}", e.row_key), r)
     }
     async fn get_entity(&self, table: &str, pk: &str, rk: &str) -> Result<Entity> {
-        self.gate()?;
-        self.inner.get_entity(table, pk, rk).await
+        self.gated("get_entity", rk, self.inner.get_entity(table, pk, rk))
+            .await
     }
     async fn query_partition(
         &self,
@@ -352,15 +441,13 @@ impl TableStore for Recording {
     ) -> Result<Page> {
         self.through(
             "query_partition",
+            pk,
             self.inner
                 .query_partition(table, pk, filter, page_size, continuation),
         )
         .await
     }
     async fn batch(&self, table: &str, pk: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
-        self.gate()?;
-        self.silence().await?;
-        self.slowness().await;
         let keys: Vec<String> = ops
             .iter()
             .map(|op| match op {
@@ -370,12 +457,20 @@ impl TableStore for Recording {
                 BatchOp::Delete { row_key, .. } => row_key.clone(),
             })
             .collect();
-        let r = self.inner.batch(table, pk, ops).await;
-        self.note(format!("batch {pk} {}", keys.join(",")), r)
+        let keys = keys.join(",");
+        let r = self
+            .through("batch", &keys, self.inner.batch(table, pk, ops))
+            .await;
+        self.note(format!("batch {pk} {keys}"), r)
     }
     async fn delete_entity(&self, table: &str, pk: &str, rk: &str, m: &IfMatch) -> Result<()> {
-        self.gate()?;
-        let r = self.inner.delete_entity(table, pk, rk, m).await;
+        let r = self
+            .gated(
+                "delete_entity",
+                rk,
+                self.inner.delete_entity(table, pk, rk, m),
+            )
+            .await;
         self.note(format!("delete_entity {rk}"), r)
     }
 }

@@ -19,9 +19,10 @@ import java.util.regex.Pattern;
 /**
  * The Azure-faithful proxy ({@code azure-faithful}, built by cargo) in front of an {@link Azurite}:
  * answers as Azure Storage does where Azurite differs, and injects latency, error bursts, ambiguous
- * writes, connection resets and outages on command. One client endpoint per processor ({@link
- * #connectionString(int)}); fault methods take a client index, or {@code -1} for all clients. The
- * process reads its stdin and exits when it closes, so it never outlives this JVM.
+ * writes, connection resets and outages on command or from a seed ({@link #chaos}). One client
+ * endpoint per processor ({@link #connectionString(int)}); fault methods take a client index, or
+ * {@code -1} for all clients. The process reads its stdin and exits when it closes, so it never
+ * outlives this JVM.
  *
  * <p>The binary's path comes from the system property {@code samza.azure.faithful.bin} (set by
  * Gradle), else {@code target/debug/azure-faithful} under the project root.
@@ -232,7 +233,37 @@ public final class FaithfulProxy implements AutoCloseable {
             + ",\"stall_min_ms\":500,\"stall_max_ms\":3000}}");
   }
 
-  /** Ends the scope's outages and removes its rules. */
+  /**
+   * Starts a seeded chaos schedule: for {@code durationMillis}, faults drawn from {@code seed}
+   * (bursts, ambiguous writes, resets, refuse and silent outages of 1 s up to {@code
+   * maxOutageMillis}, at most 60 s), one every {@code meanGapMillis} on average, on {@code client}
+   * or, for {@link #ALL}, on one client at random or all. The same seed draws the same schedule.
+   * Returns the proxy's reply: the schedule's id (for {@link #remove}) and the faults drawn, to log
+   * for a replay.
+   */
+  public String chaos(
+      int client, long seed, long durationMillis, long meanGapMillis, long maxOutageMillis)
+      throws IOException {
+    return command(
+        "{\"op\":\"chaos\",\"scope\":"
+            + scope(client)
+            + ",\"seed\":"
+            + Long.toUnsignedString(seed)
+            + ",\"duration_ms\":"
+            + durationMillis
+            + ",\"mean_gap_ms\":"
+            + meanGapMillis
+            + ",\"max_outage_ms\":"
+            + maxOutageMillis
+            + "}");
+  }
+
+  /** Removes one rule, or stops one chaos schedule, by the id it was given. */
+  public void remove(long id) throws IOException {
+    command("{\"op\":\"remove\",\"id\":" + id + "}");
+  }
+
+  /** Ends the scope's outages, removes its rules and stops its chaos schedules. */
   public void clear(int client) throws IOException {
     command("{\"op\":\"clear\",\"scope\":" + scope(client) + "}");
   }
