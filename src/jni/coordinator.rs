@@ -1,4 +1,4 @@
-//! Exports for `NativeCoordinator`: one coordinator per Samza processor.
+//! Natives for `NativeCoordinator`: one coordinator per Samza processor.
 //!
 //! Events cross as string arrays (`[kind, version, payload, members...]`) pulled by one Java
 //! thread; the final error, if any, is kept here and thrown by `coordinatorThrowFailure` so it
@@ -8,18 +8,35 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jni::objects::{JClass, JObjectArray, JString};
-use jni::sys::{jboolean, jlong, jlongArray};
-use jni::EnvUnowned;
+use jni::objects::{JClass, JLongArray, JObjectArray, JString};
+use jni::sys::{jboolean, jlong};
+use jni::{Env, NativeMethod};
 
+use super::convert::{block, config_map, long_array, open_storage, string, string_array};
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, config_map, long_array, open_storage, string, string_array};
 use super::handle::{self, HandleType};
+use super::registry::native;
 use crate::coordinator::names::JobNames;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
 use crate::error::Error;
 use crate::runtime;
 use crate::storage::AzureStorage;
+
+/// The natives of `Native.java` this file implements (see `registry.rs`).
+pub(super) const NATIVES: &[NativeMethod<'static>] = &[
+    native!(fn coordinator_start(keys: JString[], values: JString[], processor_id: JString) -> jlong),
+    native!(fn coordinator_close(h: jlong)),
+    native!(fn coordinator_next_event(h: jlong, timeout_ms: jlong) -> JString[]),
+    native!(fn coordinator_throw_failure(h: jlong)),
+    native!(fn coordinator_computed(h: jlong, version: jlong, model: JString, failure: JString)),
+    native!(fn coordinator_prepared(h: jlong, version: jlong, stopped: jboolean)),
+    native!(fn coordinator_released(h: jlong)),
+    native!(fn coordinator_rebalance(h: jlong)),
+    native!(fn coordinator_stop(h: jlong)),
+    native!(fn coordinator_metrics(h: jlong) -> jlong[]),
+    native!(fn job_storage_names(job_name: JString, job_id: JString) -> JString[]),
+    native!(fn coordinator_fence(h: jlong) -> jlong[]),
+];
 
 pub struct CoordinatorHandle {
     coordinator: Coordinator,
@@ -73,230 +90,166 @@ fn encode(event: Event, failure: &Mutex<Option<Error>>) -> Vec<String> {
     }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorStart<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn coordinator_start<'l>(
+    env: &mut Env<'l>,
+    _class: JClass<'l>,
     keys: JObjectArray<'l, JString<'l>>,
     values: JObjectArray<'l, JString<'l>>,
     processor_id: JString<'l>,
-) -> jlong {
-    env.with_env(|env| -> BridgeResult<jlong> {
-        let map = config_map(env, &keys, &values)?;
-        let processor_id = string(env, &processor_id, "processor id")?;
-        let config = CoordinatorConfig::from_map(&map)?;
-        let storage = open_storage(&map)?;
-        // The protocol task is spawned on the runtime.
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        let coordinator = Coordinator::start(storage.clone(), config, &processor_id)?;
-        Ok(handle::into_handle(CoordinatorHandle {
-            coordinator,
-            storage,
-            failure: Mutex::new(None),
-        }))
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<jlong> {
+    let map = config_map(env, &keys, &values)?;
+    let processor_id = string(env, &processor_id, "processor id")?;
+    let config = CoordinatorConfig::from_map(&map)?;
+    let storage = open_storage(&map)?;
+    // The protocol task is spawned on the runtime.
+    let rt = runtime::handle()?;
+    let _guard = rt.enter();
+    let coordinator = Coordinator::start(storage.clone(), config, &processor_id)?;
+    Ok(handle::into_handle(CoordinatorHandle {
+        coordinator,
+        storage,
+        failure: Mutex::new(None),
+    }))
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorClose<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
-    h: jlong,
-) {
-    env.with_env(|_| -> BridgeResult<()> {
-        // Dropping aborts a task still running; the runtime must be entered for that.
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::destroy::<CoordinatorHandle>(h)?)
-    })
-    .resolve::<Throw>()
+fn coordinator_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
+    // Dropping aborts a task still running; the runtime must be entered for that.
+    let rt = runtime::handle()?;
+    let _guard = rt.enter();
+    Ok(handle::destroy::<CoordinatorHandle>(h)?)
 }
 
 /// The next event, or null if none came within `timeout_ms`.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorNextEvent<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn coordinator_next_event<'l>(
+    env: &mut Env<'l>,
+    _class: JClass<'l>,
     h: jlong,
     timeout_ms: jlong,
-) -> JObjectArray<'l, JString<'l>> {
-    env.with_env(|env| -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-        let c = coordinator(h)?;
-        let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
-        let Some(event) = block(async { Ok(c.coordinator.next_event(timeout).await) })? else {
-            return Ok(JObjectArray::<JString>::null());
-        };
-        string_array(env, encode(event, &c.failure).into_iter())
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    let c = coordinator(h)?;
+    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let Some(event) = block(async { Ok(c.coordinator.next_event(timeout).await) })? else {
+        return Ok(JObjectArray::<JString>::null());
+    };
+    string_array(env, encode(event, &c.failure).into_iter())
 }
 
 /// Throws the error the coordinator stopped with, if it failed; returns normally otherwise.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorThrowFailure<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn coordinator_throw_failure<'l>(
+    _env: &mut Env<'l>,
+    _class: JClass<'l>,
     h: jlong,
-) {
-    env.with_env(|_| -> BridgeResult<()> {
-        let c = coordinator(h)?;
-        let failure = c.failure.lock().ok().and_then(|mut f| f.take());
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<()> {
+    let c = coordinator(h)?;
+    let failure = c.failure.lock().ok().and_then(|mut f| f.take());
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorComputed<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn coordinator_computed<'l>(
+    env: &mut Env<'l>,
+    _class: JClass<'l>,
     h: jlong,
     version: jlong,
     model: JString<'l>,
     failure: JString<'l>,
-) {
-    env.with_env(|env| -> BridgeResult<()> {
-        let result = if model.is_null() {
-            Err(string(env, &failure, "model or failure")?)
-        } else {
-            Ok(string(env, &model, "model")?)
-        };
-        coordinator(h)?.coordinator.computed(version as u64, result);
-        Ok(())
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<()> {
+    let result = if model.is_null() {
+        Err(string(env, &failure, "model or failure")?)
+    } else {
+        Ok(string(env, &model, "model")?)
+    };
+    coordinator(h)?.coordinator.computed(version as u64, result);
+    Ok(())
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorPrepared<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn coordinator_prepared<'l>(
+    _env: &mut Env<'l>,
+    _class: JClass<'l>,
     h: jlong,
     version: jlong,
     stopped: jboolean,
-) {
-    env.with_env(|_| -> BridgeResult<()> {
-        coordinator(h)?
-            .coordinator
-            .prepared(version as u64, stopped);
-        Ok(())
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<()> {
+    coordinator(h)?
+        .coordinator
+        .prepared(version as u64, stopped);
+    Ok(())
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorReleased<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
-    h: jlong,
-) {
-    env.with_env(|_| -> BridgeResult<()> {
-        coordinator(h)?.coordinator.released();
-        Ok(())
-    })
-    .resolve::<Throw>()
+fn coordinator_released<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
+    coordinator(h)?.coordinator.released();
+    Ok(())
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorRebalance<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
-    h: jlong,
-) {
-    env.with_env(|_| -> BridgeResult<()> {
-        coordinator(h)?.coordinator.request_rebalance();
-        Ok(())
-    })
-    .resolve::<Throw>()
+fn coordinator_rebalance<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
+    coordinator(h)?.coordinator.request_rebalance();
+    Ok(())
 }
 
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorStop<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
-    h: jlong,
-) {
-    env.with_env(|_| -> BridgeResult<()> {
-        coordinator(h)?.coordinator.stop();
-        Ok(())
-    })
-    .resolve::<Throw>()
+fn coordinator_stop<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
+    coordinator(h)?.coordinator.stop();
+    Ok(())
 }
 
 /// `[is_leader, running_version, seen_version, rebalances, barrier_timeouts,
 /// heartbeat_failures, lease_losses, last_rebalance_ms, fences, storage_requests,
 /// storage_errors, storage_latency_micros]`.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorMetrics<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn coordinator_metrics<'l>(
+    env: &mut Env<'l>,
+    _class: JClass<'l>,
     h: jlong,
-) -> jlongArray {
-    env.with_env(|env| -> BridgeResult<jlongArray> {
-        let c = coordinator(h)?;
-        let m = c.coordinator.metrics();
-        let s = c.storage.stats();
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as i64;
-        let values = [
-            i64::from(m.is_leader.load(Ordering::Relaxed)),
-            get(&m.running_version),
-            get(&m.seen_version),
-            get(&m.rebalances),
-            get(&m.barrier_timeouts),
-            get(&m.heartbeat_failures),
-            get(&m.lease_losses),
-            get(&m.last_rebalance_ms),
-            get(&m.fences),
-            s.requests as i64,
-            s.errors as i64,
-            s.latency_micros as i64,
-        ];
-        long_array(env, &values)
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<JLongArray<'l>> {
+    let c = coordinator(h)?;
+    let m = c.coordinator.metrics();
+    let s = c.storage.stats();
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as i64;
+    let values = [
+        i64::from(m.is_leader.load(Ordering::Relaxed)),
+        get(&m.running_version),
+        get(&m.seen_version),
+        get(&m.rebalances),
+        get(&m.barrier_timeouts),
+        get(&m.heartbeat_failures),
+        get(&m.lease_losses),
+        get(&m.last_rebalance_ms),
+        get(&m.fences),
+        s.requests as i64,
+        s.errors as i64,
+        s.latency_micros as i64,
+    ];
+    long_array(env, &values)
 }
 
 /// `[container, table]` of a job: where its coordination state lives (tools, tests).
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn job_storage_names<'l>(
+    env: &mut Env<'l>,
+    _class: JClass<'l>,
     job_name: JString<'l>,
     job_id: JString<'l>,
-) -> JObjectArray<'l, JString<'l>> {
-    env.with_env(|env| -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-        let names = JobNames::new(
-            &string(env, &job_name, "job name")?,
-            &string(env, &job_id, "job id")?,
-        )?;
-        string_array(
-            env,
-            [names.container, names.table, names.checkpoint_table].into_iter(),
-        )
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    let names = JobNames::new(
+        &string(env, &job_name, "job name")?,
+        &string(env, &job_id, "job id")?,
+    )?;
+    string_array(
+        env,
+        [names.container, names.table, names.checkpoint_table].into_iter(),
+    )
 }
 
 /// `[fence epoch, nanoseconds left before processing must stop]`; no runtime hop, so tasks
 /// can ask it before processing a message.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorFence<'l>(
-    mut env: EnvUnowned<'l>,
-    _c: JClass<'l>,
+fn coordinator_fence<'l>(
+    env: &mut Env<'l>,
+    _class: JClass<'l>,
     h: jlong,
-) -> jlongArray {
-    env.with_env(|env| -> BridgeResult<jlongArray> {
-        let m = coordinator(h)?.coordinator.metrics();
-        let values = [
-            m.fences.load(Ordering::Acquire) as i64,
-            m.fence_remaining_nanos(),
-        ];
-        long_array(env, &values)
-    })
-    .resolve::<Throw>()
+) -> BridgeResult<JLongArray<'l>> {
+    let m = coordinator(h)?.coordinator.metrics();
+    let values = [
+        m.fences.load(Ordering::Acquire) as i64,
+        m.fence_remaining_nanos(),
+    ];
+    long_array(env, &values)
 }

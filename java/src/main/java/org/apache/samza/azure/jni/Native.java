@@ -1,7 +1,9 @@
 package org.apache.samza.azure.jni;
 
 /**
- * Every native method of the core, in one place. Handles are {@code long}s owned by a {@link
+ * Every native method of the core, in one place. The library binds its implementations to these
+ * declarations when it loads, and loading fails if the two sides differ in any name or signature
+ * (see {@link NativeContract} and docs/native.md). Handles are {@code long}s owned by a {@link
  * NativeHandle} subclass; call these only through those wrappers, which guarantee a handle is live
  * for the duration of a call.
  *
@@ -12,6 +14,7 @@ package org.apache.samza.azure.jni;
 public final class Native {
   static {
     NativeLibrary.load();
+    NativeContract.check(Native.class, registeredNatives());
     NativeLogBridge.start();
   }
 
@@ -21,6 +24,12 @@ public final class Native {
   public static void ensureLoaded() {
     // The static initialiser did the work.
   }
+
+  /**
+   * Name and JNI descriptor ({@code storageStats(J)[J}) of every method the library registered for
+   * this class; {@link NativeContract} checks them against the declarations here.
+   */
+  static native String[] registeredNatives();
 
   // ---- runtime, logging, diagnostics ----
 

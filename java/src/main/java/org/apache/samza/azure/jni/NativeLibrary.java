@@ -49,6 +49,9 @@ public final class NativeLibrary {
 
   private static volatile String loadedFrom;
 
+  /** The library being loaded, for the error if it turns out to be built for another jar. */
+  private static String attempt;
+
   private NativeLibrary() {}
 
   /** Loads the library if not yet loaded; returns where it was loaded from. */
@@ -56,24 +59,37 @@ public final class NativeLibrary {
     if (loadedFrom != null) {
       return loadedFrom;
     }
+    try {
+      return loadedFrom = find();
+    } catch (NoSuchMethodError mismatch) {
+      // From the library's JNI_OnLoad (src/jni/registry.rs): it loaded, but implements methods
+      // that Native declares differently or not at all. No other copy is tried: one an operator
+      // pointed at must not be replaced silently, and the jar's own copy always matches.
+      throw failure(attempt + " was built for another version of this jar", mismatch);
+    }
+  }
+
+  private static String find() {
     String explicit = System.getProperty(PROP_PATH);
     if (explicit != null && !explicit.isEmpty()) {
       try {
+        attempt = explicit;
         System.load(new File(explicit).getAbsolutePath());
       } catch (UnsatisfiedLinkError e) {
         throw failure("cannot load " + PROP_PATH + "=" + explicit, e);
       }
-      return loadedFrom = explicit;
+      return explicit;
     }
     if (!"false".equalsIgnoreCase(System.getProperty(PROP_USE_LIBRARY_PATH))) {
       try {
+        attempt = "java.library.path";
         System.loadLibrary(NAME);
-        return loadedFrom = "java.library.path";
+        return "java.library.path";
       } catch (UnsatisfiedLinkError notOnPath) {
         // Expected in the common case: fall through to the copy inside the jar.
       }
     }
-    return loadedFrom = loadBundled();
+    return loadBundled();
   }
 
   /** Where the library came from, or null if not loaded. */
@@ -159,6 +175,7 @@ public final class NativeLibrary {
       throw failure("cannot extract " + resource + " into " + dir + " (set -D" + PROP_DIR + ")", e);
     }
     try {
+      attempt = target.toString();
       System.load(target.toAbsolutePath().toString());
     } catch (UnsatisfiedLinkError e) {
       throw failure(

@@ -57,7 +57,7 @@ public class LogBridgeTest {
     Await.until("native INFO line in slf4j", 10_000, () -> find("hello from rust 4711") != null);
     ILoggingEvent e = find("hello from rust 4711");
     assertEquals(Level.INFO, e.getLevel());
-    assertEquals("samza_azure_coordinator.jni.exports", e.getLoggerName());
+    assertEquals("samza_azure_coordinator.jni.diagnostics", e.getLoggerName());
     assertEquals("samza-azure-native-log", e.getThreadName());
   }
 

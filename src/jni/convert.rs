@@ -1,0 +1,137 @@
+//! Conversions between Java arguments and results and core types, shared by every export: a
+//! null where a value is required becomes an error naming the argument, and core futures run on
+//! the shared runtime from the calling Java thread.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use jni::objects::{JByteArray, JLongArray, JObjectArray, JString};
+use jni::Env;
+
+use super::error::{BridgeError, BridgeResult};
+use crate::error::{Error, ErrorKind};
+use crate::runtime;
+use crate::storage::{AzureStorage, BlobRef, LeaseId};
+
+pub(super) fn null_argument(what: &str) -> BridgeError {
+    Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into()
+}
+
+pub(super) fn string(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<String> {
+    opt_string(env, s)?.ok_or_else(|| null_argument(what))
+}
+
+pub(super) fn opt_string(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<String>> {
+    if s.is_null() {
+        Ok(None)
+    } else {
+        Ok(Some(s.try_to_string(env)?))
+    }
+}
+
+pub(super) fn strings(
+    env: &mut Env<'_>,
+    arr: &JObjectArray<'_, JString<'_>>,
+    what: &str,
+) -> BridgeResult<Vec<String>> {
+    if arr.is_null() {
+        return Err(null_argument(what));
+    }
+    let n = arr.len(env)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = arr.get_element(env, i)?;
+        out.push(string(env, &s, what)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn bytes(env: &Env<'_>, arr: &JByteArray<'_>, what: &str) -> BridgeResult<Bytes> {
+    if arr.is_null() {
+        return Err(null_argument(what));
+    }
+    Ok(Bytes::from(env.convert_byte_array(arr)?))
+}
+
+pub(super) fn blob(
+    env: &Env<'_>,
+    container: &JString<'_>,
+    name: &JString<'_>,
+) -> BridgeResult<BlobRef> {
+    Ok(BlobRef::new(
+        &string(env, container, "container")?,
+        &string(env, name, "blob")?,
+    )?)
+}
+
+pub(super) fn lease_id(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<LeaseId> {
+    Ok(LeaseId::parse(&string(env, s, "lease id")?)?)
+}
+
+pub(super) fn opt_lease_id(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<LeaseId>> {
+    Ok(opt_string(env, s)?
+        .map(|s| LeaseId::parse(&s))
+        .transpose()?)
+}
+
+/// Samza config passed as parallel key and value arrays.
+pub(super) fn config_map(
+    env: &mut Env<'_>,
+    keys: &JObjectArray<'_, JString<'_>>,
+    values: &JObjectArray<'_, JString<'_>>,
+) -> BridgeResult<HashMap<String, String>> {
+    let keys = strings(env, keys, "config keys")?;
+    let values = strings(env, values, "config values")?;
+    if keys.len() != values.len() {
+        return Err(Error::internal("config keys and values differ in length").into());
+    }
+    Ok(keys.into_iter().zip(values).collect())
+}
+
+/// A Java `String[]` of `items`, freeing each local reference as it goes (a long array can
+/// exceed the JNI frame's capacity).
+pub(super) fn string_array<'l>(
+    env: &mut Env<'l>,
+    items: impl ExactSizeIterator<Item = String>,
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    nullable_string_array(env, items.map(Some))
+}
+
+/// Like [`string_array`], with `None` as a Java null.
+pub(super) fn nullable_string_array<'l>(
+    env: &mut Env<'l>,
+    items: impl ExactSizeIterator<Item = Option<String>>,
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    let arr = JObjectArray::<JString>::new(env, items.len(), JString::null())?;
+    for (i, text) in items.enumerate() {
+        if let Some(text) = text {
+            let s = env.new_string(text)?;
+            arr.set_element(env, i, &s)?;
+            env.delete_local_ref(s);
+        }
+    }
+    Ok(arr)
+}
+
+pub(super) fn long_array<'l>(env: &mut Env<'l>, values: &[i64]) -> BridgeResult<JLongArray<'l>> {
+    let arr = env.new_long_array(values.len())?;
+    arr.set_region(env, 0, values)?;
+    Ok(arr)
+}
+
+/// The storage client for a job's config (its `azure.storage.*` keys), built inside the runtime.
+pub(super) fn open_storage(
+    config: &HashMap<String, String>,
+) -> BridgeResult<std::sync::Arc<AzureStorage>> {
+    let storage_config = crate::config::StorageConfig::from_map(config)?;
+    let rt = runtime::handle()?;
+    let _guard = rt.enter();
+    Ok(std::sync::Arc::new(AzureStorage::new(&storage_config)?))
+}
+
+/// Runs a core future on the shared runtime from this (Java) thread.
+pub(super) fn block<T>(
+    fut: impl std::future::Future<Output = crate::Result<T>>,
+) -> BridgeResult<T> {
+    Ok(runtime::block_on(fut)??)
+}
