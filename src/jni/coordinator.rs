@@ -1,7 +1,7 @@
 //! Natives for `NativeCoordinator`: one coordinator per Samza processor.
 //!
-//! Events cross as string arrays (`[kind, version, payload, members...]`) pulled by one Java
-//! thread; the final error, if any, is kept here and thrown by `coordinatorThrowFailure` so it
+//! Events, metrics and fence readings cross as arrays laid out in `payloads.rs`; events are
+//! pulled by one Java thread; the final error, if any, is kept here and thrown by `coordinatorThrowFailure` so it
 //! reaches Java through the same typed-exception policy as every other error.
 
 use std::sync::atomic::Ordering;
@@ -15,6 +15,8 @@ use jni::{Env, NativeMethod};
 use super::convert::{block, config_map, long_array, open_storage, string, string_array};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
+use super::payloads::event::{self, kind};
+use super::payloads::{flag, CoordinatorMetrics, FenceReading};
 use super::registry::native;
 use crate::coordinator::names::JobNames;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
@@ -53,39 +55,48 @@ fn coordinator<'a>(h: jlong) -> BridgeResult<&'a CoordinatorHandle> {
     Ok(handle::borrow::<CoordinatorHandle>(h)?)
 }
 
-fn encode(event: Event, failure: &Mutex<Option<Error>>) -> Vec<String> {
+/// The event's fields in the order of its layout (`payloads::event`).
+pub(super) fn encode(event: Event, failure: &Mutex<Option<Error>>) -> Vec<String> {
     match event {
-        Event::Leadership { leader } => vec!["leader".into(), u8::from(leader).to_string()],
+        Event::Leadership { leader } => vec![kind(&event::LEADER), flag(leader)],
         Event::Compute {
             version,
             members,
             previous,
         } => {
-            let mut v = vec!["compute".into(), version.to_string(), previous.to_string()];
+            let mut v = vec![
+                kind(&event::COMPUTE),
+                version.to_string(),
+                previous.to_string(),
+            ];
             v.extend(members);
             v
         }
         Event::Prepare { version, model } => {
-            vec!["prepare".into(), version.to_string(), model.to_string()]
+            vec![
+                kind(&event::PREPARE),
+                version.to_string(),
+                model.to_string(),
+            ]
         }
         Event::Start {
             version,
             model,
             epoch,
         } => vec![
-            "start".into(),
+            kind(&event::START),
             version.to_string(),
             model.to_string(),
             epoch.to_string(),
         ],
-        Event::Fence => vec!["fence".into()],
-        Event::Release => vec!["release".into()],
+        Event::Fence => vec![kind(&event::FENCE)],
+        Event::Release => vec![kind(&event::RELEASE)],
         Event::Stopped { error } => {
             let failed = error.is_some();
             if let Ok(mut slot) = failure.lock() {
                 *slot = error;
             }
-            vec!["stopped".into(), u8::from(failed).to_string()]
+            vec![kind(&event::STOPPED), flag(failed)]
         }
     }
 }
@@ -193,9 +204,7 @@ fn coordinator_stop<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> Bri
     Ok(())
 }
 
-/// `[is_leader, running_version, seen_version, rebalances, barrier_timeouts,
-/// heartbeat_failures, lease_losses, last_rebalance_ms, fences, storage_requests,
-/// storage_errors, storage_latency_micros]`.
+/// A [`CoordinatorMetrics`] record.
 fn coordinator_metrics<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
@@ -205,21 +214,21 @@ fn coordinator_metrics<'l>(
     let m = c.coordinator.metrics();
     let s = c.storage.stats();
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as i64;
-    let values = [
-        i64::from(m.is_leader.load(Ordering::Relaxed)),
-        get(&m.running_version),
-        get(&m.seen_version),
-        get(&m.rebalances),
-        get(&m.barrier_timeouts),
-        get(&m.heartbeat_failures),
-        get(&m.lease_losses),
-        get(&m.last_rebalance_ms),
-        get(&m.fences),
-        s.requests as i64,
-        s.errors as i64,
-        s.latency_micros as i64,
-    ];
-    long_array(env, &values)
+    let record = CoordinatorMetrics {
+        is_leader: i64::from(m.is_leader.load(Ordering::Relaxed)),
+        running_version: get(&m.running_version),
+        seen_version: get(&m.seen_version),
+        rebalances: get(&m.rebalances),
+        barrier_timeouts: get(&m.barrier_timeouts),
+        heartbeat_failures: get(&m.heartbeat_failures),
+        lease_losses: get(&m.lease_losses),
+        last_rebalance_ms: get(&m.last_rebalance_ms),
+        fences: get(&m.fences),
+        storage_requests: s.requests as i64,
+        storage_errors: s.errors as i64,
+        storage_latency_micros: s.latency_micros as i64,
+    };
+    long_array(env, &record.to_array())
 }
 
 /// `[container, table]` of a job: where its coordination state lives (tools, tests).
@@ -239,17 +248,16 @@ fn job_storage_names<'l>(
     )
 }
 
-/// `[fence epoch, nanoseconds left before processing must stop]`; no runtime hop, so tasks
-/// can ask it before processing a message.
+/// A [`FenceReading`]; no runtime hop, so tasks can ask it before processing a message.
 fn coordinator_fence<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
     h: jlong,
 ) -> BridgeResult<JLongArray<'l>> {
     let m = coordinator(h)?.coordinator.metrics();
-    let values = [
-        m.fences.load(Ordering::Acquire) as i64,
-        m.fence_remaining_nanos(),
-    ];
-    long_array(env, &values)
+    let reading = FenceReading {
+        epoch: m.fences.load(Ordering::Acquire) as i64,
+        nanos_left: m.fence_remaining_nanos(),
+    };
+    long_array(env, &reading.to_array())
 }

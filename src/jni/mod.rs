@@ -6,6 +6,8 @@
 //!   [`coordinator`] (`NativeCoordinator`), [`checkpoints`] (`NativeCheckpoints`),
 //!   [`coordination_utils`] (`NativeGroup`, `NativeLease`), [`diagnostics`] (runtime, logging,
 //!   tests).
+//! - [`payloads`]: the layout of every structured result sent as a flat array, which Java's
+//!   decoders are checked against.
 //! - [`convert`]: argument and result conversions they share; [`handle`]: native objects as
 //!   `long` handles; [`error`]: the one policy turning a core error into a typed Java exception
 //!   and a panic into `NativePanicException`.
@@ -21,6 +23,7 @@ mod coordinator;
 mod diagnostics;
 mod error;
 mod handle;
+mod payloads;
 mod registry;
 mod storage_client;
 

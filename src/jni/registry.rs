@@ -42,9 +42,10 @@ pub(super) const NATIVES: &[NativeMethod<'static>] =
     &[native!(fn registered_natives() -> JString[])];
 
 /// Every table, in the order of `Native.java`'s sections.
-fn tables() -> [&'static [NativeMethod<'static>]; 6] {
+fn tables() -> [&'static [NativeMethod<'static>]; 7] {
     [
         NATIVES,
+        super::payloads::NATIVES,
         super::diagnostics::NATIVES,
         super::storage_client::NATIVES,
         super::coordinator::NATIVES,

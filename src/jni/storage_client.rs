@@ -12,6 +12,7 @@ use super::convert::{
 };
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
+use super::payloads::StorageStats;
 use super::registry::native;
 use crate::config::StorageConfig;
 use crate::error::{Error, ErrorKind};
@@ -64,17 +65,19 @@ fn storage_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> Bridge
     Ok(handle::destroy::<AzureStorage>(h)?)
 }
 
-/// `[requests, errors, latency_micros]` since the client was opened.
+/// A [`StorageStats`] record: counters since the client was opened.
 fn storage_stats<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
     h: jlong,
 ) -> BridgeResult<JLongArray<'l>> {
     let s = storage(h)?.stats();
-    long_array(
-        env,
-        &[s.requests as i64, s.errors as i64, s.latency_micros as i64],
-    )
+    let record = StorageStats {
+        requests: s.requests as i64,
+        errors: s.errors as i64,
+        latency_micros: s.latency_micros as i64,
+    };
+    long_array(env, &record.to_array())
 }
 
 fn ensure_container<'l>(

@@ -1,6 +1,5 @@
 package org.apache.samza.azure.coordinator;
 
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -263,10 +262,10 @@ public final class AzureJobCoordinator implements JobCoordinator {
     Throwable failure = null;
     try {
       while (true) {
-        String[] event = c.nextEvent(POLL_MILLIS);
-        long[] m = c.metrics();
+        CoordinatorEvent event = c.nextEvent(POLL_MILLIS);
+        CoordinatorCounters m = c.metrics();
         metrics.update(m);
-        watchPartitions(c, m[2]);
+        watchPartitions(c, m.seenVersion);
         if (releasePending && !fence.containerConsuming()) {
           LOG.info("Container of processor {} stopped; leaving", processorId);
           releasePending = false;
@@ -275,8 +274,8 @@ public final class AzureJobCoordinator implements JobCoordinator {
         if (event == null) {
           continue;
         }
-        if ("stopped".equals(event[0])) {
-          if ("1".equals(event[1])) {
+        if (event.kind == CoordinatorEvent.Kind.STOPPED) {
+          if (event.failed()) {
             try {
               c.throwFailure();
             } catch (Throwable t) {
@@ -289,11 +288,11 @@ public final class AzureJobCoordinator implements JobCoordinator {
           handle(c, event);
         } catch (Throwable t) {
           // Leave the group cleanly (the native side still asks us to release).
-          LOG.error("coordinator event '{}' failed; stopping", event[0], t);
+          LOG.error("coordinator event '{}' failed; stopping", event.name(), t);
           failure = failure == null ? t : failure;
           stopRequested.set(true);
           c.stop();
-          if ("release".equals(event[0]) && !fence.containerConsuming()) {
+          if (event.kind == CoordinatorEvent.Kind.RELEASE && !fence.containerConsuming()) {
             c.released();
           }
         }
@@ -310,37 +309,34 @@ public final class AzureJobCoordinator implements JobCoordinator {
     finish(failure);
   }
 
-  private void handle(NativeCoordinator c, String[] event) {
-    switch (event[0]) {
-      case "leader":
-        leading = "1".equals(event[1]);
+  private void handle(NativeCoordinator c, CoordinatorEvent event) {
+    switch (event.kind) {
+      case LEADER:
+        leading = event.leader();
         nextPartitionCheck = System.nanoTime() + partitionWatchMillis * 1_000_000L;
-        LOG.info(
-            "Processor {} {} the leader",
-            processorId,
-            "1".equals(event[1]) ? "is" : "is no longer");
+        LOG.info("Processor {} {} the leader", processorId, leading ? "is" : "is no longer");
         break;
-      case "compute":
-        long v = Long.parseLong(event[1]);
-        String previous = event[2];
-        List<String> members = Arrays.asList(event).subList(3, event.length);
+      case COMPUTE:
+        long v = event.version();
+        String previous = event.previous();
+        List<String> members = event.members();
         computer.execute(() -> compute(c, v, previous, members));
         break;
-      case "prepare":
-        prepare(c, Long.parseLong(event[1]), parsed(Long.parseLong(event[1]), event[2]));
+      case PREPARE:
+        prepare(c, event.version(), parsed(event.version(), event.model()));
         break;
-      case "start":
-        long version = Long.parseLong(event[1]);
-        start(version, parsed(version, event[2]), startEpoch(event));
+      case START:
+        long version = event.version();
+        start(version, parsed(version, event.model()), event.epoch());
         break;
-      case "fence":
+      case FENCE:
         LOG.warn(
             "Processor {} lost contact with storage and the job moved on without it; stopping"
                 + " its container",
             processorId);
         expire();
         break;
-      case "release":
+      case RELEASE:
         if (expire()) {
           c.released();
         } else {
@@ -353,7 +349,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
         }
         break;
       default:
-        throw new IllegalStateException("unknown coordinator event " + event[0]);
+        throw new IllegalStateException("unexpected coordinator event " + event.name());
     }
   }
 
@@ -438,21 +434,6 @@ public final class AzureJobCoordinator implements JobCoordinator {
       }
     }
     c.prepared(version, containerStopped);
-  }
-
-  /**
-   * The fence epoch when the engine decided to start {@code version}, carried by the event ({@code
-   * ["start", version, model, epoch]}): a self-fence after that decision must not be adopted as the
-   * new container's epoch.
-   */
-  static long startEpoch(String[] event) {
-    if (event.length != 4) {
-      throw new IllegalStateException(
-          "a start event carries version, model and fence epoch; got "
-              + (event.length - 1)
-              + " fields");
-    }
-    return Long.parseLong(event[3]);
   }
 
   private void start(long version, JobModel model, long epoch) {

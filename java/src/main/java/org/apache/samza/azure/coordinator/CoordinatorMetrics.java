@@ -36,6 +36,7 @@ public final class CoordinatorMetrics {
     rebalances = registry.newCounter(GROUP, "rebalances");
     barrierTimeouts = registry.newCounter(GROUP, "barrier-timeouts");
     heartbeatFailures = registry.newCounter(GROUP, "heartbeat-failures");
+    // Counts CoordinatorCounters.leaseLosses; the published name predates it and stays.
     leaseRenewFailures = registry.newCounter(GROUP, "lease-renew-failures");
     selfFences = registry.newCounter(GROUP, "self-fences");
     storageRequests = registry.newCounter(GROUP, "storage-requests");
@@ -45,24 +46,23 @@ public final class CoordinatorMetrics {
     partitionCountChanges = registry.newCounter(GROUP, "partition-count-changes");
   }
 
-  /** {@code m} is the array documented on {@code Native.coordinatorMetrics}. */
-  synchronized void update(long[] m) {
-    isLeader.set(m[0]);
-    jobModelVersion.set(m[1]);
-    rebalances.set(m[3]);
-    barrierTimeouts.set(m[4]);
-    heartbeatFailures.set(m[5]);
-    leaseRenewFailures.set(m[6]);
-    lastRebalanceMs.set(m[7]);
-    selfFences.set(m[8]);
-    storageRequests.set(m[9]);
-    storageErrors.set(m[10]);
-    long requests = m[9] - seenRequests;
+  synchronized void update(CoordinatorCounters m) {
+    isLeader.set(m.isLeader);
+    jobModelVersion.set(m.runningVersion);
+    rebalances.set(m.rebalances);
+    barrierTimeouts.set(m.barrierTimeouts);
+    heartbeatFailures.set(m.heartbeatFailures);
+    leaseRenewFailures.set(m.leaseLosses);
+    lastRebalanceMs.set(m.lastRebalanceMs);
+    selfFences.set(m.fences);
+    storageRequests.set(m.storageRequests);
+    storageErrors.set(m.storageErrors);
+    long requests = m.storageRequests - seenRequests;
     if (requests > 0) {
       // Mean latency of the requests since the last update.
-      storageLatency.update((m[11] - seenLatencyMicros) / requests);
+      storageLatency.update((m.storageLatencyMicros - seenLatencyMicros) / requests);
     }
-    seenRequests = m[9];
-    seenLatencyMicros = m[11];
+    seenRequests = m.storageRequests;
+    seenLatencyMicros = m.storageLatencyMicros;
   }
 }

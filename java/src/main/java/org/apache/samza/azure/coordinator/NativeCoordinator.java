@@ -22,8 +22,9 @@ final class NativeCoordinator extends NativeHandle {
     return new NativeCoordinator(Native.coordinatorStart(c.keys, c.values, processorId));
   }
 
-  String[] nextEvent(long timeoutMillis) {
-    return call(h -> Native.coordinatorNextEvent(h, timeoutMillis));
+  /** The next event, or null if none came within {@code timeoutMillis}. */
+  CoordinatorEvent nextEvent(long timeoutMillis) {
+    return call(h -> CoordinatorEvent.fromNative(Native.coordinatorNextEvent(h, timeoutMillis)));
   }
 
   void throwFailure() {
@@ -54,11 +55,11 @@ final class NativeCoordinator extends NativeHandle {
     run(Native::coordinatorStop);
   }
 
-  long[] metrics() {
-    return call(Native::coordinatorMetrics);
+  CoordinatorCounters metrics() {
+    return call(h -> CoordinatorCounters.fromNative(Native.coordinatorMetrics(h)));
   }
 
-  long[] fence() {
-    return call(Native::coordinatorFence);
+  FenceReading fence() {
+    return call(h -> FenceReading.fromNative(Native.coordinatorFence(h)));
   }
 }

@@ -128,8 +128,8 @@ public final class ProcessingFence {
     return g != null && g.mayChoose();
   }
 
-  /** The native fence {@code [epoch, nanos left]}, or null once the coordinator is closed. */
-  long[] nativeFence() {
+  /** The native fence, or null once the coordinator is closed. */
+  FenceReading nativeFence() {
     if (closed) {
       return null;
     }
@@ -175,13 +175,13 @@ public final class ProcessingFence {
         return true;
       }
       while (true) {
-        long[] f = fence.nativeFence();
-        if (f == null || f[0] != epoch) {
+        FenceReading f = fence.nativeFence();
+        if (f == null || f.epoch != epoch) {
           open = false;
           return false;
         }
-        if (f[1] > 0) {
-          allowedUntil = System.nanoTime() + f[1];
+        if (f.nanosLeft > 0) {
+          allowedUntil = System.nanoTime() + f.nanosLeft;
           // An expiry may have closed the gate meanwhile.
           return open;
         }

@@ -31,6 +31,12 @@ public final class Native {
    */
   static native String[] registeredNatives();
 
+  /**
+   * {@code name: head,fields | repeated,fields} of every structured result, as the library encodes
+   * them; {@code PayloadContractTest} compares them with {@link Payloads}.
+   */
+  static native String[] payloadLayouts();
+
   // ---- runtime, logging, diagnostics ----
 
   public static native String version();
@@ -68,6 +74,7 @@ public final class Native {
 
   public static native void storageClose(long handle);
 
+  /** Laid out as {@link Payloads#STORAGE_STATS}. */
   public static native long[] storageStats(long handle);
 
   public static native boolean ensureContainer(long handle, String container);
@@ -108,7 +115,7 @@ public final class Native {
 
   public static native void coordinatorClose(long handle);
 
-  /** {@code [kind, version, payload, members...]}, or null if nothing came in time. */
+  /** An event laid out as {@link Payloads#event}, or null if nothing came in time. */
   public static native String[] coordinatorNextEvent(long handle, long timeoutMillis);
 
   /** Throws the error the coordinator stopped with, if any. */
@@ -127,9 +134,10 @@ public final class Native {
 
   public static native void coordinatorStop(long handle);
 
+  /** Laid out as {@link Payloads#COORDINATOR_METRICS}. */
   public static native long[] coordinatorMetrics(long handle);
 
-  /** {@code [fence epoch, nanoseconds left before processing must stop]}; cheap. */
+  /** Laid out as {@link Payloads#COORDINATOR_FENCE}; cheap. */
   public static native long[] coordinatorFence(long handle);
 
   /** {@code [container, membership table, checkpoint table]} holding a job's state. */

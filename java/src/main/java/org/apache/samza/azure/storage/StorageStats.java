@@ -1,6 +1,9 @@
 package org.apache.samza.azure.storage;
 
-/** Counters of one storage client since it was opened. */
+import org.apache.samza.azure.jni.PayloadLayout;
+import org.apache.samza.azure.jni.Payloads;
+
+/** Counters of one storage client since it was opened ({@link Payloads#STORAGE_STATS}). */
 public final class StorageStats {
   /** Logical operations (each possibly several attempts). */
   public final long requests;
@@ -9,9 +12,11 @@ public final class StorageStats {
   public final long latencyMicros;
 
   StorageStats(long[] raw) {
-    this.requests = raw[0];
-    this.errors = raw[1];
-    this.latencyMicros = raw[2];
+    PayloadLayout l = Payloads.STORAGE_STATS;
+    l.check(raw.length);
+    this.requests = raw[l.index("requests")];
+    this.errors = raw[l.index("errors")];
+    this.latencyMicros = raw[l.index("latency_micros")];
   }
 
   @Override

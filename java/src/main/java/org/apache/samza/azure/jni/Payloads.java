@@ -1,0 +1,84 @@
+package org.apache.samza.azure.jni;
+
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * The layout of every structured result of {@link Native}, the Java side of {@code
+ * src/jni/payloads.rs}. Each has one decoder, which reads its fields by these names; {@code
+ * PayloadContractTest} fails when a layout here and the library's differ.
+ */
+public final class Payloads {
+  private Payloads() {}
+
+  /** {@link Native#coordinatorMetrics}: the coordinator's counters and its storage client's. */
+  public static final PayloadLayout COORDINATOR_METRICS =
+      PayloadLayout.of(
+          "coordinatorMetrics",
+          "is_leader",
+          "running_version",
+          "seen_version",
+          "rebalances",
+          "barrier_timeouts",
+          "heartbeat_failures",
+          "lease_losses",
+          "last_rebalance_ms",
+          "fences",
+          "storage_requests",
+          "storage_errors",
+          "storage_latency_micros");
+
+  /** {@link Native#coordinatorFence}: how long the processor may still process. */
+  public static final PayloadLayout COORDINATOR_FENCE =
+      PayloadLayout.of("coordinatorFence", "epoch", "nanos_left");
+
+  /** {@link Native#storageStats}: a storage client's counters since it was opened. */
+  public static final PayloadLayout STORAGE_STATS =
+      PayloadLayout.of("storageStats", "requests", "errors", "latency_micros");
+
+  /** {@link Native#coordinatorNextEvent}, one layout per kind; the first field is the kind. */
+  public static final PayloadLayout EVENT_LEADER =
+      PayloadLayout.of("event.leader", "kind", "leader");
+
+  public static final PayloadLayout EVENT_COMPUTE =
+      PayloadLayout.of("event.compute", "kind", "version", "previous").thenEach("member");
+  public static final PayloadLayout EVENT_PREPARE =
+      PayloadLayout.of("event.prepare", "kind", "version", "model");
+  public static final PayloadLayout EVENT_START =
+      PayloadLayout.of("event.start", "kind", "version", "model", "epoch");
+  public static final PayloadLayout EVENT_FENCE = PayloadLayout.of("event.fence", "kind");
+  public static final PayloadLayout EVENT_RELEASE = PayloadLayout.of("event.release", "kind");
+  public static final PayloadLayout EVENT_STOPPED =
+      PayloadLayout.of("event.stopped", "kind", "failed");
+
+  /** Every layout, in the library's order. */
+  static final List<PayloadLayout> ALL =
+      Collections.unmodifiableList(
+          Arrays.asList(
+              COORDINATOR_METRICS,
+              COORDINATOR_FENCE,
+              STORAGE_STATS,
+              EVENT_LEADER,
+              EVENT_COMPUTE,
+              EVENT_PREPARE,
+              EVENT_START,
+              EVENT_FENCE,
+              EVENT_RELEASE,
+              EVENT_STOPPED));
+
+  /** The layout of an event of {@code kind}. */
+  public static PayloadLayout event(String kind) {
+    for (PayloadLayout l : ALL) {
+      if (l.name.equals("event." + kind)) {
+        return l;
+      }
+    }
+    throw new IllegalStateException("unknown coordinator event " + kind);
+  }
+
+  /** A boolean field: the library sends "1" or "0". */
+  public static boolean flag(String field) {
+    return "1".equals(field);
+  }
+}
