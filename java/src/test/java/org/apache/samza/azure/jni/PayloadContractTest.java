@@ -5,8 +5,8 @@ import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.List;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import org.junit.Test;
 
 /**
@@ -18,11 +18,20 @@ public class PayloadContractTest {
   @Test
   public void javaAndTheLibraryLayOutEveryPayloadAlike() {
     Native.ensureLoaded();
-    List<String> java = new ArrayList<>();
-    for (PayloadLayout l : Payloads.ALL) {
-      java.add(l.describe());
+    Map<String, String> rust = new LinkedHashMap<>();
+    for (String l : Native.payloadLayouts()) {
+      rust.put(l.substring(0, l.indexOf(':')), l);
     }
-    assertEquals(Arrays.asList(Native.payloadLayouts()), java);
+    Map<String, String> java = new LinkedHashMap<>();
+    for (PayloadLayout l : Payloads.ALL) {
+      java.put(l.name, l.describe());
+    }
+    assertEquals("payloads", new ArrayList<>(rust.keySet()), new ArrayList<>(java.keySet()));
+    for (Map.Entry<String, String> e : rust.entrySet()) {
+      // One payload per message, so a failure names the payload and both field lists.
+      assertEquals(
+          e.getKey() + ": library (expected) vs Payloads.java", e.getValue(), java.get(e.getKey()));
+    }
   }
 
   @Test
