@@ -4,11 +4,10 @@ use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{
-    block, config_map, nullable_string_array, open_storage, string, string_array, strings,
-};
+use super::convert::{block, config_map, nullable_string_array, open_storage, string, strings};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
+use super::payloads::{StoredCheckpoint, UpstreamOffset};
 use super::registry::native;
 use crate::checkpoint::{CheckpointConfig, CheckpointStore};
 use crate::error::{Error, ErrorKind};
@@ -124,7 +123,7 @@ fn checkpoint_claim<'l>(
     block(c.store.claim_all(&tasks, generation.max(0) as u64))
 }
 
-/// `[version, text, version, text, ...]` of the task's checkpoints.
+/// A [`StoredCheckpoint`] per checkpoint of the task.
 fn checkpoint_read<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
@@ -134,11 +133,15 @@ fn checkpoint_read<'l>(
     let task = string(env, &task, "task name")?;
     let c = checkpoints(h)?;
     let read = block(c.store.read(&task))?;
-    let flat: Vec<String> = read
-        .into_iter()
-        .flat_map(|(v, text)| [v.to_string(), text])
-        .collect();
-    string_array(env, flat.into_iter())
+    let mut fields = Vec::new();
+    for (v, text) in read {
+        StoredCheckpoint {
+            version: v.to_string(),
+            text,
+        }
+        .push_to(&mut fields);
+    }
+    nullable_string_array(env, fields.into_iter())
 }
 
 fn checkpoint_write<'l>(
@@ -156,7 +159,7 @@ fn checkpoint_write<'l>(
     block(c.store.write(&task, v, &text))
 }
 
-/// `[row key, offset or null, ...]` from upstream samza-azure's table; empty when reading it
+/// An [`UpstreamOffset`] per row of upstream samza-azure's table; empty when reading it
 /// is off, or it holds nothing for the task.
 fn checkpoint_upstream<'l>(
     env: &mut Env<'l>,
@@ -170,11 +173,11 @@ fn checkpoint_upstream<'l>(
         Some(table) => block(c.store.read_upstream_patiently(table, &task))?,
         None => Vec::new(),
     };
-    let flat: Vec<Option<String>> = rows
-        .into_iter()
-        .flat_map(|(k, offset)| [Some(k), offset])
-        .collect();
-    nullable_string_array(env, flat.into_iter())
+    let mut fields = Vec::new();
+    for (row_key, offset) in rows {
+        UpstreamOffset { row_key, offset }.push_to(&mut fields);
+    }
+    nullable_string_array(env, fields.into_iter())
 }
 
 fn checkpoint_clear<'l>(

@@ -12,11 +12,13 @@ use jni::objects::{JClass, JLongArray, JObjectArray, JString};
 use jni::sys::{jboolean, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, config_map, long_array, open_storage, string, string_array};
+use super::convert::{
+    block, config_map, long_array, nullable_string_array, open_storage, string, string_array,
+};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::payloads::event::{self, kind};
-use super::payloads::{flag, CoordinatorMetrics, FenceReading};
+use super::payloads::{flag, CoordinatorMetrics, FenceReading, JobStorageNames};
 use super::registry::native;
 use crate::coordinator::names::JobNames;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
@@ -231,7 +233,7 @@ fn coordinator_metrics<'l>(
     long_array(env, &record.to_array())
 }
 
-/// `[container, table]` of a job: where its coordination state lives (tools, tests).
+/// A [`JobStorageNames`] record: where a job's coordination state lives (tools, tests).
 fn job_storage_names<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
@@ -242,10 +244,14 @@ fn job_storage_names<'l>(
         &string(env, &job_name, "job name")?,
         &string(env, &job_id, "job id")?,
     )?;
-    string_array(
-        env,
-        [names.container, names.table, names.checkpoint_table].into_iter(),
-    )
+    let mut fields = Vec::new();
+    JobStorageNames {
+        container: names.container,
+        table: names.table,
+        checkpoint_table: names.checkpoint_table,
+    }
+    .push_to(&mut fields);
+    nullable_string_array(env, fields.into_iter())
 }
 
 /// A [`FenceReading`]; no runtime hop, so tasks can ask it before processing a message.

@@ -8,8 +8,9 @@ use jni::objects::{JByteArray, JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, string, string_array};
+use super::convert::{block, nullable_string_array, string};
 use super::error::{BridgeError, BridgeResult, Throw};
+use super::payloads::LogLine;
 use super::registry::native;
 use crate::error::{Error, ErrorKind};
 use crate::logging;
@@ -43,8 +44,8 @@ fn set_log_level<'l>(_env: &mut Env<'l>, _class: JClass<'l>, level: jint) -> Bri
     Ok(())
 }
 
-/// Blocks up to `timeout_ms` for native log records. Returns `[dropped, level, target,
-/// message, level, target, message, ...]` as strings, or null when there was nothing.
+/// Blocks up to `timeout_ms` for native log records. Returns the number dropped, then a
+/// [`LogLine`] per record, or null when there was nothing.
 fn poll_logs<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
@@ -58,13 +59,16 @@ fn poll_logs<'l>(
     if records.is_empty() && dropped == 0 {
         return Ok(JObjectArray::<JString>::null());
     }
-    let mut fields = vec![dropped.to_string()];
-    for r in &records {
-        fields.push(logging::level_name(r.level).to_owned());
-        fields.push(r.target.clone());
-        fields.push(r.message.clone());
+    let mut fields = vec![Some(dropped.to_string())];
+    for r in records {
+        LogLine {
+            level: logging::level_name(r.level).to_owned(),
+            target: r.target,
+            message: r.message,
+        }
+        .push_to(&mut fields);
     }
-    string_array(env, fields.into_iter())
+    nullable_string_array(env, fields.into_iter())
 }
 
 fn shutdown_runtime<'l>(

@@ -32,6 +32,13 @@ impl Layout {
         )
     }
 
+    /// Where `field` of the head is sent.
+    pub fn position(&self, field: &str) -> crate::Result<usize> {
+        self.head.iter().position(|f| *f == field).ok_or_else(|| {
+            crate::error::Error::internal(format!("{} has no field {field}", self.name))
+        })
+    }
+
     /// Whether `len` fields fit this layout.
     #[cfg(test)]
     fn fits(&self, len: usize) -> bool {
@@ -65,6 +72,88 @@ macro_rules! long_record {
         }
     };
 }
+
+/// A value of a string field: text, or a Java null.
+pub trait StringField {
+    fn into_field(self) -> Option<String>;
+}
+
+impl StringField for String {
+    fn into_field(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl StringField for Option<String> {
+    fn into_field(self) -> Option<String> {
+        self
+    }
+}
+
+/// A record of string fields, encoded as part of a Java `String[]` in declaration order: once
+/// (`fields`), or repeated after a head (`head [...] each`), one record per group.
+macro_rules! string_record {
+    ($(#[$meta:meta])* $record:ident = $name:literal fields { $($field:ident),+ $(,)? }) => {
+        string_record!(@struct $(#[$meta])* $record { $($field: String),+ });
+        impl $record {
+            pub const LAYOUT: Layout = Layout {
+                name: $name,
+                head: &[$(stringify!($field)),+],
+                each: &[],
+            };
+        }
+    };
+    ($(#[$meta:meta])* $record:ident = $name:literal head [$($head:literal),*] each { $($field:ident: $ty:ty),+ $(,)? }) => {
+        string_record!(@struct $(#[$meta])* $record { $($field: $ty),+ });
+        impl $record {
+            pub const LAYOUT: Layout = Layout {
+                name: $name,
+                head: &[$($head),*],
+                each: &[$(stringify!($field)),+],
+            };
+        }
+    };
+    (@struct $(#[$meta:meta])* $record:ident { $($field:ident: $ty:ty),+ }) => {
+        $(#[$meta])*
+        pub struct $record {
+            $(pub $field: $ty),+
+        }
+
+        impl $record {
+            /// Appends the fields in layout order.
+            pub fn push_to(self, out: &mut Vec<Option<String>>) {
+                $(out.push(StringField::into_field(self.$field));)+
+            }
+        }
+    };
+}
+
+string_record!(
+    /// `jobStorageNames`: where a job's state lives.
+    JobStorageNames = "jobStorageNames" fields { container, table, checkpoint_table }
+);
+
+string_record!(
+    /// `checkpointRead`: one stored checkpoint of a task per group.
+    StoredCheckpoint = "checkpointRead" head [] each { version: String, text: String }
+);
+
+string_record!(
+    /// `checkpointUpstream`: one row of upstream samza-azure's table per group.
+    UpstreamOffset = "checkpointUpstream" head [] each { row_key: String, offset: Option<String> }
+);
+
+string_record!(
+    /// `pollLogs`: the number of records dropped, then one native log record per group.
+    LogLine = "pollLogs" head ["dropped"] each { level: String, target: String, message: String }
+);
+
+/// `docRead`, `docReadIfChanged`: an `Object[]` of the body (`byte[]`) and its ETag.
+pub const DOCUMENT: Layout = Layout {
+    name: "document",
+    head: &["body", "etag"],
+    each: &[],
+};
 
 long_record!(
     /// `coordinatorMetrics`: the coordinator's counters and its storage client's.
@@ -150,6 +239,11 @@ pub const LAYOUTS: &[Layout] = &[
     CoordinatorMetrics::LAYOUT,
     FenceReading::LAYOUT,
     StorageStats::LAYOUT,
+    JobStorageNames::LAYOUT,
+    StoredCheckpoint::LAYOUT,
+    UpstreamOffset::LAYOUT,
+    LogLine::LAYOUT,
+    DOCUMENT,
     event::LEADER,
     event::COMPUTE,
     event::PREPARE,
@@ -223,6 +317,28 @@ mod tests {
             assert_eq!(fields[0], event::kind(layout));
             assert!(layout.fits(fields.len()), "{}: {fields:?}", layout.name);
         }
+    }
+
+    /// String records push their fields in layout order, a missing offset as a null.
+    #[test]
+    fn string_records_follow_their_layouts() {
+        let mut fields = vec![Some("0".to_owned())];
+        LogLine {
+            level: "INFO".into(),
+            target: "t".into(),
+            message: "m".into(),
+        }
+        .push_to(&mut fields);
+        assert!(LogLine::LAYOUT.fits(fields.len()));
+        let mut rows = Vec::new();
+        UpstreamOffset {
+            row_key: "k".into(),
+            offset: None,
+        }
+        .push_to(&mut rows);
+        assert_eq!(rows, vec![Some("k".to_owned()), None]);
+        assert_eq!(UpstreamOffset::LAYOUT.each, ["row_key", "offset"]);
+        assert_eq!(DOCUMENT.position("etag").ok(), Some(1));
     }
 
     #[test]

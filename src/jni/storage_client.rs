@@ -12,7 +12,7 @@ use super::convert::{
 };
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
-use super::payloads::StorageStats;
+use super::payloads::{StorageStats, DOCUMENT};
 use super::registry::native;
 use crate::config::StorageConfig;
 use crate::error::{Error, ErrorKind};
@@ -180,16 +180,17 @@ fn doc_create<'l>(
     Ok(env.new_string(etag.0)?)
 }
 
+/// A [`DOCUMENT`]: its body and ETag.
 fn document_pair<'l>(env: &mut Env<'l>, body: &[u8], etag: &str) -> BridgeResult<JObjectArray<'l>> {
-    let arr = JObjectArray::<JObject>::new(env, 2, JObject::null())?;
+    let arr = JObjectArray::<JObject>::new(env, DOCUMENT.head.len(), JObject::null())?;
     let body = env.byte_array_from_slice(body)?;
     let etag = env.new_string(etag)?;
-    arr.set_element(env, 0, &body)?;
-    arr.set_element(env, 1, &etag)?;
+    arr.set_element(env, DOCUMENT.position("body")?, &body)?;
+    arr.set_element(env, DOCUMENT.position("etag")?, &etag)?;
     Ok(arr)
 }
 
-/// `[byte[] body, String etag]`.
+/// A [`DOCUMENT`].
 fn doc_read<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
@@ -202,7 +203,7 @@ fn doc_read<'l>(
     document_pair(env, &d.body, &d.etag.0)
 }
 
-/// `[byte[] body, String etag]`, or null while the blob is still at `known`.
+/// A [`DOCUMENT`], or null while the blob is still at `known`.
 fn doc_read_if_changed<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,

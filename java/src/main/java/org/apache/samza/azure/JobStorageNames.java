@@ -1,6 +1,8 @@
 package org.apache.samza.azure;
 
 import org.apache.samza.azure.jni.Native;
+import org.apache.samza.azure.jni.PayloadLayout;
+import org.apache.samza.azure.jni.Payloads;
 
 /**
  * Operator tool: {@code java -cp <our jar>:<samza and slf4j jars>
@@ -16,9 +18,13 @@ public final class JobStorageNames {
       System.exit(2);
     }
     String[] names = Native.jobStorageNames(args[0], args.length > 1 ? args[1] : "1");
+    PayloadLayout l = Payloads.JOB_STORAGE_NAMES;
+    l.check(names.length);
     System.out.println(
-        "container=" + names[0] + "   (blob jobmodel: JobModel document, leader lease)");
-    System.out.println("membershipTable=" + names[1]);
-    System.out.println("checkpointTable=" + names[2]);
+        "container="
+            + names[l.index("container")]
+            + "   (blob jobmodel: JobModel document, leader lease)");
+    System.out.println("membershipTable=" + names[l.index("table")]);
+    System.out.println("checkpointTable=" + names[l.index("checkpoint_table")]);
   }
 }

@@ -143,15 +143,11 @@ public final class AzureCheckpointManager implements CheckpointManager {
   public Checkpoint readLastCheckpoint(TaskName taskName) {
     NativeCheckpoints s = started(taskName);
     long t0 = System.nanoTime();
-    String[] read;
+    Map<Short, String> byVersion;
     try {
-      read = s.read(taskName.getTaskName());
+      byVersion = s.read(taskName.getTaskName());
     } catch (RuntimeException e) {
       throw stoppedWhileStarting(e);
-    }
-    Map<Short, String> byVersion = new HashMap<>();
-    for (int i = 0; i + 1 < read.length; i += 2) {
-      byVersion.put(Short.valueOf(read[i]), read[i + 1]);
     }
     Checkpoint checkpoint = null;
     for (Short version : readVersions) {
@@ -293,18 +289,18 @@ public final class AzureCheckpointManager implements CheckpointManager {
 
   /** Upstream samza-azure's rows: RowKey = the SSP as JSON, Offset = the offset. */
   private Checkpoint upstream(NativeCheckpoints s, TaskName taskName) {
-    String[] rows;
+    Map<String, String> rows;
     try {
       rows = s.upstream(taskName.getTaskName());
     } catch (RuntimeException e) {
       throw stoppedWhileStarting(e);
     }
-    if (rows.length == 0) {
+    if (rows.isEmpty()) {
       return null;
     }
     Map<SystemStreamPartition, String> offsets = new HashMap<>();
-    for (int i = 0; i + 1 < rows.length; i += 2) {
-      offsets.put(upstreamSsp(taskName, rows[i]), rows[i + 1]);
+    for (Map.Entry<String, String> row : rows.entrySet()) {
+      offsets.put(upstreamSsp(taskName, row.getKey()), row.getValue());
     }
     metrics.upstreamReads.inc();
     LOG.info(

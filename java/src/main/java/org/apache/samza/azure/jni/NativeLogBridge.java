@@ -68,15 +68,20 @@ public final class NativeLogBridge {
   }
 
   private static void dispatch(String[] batch) {
-    long dropped = Long.parseLong(batch[0]);
+    PayloadLayout l = Payloads.POLL_LOGS;
+    l.check(batch.length);
+    long dropped = Long.parseLong(batch[l.index("dropped")]);
     if (dropped > 0) {
       BRIDGE_LOG.warn("{} native log records were dropped because the queue was full", dropped);
     }
-    for (int i = 1; i + 2 < batch.length; i += 3) {
-      String name = batch[i + 1].replace("::", ".");
+    int level = l.eachIndex("level");
+    int target = l.eachIndex("target");
+    int text = l.eachIndex("message");
+    for (int i = l.headSize(); i < batch.length; i += l.groupSize()) {
+      String name = batch[i + target].replace("::", ".");
       Logger log = LoggerFactory.getLogger(name.startsWith(ROOT) ? name : ROOT + "." + name);
-      String message = batch[i + 2];
-      switch (batch[i]) {
+      String message = batch[i + text];
+      switch (batch[i + level]) {
         case "ERROR":
           log.error(message);
           break;

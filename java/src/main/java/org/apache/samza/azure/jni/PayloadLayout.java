@@ -43,6 +43,20 @@ public final class PayloadLayout {
     return head.size();
   }
 
+  /** The position of a repeated field within its group. */
+  public int eachIndex(String field) {
+    int i = each.indexOf(field);
+    if (i < 0) {
+      throw new IllegalArgumentException(name + " repeats no field '" + field + "': " + each);
+    }
+    return i;
+  }
+
+  /** The number of fields in one repeated group. */
+  public int groupSize() {
+    return each.size();
+  }
+
   /** Throws unless an array of {@code length} fields has this layout. */
   public void check(int length) {
     boolean fits =

@@ -37,6 +37,25 @@ public final class Payloads {
   public static final PayloadLayout STORAGE_STATS =
       PayloadLayout.of("storageStats", "requests", "errors", "latency_micros");
 
+  /** {@link Native#jobStorageNames}: where a job's state lives. */
+  public static final PayloadLayout JOB_STORAGE_NAMES =
+      PayloadLayout.of("jobStorageNames", "container", "table", "checkpoint_table");
+
+  /** {@link Native#checkpointRead}: one stored checkpoint of a task per group. */
+  public static final PayloadLayout CHECKPOINT_READ =
+      PayloadLayout.of("checkpointRead").thenEach("version", "text");
+
+  /** {@link Native#checkpointUpstream}: one row of upstream samza-azure's table per group. */
+  public static final PayloadLayout CHECKPOINT_UPSTREAM =
+      PayloadLayout.of("checkpointUpstream").thenEach("row_key", "offset");
+
+  /** {@link Native#pollLogs}: the number of records dropped, then one log record per group. */
+  public static final PayloadLayout POLL_LOGS =
+      PayloadLayout.of("pollLogs", "dropped").thenEach("level", "target", "message");
+
+  /** {@link Native#docRead}, {@link Native#docReadIfChanged}: a document's body and ETag. */
+  public static final PayloadLayout DOCUMENT = PayloadLayout.of("document", "body", "etag");
+
   /** {@link Native#coordinatorNextEvent}, one layout per kind; the first field is the kind. */
   public static final PayloadLayout EVENT_LEADER =
       PayloadLayout.of("event.leader", "kind", "leader");
@@ -59,6 +78,11 @@ public final class Payloads {
               COORDINATOR_METRICS,
               COORDINATOR_FENCE,
               STORAGE_STATS,
+              JOB_STORAGE_NAMES,
+              CHECKPOINT_READ,
+              CHECKPOINT_UPSTREAM,
+              POLL_LOGS,
+              DOCUMENT,
               EVENT_LEADER,
               EVENT_COMPUTE,
               EVENT_PREPARE,

@@ -1,6 +1,9 @@
 package org.apache.samza.azure.storage;
 
-/** A document's bytes and the ETag (version) they were read at. */
+import org.apache.samza.azure.jni.PayloadLayout;
+import org.apache.samza.azure.jni.Payloads;
+
+/** A document's bytes and the ETag (version) they were read at ({@link Payloads#DOCUMENT}). */
 public final class Document {
   private final byte[] body;
   private final String etag;
@@ -11,7 +14,12 @@ public final class Document {
   }
 
   static Document fromNative(Object[] pair) {
-    return pair == null ? null : new Document((byte[]) pair[0], (String) pair[1]);
+    if (pair == null) {
+      return null;
+    }
+    PayloadLayout l = Payloads.DOCUMENT;
+    l.check(pair.length);
+    return new Document((byte[]) pair[l.index("body")], (String) pair[l.index("etag")]);
   }
 
   public byte[] body() {
