@@ -32,8 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
-use crate::coordinator::names::JobNames;
+use crate::coordinator::names::JobIdentity;
 use crate::error::{Error, ErrorKind, Result};
 use crate::group_commit::{GroupCommit, Outcome};
 use crate::storage::{
@@ -53,11 +52,7 @@ pub struct CheckpointConfig {
 
 impl CheckpointConfig {
     pub fn from_map(config: &HashMap<String, String>) -> Result<Self> {
-        let name = config
-            .get(KEY_JOB_NAME)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| Error::config(KEY_JOB_NAME, "a non-empty job name"))?;
-        let id = config.get(KEY_JOB_ID).map(String::as_str).unwrap_or("1");
+        let job = JobIdentity::from_map(config)?;
         let read = match config.get(KEY_UPSTREAM_READ).map(|s| s.trim()) {
             None | Some("true") => true,
             Some("false") => false,
@@ -74,10 +69,10 @@ impl CheckpointConfig {
                     .map_err(|e| Error::config(KEY_UPSTREAM_TABLE, e.message()))?;
                 t.clone()
             }
-            None => upstream_table(name),
+            None => upstream_table(&job.name),
         };
         Ok(CheckpointConfig {
-            table: JobNames::new(name, id)?.checkpoint_table,
+            table: job.names()?.checkpoint_table,
             // A job name with no letters or digits gave upstream no valid table either.
             upstream_table: (read
                 && crate::storage::names::validate_table(&upstream_table).is_ok())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::coordinator::names::JobNames;
+use crate::coordinator::names::{JobIdentity, JobNames};
 use crate::coordinator::Storage;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::{LeaseKeeper, LeaseTiming};
@@ -32,7 +32,7 @@ pub struct Group<S: Storage> {
 }
 
 impl<S: Storage> Group<S> {
-    pub fn new(store: Arc<S>, job_name: &str, job_id: &str, group: &str) -> Result<Self> {
+    pub fn new(store: Arc<S>, job: &JobIdentity, group: &str) -> Result<Self> {
         validate_key("coordination group", group)?;
         if group.is_empty() {
             return Err(Error::new(
@@ -42,7 +42,7 @@ impl<S: Storage> Group<S> {
         }
         Ok(Group {
             store,
-            names: JobNames::new(job_name, job_id)?,
+            names: job.names()?,
             group: group.to_owned(),
         })
     }

@@ -206,7 +206,7 @@ impl Coordinator {
                 ),
             ));
         }
-        let names = JobNames::new(&config.job_name, &config.job_id)?;
+        let names = config.job.names()?;
         // Fix the clock base before any instant is measured against it.
         clock_base();
         let (commands, command_rx) = mpsc::unbounded_channel();

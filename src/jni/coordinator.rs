@@ -13,9 +13,11 @@ use jni::sys::{jboolean, jlong, jlongArray};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, config_map, long_array, open_storage, string, string_array};
+use super::exports::{
+    block, config_map, long_array, open_storage, opt_string, string, string_array,
+};
 use super::handle::{self, HandleType};
-use crate::coordinator::names::JobNames;
+use crate::coordinator::names::JobIdentity;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
 use crate::error::Error;
 use crate::runtime;
@@ -261,7 +263,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorMetrics
     .resolve::<Throw>()
 }
 
-/// `[container, table]` of a job: where its coordination state lives (tools, tests).
+/// `[container, membership table, checkpoint table]` of a job: where its state lives (tools,
+/// tests). A null `job_id` is a config without `job.id`; both are read as the config is.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l>(
     mut env: EnvUnowned<'l>,
@@ -270,10 +273,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l
     job_id: JString<'l>,
 ) -> JObjectArray<'l, JString<'l>> {
     env.with_env(|env| -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-        let names = JobNames::new(
-            &string(env, &job_name, "job name")?,
-            &string(env, &job_id, "job id")?,
-        )?;
+        let (name, id) = (opt_string(env, &job_name)?, opt_string(env, &job_id)?);
+        let names = JobIdentity::new(name.as_deref(), id.as_deref())?.names()?;
         string_array(
             env,
             [names.container, names.table, names.checkpoint_table].into_iter(),

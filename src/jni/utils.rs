@@ -11,8 +11,7 @@ use super::error::{BridgeResult, Throw};
 use super::exports::{block, config_map, open_storage, string};
 use super::handle::{self, HandleType};
 use crate::coordination::{ClusterMember, Group};
-use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
-use crate::error::Error;
+use crate::coordinator::names::JobIdentity;
 use crate::lease::{LeaseKeeper, LeaseState};
 use crate::runtime;
 use crate::storage::AzureStorage;
@@ -61,16 +60,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_utilsOpen<'l>(
         let map = config_map(env, &keys, &values)?;
         let group_id = string(env, &group_id, "group id")?;
         let storage = open_storage(&map)?;
-        let job_name = map
-            .get(KEY_JOB_NAME)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| Error::config(KEY_JOB_NAME, "a non-empty job name"))?;
-        let job_id = map.get(KEY_JOB_ID).map(String::as_str).unwrap_or("1");
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::into_handle(Group::new(
-            storage, job_name, job_id, &group_id,
-        )?))
+        let job = JobIdentity::from_map(&map)?;
+        Ok(handle::into_handle(Group::new(storage, &job, &group_id)?))
     })
     .resolve::<Throw>()
 }
