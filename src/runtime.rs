@@ -43,6 +43,16 @@ pub fn handle() -> Result<Handle> {
     }
 }
 
+/// Runs `f` in the shared runtime's context without blocking on it: for what needs a runtime
+/// but awaits nothing (spawning a task, building the HTTP client, dropping a handle whose
+/// tasks or connections go with it). The one place that enters the runtime, so a call site
+/// says only why it needs to.
+pub fn enter<R>(f: impl FnOnce() -> R) -> Result<R> {
+    let rt = handle()?;
+    let _guard = rt.enter();
+    Ok(f())
+}
+
 /// Runs `fut` to completion on the shared runtime from a thread that is not a runtime worker.
 ///
 /// Refuses to run on a runtime worker: blocking there could deadlock the runtime.

@@ -88,10 +88,9 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorStart<'
         let processor_id = string(env, &processor_id, "processor id")?;
         let config = CoordinatorConfig::from_map(&map)?;
         let storage = open_storage(&map)?;
-        // The protocol task is spawned on the runtime.
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        let coordinator = Coordinator::start(storage.clone(), config, &processor_id)?;
+        // Starting spawns the protocol task, which needs the runtime's context.
+        let coordinator =
+            runtime::enter(|| Coordinator::start(storage.clone(), config, &processor_id))??;
         Ok(handle::into_handle(CoordinatorHandle {
             coordinator,
             storage,
@@ -109,9 +108,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorClose<'
 ) {
     env.with_env(|_| -> BridgeResult<()> {
         // Dropping aborts a task still running; the runtime must be entered for that.
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::destroy::<CoordinatorHandle>(h)?)
+        Ok(runtime::enter(|| handle::destroy::<CoordinatorHandle>(h))??)
     })
     .resolve::<Throw>()
 }

@@ -153,9 +153,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_leaseClose<'l>(
     kh: jlong,
 ) {
     env.with_env(|_| -> BridgeResult<()> {
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::destroy::<Keeper>(kh)?)
+        // Dropping aborts the keeper's task.
+        Ok(runtime::enter(|| handle::destroy::<Keeper>(kh))??)
     })
     .resolve::<Throw>()
 }
@@ -220,9 +219,10 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_clusterMemberClose
     mh: jlong,
 ) {
     env.with_env(|_| -> BridgeResult<()> {
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)?)
+        // Dropping aborts the member's heartbeat task.
+        Ok(runtime::enter(|| {
+            handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)
+        })??)
     })
     .resolve::<Throw>()
 }
