@@ -1,8 +1,9 @@
 //! The one process-wide tokio runtime.
 //!
 //! Java threads call into the core and block on futures here; runtime workers never block and
-//! never attach to the JVM. The runtime is built lazily and can be shut down explicitly (the
-//! Java side does it from a shutdown hook); calls after shutdown fail instead of hanging.
+//! never attach to the JVM. The runtime is built lazily and lives until the process exits: the
+//! shipped Java never stops it. [`shutdown`] serves `Native.shutdownRuntime`, which only
+//! NativeSelfCheck calls; calls after it fail instead of hanging.
 
 use std::future::Future;
 use std::sync::Mutex;

@@ -31,7 +31,7 @@ pub struct CoordinatorHandle {
 
 impl HandleType for CoordinatorHandle {
     const TAG: u64 = 0x5341_5a43_4f4f_5231; // "SAZCOOR1"
-    const NAME: &'static str = "AzureCoordinator";
+    const NAME: &'static str = "NativeCoordinator";
 }
 
 fn coordinator<'a>(h: jlong) -> BridgeResult<&'a CoordinatorHandle> {

@@ -21,7 +21,7 @@ use crate::storage::{
 
 impl HandleType for AzureStorage {
     const TAG: u64 = 0x5341_5a53_544f_5231; // "SAZSTOR1"
-    const NAME: &'static str = "AzureStorage";
+    const NAME: &'static str = "AzureStorageClient";
 }
 
 pub(super) fn null_argument(what: &str) -> BridgeError {

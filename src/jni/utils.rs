@@ -18,7 +18,7 @@ use crate::storage::AzureStorage;
 
 impl HandleType for Group<AzureStorage> {
     const TAG: u64 = 0x5341_5a47_524f_5531; // "SAZGROU1"
-    const NAME: &'static str = "AzureCoordinationUtils";
+    const NAME: &'static str = "NativeGroup";
 }
 
 pub struct Keeper {
@@ -28,12 +28,12 @@ pub struct Keeper {
 
 impl HandleType for Keeper {
     const TAG: u64 = 0x5341_5a4b_4545_5031; // "SAZKEEP1"
-    const NAME: &'static str = "AzureLease";
+    const NAME: &'static str = "NativeLease";
 }
 
 impl HandleType for std::sync::Mutex<ClusterMember> {
     const TAG: u64 = 0x5341_5a4d_454d_4231; // "SAZMEMB1"
-    const NAME: &'static str = "AzureClusterMember";
+    const NAME: &'static str = "NativeClusterMember";
 }
 
 fn group<'a>(h: jlong) -> BridgeResult<&'a Group<AzureStorage>> {
