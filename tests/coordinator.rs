@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::azurite;
 use common::cluster::{timing, Cluster, ComputeFault, Control};
+use samza_azure_coordinator::coordinator::names::JobIdentity;
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig};
 use samza_azure_coordinator::storage::{DocumentStore, LeaseStore};
 
@@ -217,8 +218,10 @@ async fn a_short_storage_outage_stops_nothing() {
 async fn bad_config_fails_with_the_key_named() {
     let storage = Arc::new(azurite().storage());
     let config = CoordinatorConfig {
-        job_name: "j".into(),
-        job_id: "1".into(),
+        job: JobIdentity {
+            name: "j".into(),
+            id: "1".into(),
+        },
         timing: timing(),
     };
     let e = Coordinator::start(storage.clone(), config.clone(), "a/b")

@@ -21,6 +21,7 @@ use super::names::JobNames;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::{LeaseKeeper, LeaseState};
 use crate::membership::{Heartbeat, MemberState, Membership, Snapshot};
+use crate::storage::retry::Doubling;
 use crate::storage::{BlobRef, DocumentStore, ETag, LeaseId, LeaseStore, TableStore};
 
 /// Everything the engine needs from storage.
@@ -206,7 +207,7 @@ impl Coordinator {
                 ),
             ));
         }
-        let names = JobNames::new(&config.job_name, &config.job_id)?;
+        let names = config.job.names()?;
         // Fix the clock base before any instant is measured against it.
         clock_base();
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -290,21 +291,25 @@ fn is_fatal(e: &Error) -> bool {
     )
 }
 
+/// The wait between the engine's retries of a setup step.
+fn engine_backoff() -> Doubling {
+    Doubling::new(Duration::from_millis(100), Duration::from_secs(2))
+}
+
 /// Retries `op` until it succeeds or fails fatally.
 async fn until_ok<T, F, Fut>(what: &str, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = engine_backoff();
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if is_fatal(&e) => return Err(e.context(what)),
             Err(e) => {
                 tracing::warn!(error = %e, "{what} failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.sleep().await;
             }
         }
     }
@@ -455,14 +460,13 @@ async fn run<S: Storage>(
         .self_fence_nanos
         .store(timing.self_fence().as_nanos() as u64, Ordering::Relaxed);
     let registered_at = Instant::now();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = engine_backoff();
     while let Err(e) = membership.register().await {
         if is_fatal(&e) {
             return Err(e.context("registering the processor"));
         }
         tracing::warn!(error = %e, "registering the processor failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff.sleep().await;
     }
     metrics.heartbeat_accepted(registered_at);
     tracing::info!(processor = %me, container = %names.container, table = %names.table, "registered");

@@ -13,9 +13,11 @@ use jni::sys::{jboolean, jlong, jlongArray};
 use jni::EnvUnowned;
 
 use super::error::{BridgeResult, Throw};
-use super::exports::{block, config_map, long_array, open_storage, string, string_array};
+use super::exports::{
+    block, config_map, long_array, open_storage, opt_string, string, string_array,
+};
 use super::handle::{self, HandleType};
-use crate::coordinator::names::JobNames;
+use crate::coordinator::names::JobIdentity;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
 use crate::error::Error;
 use crate::runtime;
@@ -29,7 +31,7 @@ pub struct CoordinatorHandle {
 
 impl HandleType for CoordinatorHandle {
     const TAG: u64 = 0x5341_5a43_4f4f_5231; // "SAZCOOR1"
-    const NAME: &'static str = "AzureCoordinator";
+    const NAME: &'static str = "NativeCoordinator";
 }
 
 fn coordinator<'a>(h: jlong) -> BridgeResult<&'a CoordinatorHandle> {
@@ -86,10 +88,9 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorStart<'
         let processor_id = string(env, &processor_id, "processor id")?;
         let config = CoordinatorConfig::from_map(&map)?;
         let storage = open_storage(&map)?;
-        // The protocol task is spawned on the runtime.
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        let coordinator = Coordinator::start(storage.clone(), config, &processor_id)?;
+        // Starting spawns the protocol task, which needs the runtime's context.
+        let coordinator =
+            runtime::enter(|| Coordinator::start(storage.clone(), config, &processor_id))??;
         Ok(handle::into_handle(CoordinatorHandle {
             coordinator,
             storage,
@@ -107,9 +108,7 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorClose<'
 ) {
     env.with_env(|_| -> BridgeResult<()> {
         // Dropping aborts a task still running; the runtime must be entered for that.
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::destroy::<CoordinatorHandle>(h)?)
+        Ok(runtime::enter(|| handle::destroy::<CoordinatorHandle>(h))??)
     })
     .resolve::<Throw>()
 }
@@ -261,7 +260,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_coordinatorMetrics
     .resolve::<Throw>()
 }
 
-/// `[container, table]` of a job: where its coordination state lives (tools, tests).
+/// `[container, membership table, checkpoint table]` of a job: where its state lives (tools,
+/// tests). A null `job_id` is a config without `job.id`; both are read as the config is.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l>(
     mut env: EnvUnowned<'l>,
@@ -270,10 +270,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_jobStorageNames<'l
     job_id: JString<'l>,
 ) -> JObjectArray<'l, JString<'l>> {
     env.with_env(|env| -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-        let names = JobNames::new(
-            &string(env, &job_name, "job name")?,
-            &string(env, &job_id, "job id")?,
-        )?;
+        let (name, id) = (opt_string(env, &job_name)?, opt_string(env, &job_id)?);
+        let names = JobIdentity::new(name.as_deref(), id.as_deref())?.names()?;
         string_array(
             env,
             [names.container, names.table, names.checkpoint_table].into_iter(),

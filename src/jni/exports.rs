@@ -21,7 +21,7 @@ use crate::storage::{
 
 impl HandleType for AzureStorage {
     const TAG: u64 = 0x5341_5a53_544f_5231; // "SAZSTOR1"
-    const NAME: &'static str = "AzureStorage";
+    const NAME: &'static str = "AzureStorageClient";
 }
 
 pub(super) fn null_argument(what: &str) -> BridgeError {
@@ -132,9 +132,9 @@ pub(super) fn open_storage(
     config: &HashMap<String, String>,
 ) -> BridgeResult<std::sync::Arc<AzureStorage>> {
     let storage_config = crate::config::StorageConfig::from_map(config)?;
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    Ok(std::sync::Arc::new(AzureStorage::new(&storage_config)?))
+    // The HTTP client must be built inside the runtime context.
+    let storage = runtime::enter(|| AzureStorage::new(&storage_config))??;
+    Ok(std::sync::Arc::new(storage))
 }
 
 pub(super) fn block<T>(
@@ -348,10 +348,9 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_storageOpen<'l>(
     env.with_env(|env| -> BridgeResult<jlong> {
         let map = config_map(env, &keys, &values)?;
         let config = StorageConfig::from_map(&map)?;
-        // The reqwest client must be built inside the runtime context.
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::into_handle(AzureStorage::new(&config)?))
+        // The HTTP client must be built inside the runtime context.
+        let storage = runtime::enter(|| AzureStorage::new(&config))??;
+        Ok(handle::into_handle(storage))
     })
     .resolve::<Throw>()
 }

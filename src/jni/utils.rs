@@ -11,15 +11,14 @@ use super::error::{BridgeResult, Throw};
 use super::exports::{block, config_map, open_storage, string};
 use super::handle::{self, HandleType};
 use crate::coordination::{ClusterMember, Group};
-use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
-use crate::error::Error;
+use crate::coordinator::names::JobIdentity;
 use crate::lease::{LeaseKeeper, LeaseState};
 use crate::runtime;
 use crate::storage::AzureStorage;
 
 impl HandleType for Group<AzureStorage> {
     const TAG: u64 = 0x5341_5a47_524f_5531; // "SAZGROU1"
-    const NAME: &'static str = "AzureCoordinationUtils";
+    const NAME: &'static str = "NativeGroup";
 }
 
 pub struct Keeper {
@@ -29,12 +28,12 @@ pub struct Keeper {
 
 impl HandleType for Keeper {
     const TAG: u64 = 0x5341_5a4b_4545_5031; // "SAZKEEP1"
-    const NAME: &'static str = "AzureLease";
+    const NAME: &'static str = "NativeLease";
 }
 
 impl HandleType for std::sync::Mutex<ClusterMember> {
     const TAG: u64 = 0x5341_5a4d_454d_4231; // "SAZMEMB1"
-    const NAME: &'static str = "AzureClusterMember";
+    const NAME: &'static str = "NativeClusterMember";
 }
 
 fn group<'a>(h: jlong) -> BridgeResult<&'a Group<AzureStorage>> {
@@ -61,16 +60,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_utilsOpen<'l>(
         let map = config_map(env, &keys, &values)?;
         let group_id = string(env, &group_id, "group id")?;
         let storage = open_storage(&map)?;
-        let job_name = map
-            .get(KEY_JOB_NAME)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| Error::config(KEY_JOB_NAME, "a non-empty job name"))?;
-        let job_id = map.get(KEY_JOB_ID).map(String::as_str).unwrap_or("1");
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::into_handle(Group::new(
-            storage, job_name, job_id, &group_id,
-        )?))
+        let job = JobIdentity::from_map(&map)?;
+        Ok(handle::into_handle(Group::new(storage, &job, &group_id)?))
     })
     .resolve::<Throw>()
 }
@@ -162,9 +153,8 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_leaseClose<'l>(
     kh: jlong,
 ) {
     env.with_env(|_| -> BridgeResult<()> {
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::destroy::<Keeper>(kh)?)
+        // Dropping aborts the keeper's task.
+        Ok(runtime::enter(|| handle::destroy::<Keeper>(kh))??)
     })
     .resolve::<Throw>()
 }
@@ -229,9 +219,10 @@ pub extern "system" fn Java_org_apache_samza_azure_jni_Native_clusterMemberClose
     mh: jlong,
 ) {
     env.with_env(|_| -> BridgeResult<()> {
-        let rt = runtime::handle()?;
-        let _guard = rt.enter();
-        Ok(handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)?)
+        // Dropping aborts the member's heartbeat task.
+        Ok(runtime::enter(|| {
+            handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)
+        })??)
     })
     .resolve::<Throw>()
 }

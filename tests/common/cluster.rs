@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::recording::Recording;
 use super::{azurite, unique, Faithful};
+use samza_azure_coordinator::coordinator::names::JobIdentity;
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig, Event, Timing};
 use samza_azure_coordinator::lease::LeaseTiming;
 
@@ -294,8 +295,10 @@ impl Cluster {
 
     pub fn spawn(&mut self, id: &str) {
         let config = CoordinatorConfig {
-            job_name: self.job.clone(),
-            job_id: "1".into(),
+            job: JobIdentity {
+                name: self.job.clone(),
+                id: "1".into(),
+            },
             timing: self.timing.clone(),
         };
         let (ledger, me) = (self.ledger.clone(), id.to_owned());

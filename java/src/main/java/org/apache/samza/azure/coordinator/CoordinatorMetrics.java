@@ -45,7 +45,11 @@ public final class CoordinatorMetrics {
     partitionCountChanges = registry.newCounter(GROUP, "partition-count-changes");
   }
 
-  /** {@code m} is the array documented on {@code Native.coordinatorMetrics}. */
+  /**
+   * {@code m} is the array {@code Native.coordinatorMetrics} returns; its layout is written beside
+   * its builder, {@code Java_org_apache_samza_azure_jni_Native_coordinatorMetrics} in
+   * src/jni/coordinator.rs.
+   */
   synchronized void update(long[] m) {
     isLeader.set(m[0]);
     jobModelVersion.set(m[1]);

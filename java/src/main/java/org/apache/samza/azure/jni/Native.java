@@ -123,7 +123,11 @@ public final class Native {
   /** {@code [fence epoch, nanoseconds left before processing must stop]}; cheap. */
   public static native long[] coordinatorFence(long handle);
 
-  /** {@code [container, membership table, checkpoint table]} holding a job's state. */
+  /**
+   * {@code [container, membership table, checkpoint table]} holding a job's state; {@code jobId}
+   * null for a config without {@code job.id}. Read by the same rule as the config
+   * (configuration.md).
+   */
   public static native String[] jobStorageNames(String jobName, String jobId);
 
   // ---- checkpoints (use org.apache.samza.azure.checkpoint) ----
