@@ -18,9 +18,7 @@ use samza_azure_coordinator::storage::{DocumentStore, LeaseStore};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_leave_crash_and_leader_failover_keep_one_owner_per_partition() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, t) = c.settled(0, Duration::from_secs(20)).await;
     eprintln!("3 processors running v{v1} after {t:?}");
     // The job's first version owes no barrier: nothing can be running yet.
@@ -122,15 +120,11 @@ async fn a_failed_notify_is_retried_before_the_backstop_poll() {
     let mut c = Cluster::new();
     c.timing.poll = Duration::from_secs(120);
     c.timing.barrier_timeout = Duration::from_secs(120);
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
-    let follower = ["p1", "p2", "p3"]
-        .into_iter()
-        .find(|p| *p != leader)
-        .unwrap();
+    let follower = c.a_follower();
+    let follower = follower.as_str();
     let store = c.get(&leader).storage.clone();
     // A notify is one batch of the followers' notification rows; the leader's own heartbeats
     // touch only its own, so this picks out the first notify.
@@ -239,9 +233,7 @@ async fn bad_config_fails_with_the_key_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_past_its_lease_is_fenced_by_storage_and_steps_down() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let paused = c.leader().expect("a leader");
     let others: Vec<String> = c
@@ -406,9 +398,7 @@ async fn a_publish_of_unknown_outcome_and_a_failed_read_never_reuse_a_version() 
     use common::recording::Inject;
     use samza_azure_coordinator::ErrorKind;
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let store = c.get(&leader).storage.clone();
@@ -476,15 +466,10 @@ async fn failed_and_hung_computes_are_retried_without_losing_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_graceful_stop_keeps_its_partitions_until_the_container_stopped() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
-    let leader = c.leader().expect("a leader");
-    let follower = ["p1", "p2", "p3"]
-        .into_iter()
-        .find(|p| *p != leader)
-        .unwrap();
+    let follower = c.a_follower();
+    let follower = follower.as_str();
     let takes = c.timing.liveness * 3;
     let started = Instant::now();
     // The stopping processor's row must hold its partitions while the container runs: the
@@ -511,9 +496,7 @@ async fn a_slow_graceful_stop_keeps_its_partitions_until_the_container_stopped()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_whose_requests_hang_pauses_on_time_and_stops_once_replaced() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let cut = ["p1", "p2", "p3"]
@@ -562,9 +545,7 @@ async fn a_processor_whose_requests_hang_pauses_on_time_and_stops_once_replaced(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let stall = c.timing.liveness * 3;
     let at = Instant::now();
@@ -604,13 +585,7 @@ async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
     assert_eq!(v, v1, "a new version after the stall");
     for p in &c.procs {
         assert_eq!(c.running(&p.id), v1, "{} runs another version", p.id);
-        let fences = p
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, e)| *t > at && e.starts_with("Fence"))
-            .count();
+        let fences = c.fences_since(&p.id, at);
         assert_eq!(fences, 0, "{} stopped its container", p.id);
     }
     {
@@ -632,9 +607,7 @@ async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_calls_were_held_through_a_stall_judges_nobody_dead_on_it() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let stall = c.timing.liveness + c.timing.liveness / 3;
@@ -672,13 +645,7 @@ async fn a_leader_whose_calls_were_held_through_a_stall_judges_nobody_dead_on_it
         "a new version after the stall: someone was judged dead"
     );
     for p in &c.procs {
-        let fences = p
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, e)| *t > at && e.starts_with("Fence"))
-            .count();
+        let fences = c.fences_since(&p.id, at);
         assert_eq!(fences, 0, "{} stopped its container", p.id);
     }
     assert!(c.ledger.lock().unwrap().violations.is_empty());
@@ -715,9 +682,7 @@ impl Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_job_model_document_is_replaced_not_fatal() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     c.overwrite_document(b"{\"format\":99,\"version\":\n garbage")
         .await;

@@ -343,6 +343,35 @@ impl Cluster {
         });
     }
 
+    /// Starts a processor for each id, in order.
+    pub fn spawn_all(&mut self, ids: &[&str]) {
+        for id in ids {
+            self.spawn(id);
+        }
+    }
+
+    /// The first processor (by id) that does not lead; panics if none leads.
+    pub fn a_follower(&self) -> String {
+        let leader = self.leader().expect("a leader");
+        let mut ids: Vec<&String> = self.procs.iter().map(|p| &p.id).collect();
+        ids.sort();
+        ids.into_iter()
+            .find(|id| **id != leader)
+            .expect("a follower")
+            .clone()
+    }
+
+    /// How many `Fence` events processor `id` heard after `at` (each stopped its container).
+    pub fn fences_since(&self, id: &str, at: Instant) -> usize {
+        self.get(id)
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, e)| *t > at && e.starts_with("Fence"))
+            .count()
+    }
+
     pub fn take(&mut self, id: &str) -> Processor {
         let i = self.procs.iter().position(|p| p.id == id).unwrap();
         self.procs.remove(i)
