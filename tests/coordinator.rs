@@ -654,6 +654,63 @@ async fn a_leader_whose_calls_were_held_through_a_stall_judges_nobody_dead_on_it
     }
 }
 
+/// One slow heartbeat of a leader that keeps reading the membership is not a stall: its scans
+/// got answered meanwhile, so it goes on judging deaths. Counted from its heartbeats alone, the
+/// gap (an interval plus the slow request) passed the reachability gap, and a follower that
+/// died then waited a whole liveness timeout more to be replaced. (Seen in `gradle
+/// failoverBench`: a kill -9 of a follower took 10.6 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_heartbeat_of_a_leader_that_keeps_scanning_does_not_delay_judging_deaths() {
+    use common::recording::Inject;
+    let mut c = Cluster::new();
+    // Wider than the shared test timings, so each side of the gap has a margin: heartbeats
+    // alone give 1 + 3.2 = 4.2 s > 3.75 s; with scans every 0.1 s, about 3.3 s.
+    c.timing.heartbeat = Duration::from_millis(1000);
+    c.timing.liveness = Duration::from_millis(5000);
+    assert_eq!(c.timing.reachability_gap(), Duration::from_millis(3750));
+    c.spawn_all(&["p1", "p2", "p3"]);
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let victim = c.a_follower();
+    // Let the leader judge for a while first: reachable for a whole liveness timeout.
+    let warm = Instant::now();
+    while warm.elapsed() < c.timing.liveness * 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slow = Duration::from_millis(3200);
+    c.get(&leader)
+        .storage
+        .inject_touching("batch", &leader, Inject::Delay(slow));
+    let at = Instant::now();
+    c.crash(&victim);
+    let survivors: Vec<String> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|p| *p != victim)
+        .collect();
+    let survivors: Vec<&str> = survivors.iter().map(String::as_str).collect();
+    let (_, _) = c
+        .settled_among(&survivors, v1, Duration::from_secs(20))
+        .await;
+    let took = at.elapsed();
+    eprintln!("the survivors ran without {victim} {took:?} after it died");
+    // Its row is dead 5 s after its last heartbeat (at most 1 s before the crash), seen at the
+    // next scan, then a barrier of about a heartbeat: about 6 s. Deferring by a liveness
+    // timeout after the slow heartbeat's answer would put it past 3.2 + 5 s, barrier aside.
+    assert!(
+        took < Duration::from_millis(7500),
+        "{victim} was replaced only {took:?} after it died: the slow heartbeat deferred judging"
+    );
+    assert_eq!(
+        c.get(&leader).storage.injections_left(),
+        0,
+        "the delay was never used"
+    );
+    for id in survivors {
+        c.stop(id).await;
+    }
+}
+
 impl Cluster {
     fn names(&self) -> samza_azure_coordinator::coordinator::names::JobNames {
         samza_azure_coordinator::coordinator::names::JobNames::new(&self.job, "1").unwrap()
