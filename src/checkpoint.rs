@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
-use crate::coordinator::names::JobNames;
+use crate::coordinator::names::JobIdentity;
 use crate::error::{Error, ErrorKind, Result};
 use crate::group_commit::{GroupCommit, Outcome};
+use crate::storage::retry::Doubling;
 use crate::storage::{
     quote, BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
 };
@@ -53,11 +53,7 @@ pub struct CheckpointConfig {
 
 impl CheckpointConfig {
     pub fn from_map(config: &HashMap<String, String>) -> Result<Self> {
-        let name = config
-            .get(KEY_JOB_NAME)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| Error::config(KEY_JOB_NAME, "a non-empty job name"))?;
-        let id = config.get(KEY_JOB_ID).map(String::as_str).unwrap_or("1");
+        let job = JobIdentity::from_map(config)?;
         let read = match config.get(KEY_UPSTREAM_READ).map(|s| s.trim()) {
             None | Some("true") => true,
             Some("false") => false,
@@ -74,10 +70,10 @@ impl CheckpointConfig {
                     .map_err(|e| Error::config(KEY_UPSTREAM_TABLE, e.message()))?;
                 t.clone()
             }
-            None => upstream_table(name),
+            None => upstream_table(&job.name),
         };
         Ok(CheckpointConfig {
-            table: JobNames::new(name, id)?.checkpoint_table,
+            table: job.names()?.checkpoint_table,
             // A job name with no letters or digits gave upstream no valid table either.
             upstream_table: (read
                 && crate::storage::names::validate_table(&upstream_table).is_ok())
@@ -163,6 +159,7 @@ const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 struct Patience {
     what: String,
     failures: u32,
+    backoff: Doubling,
     since: Instant,
     logged: Option<Instant>,
 }
@@ -172,6 +169,7 @@ impl Patience {
         Patience {
             what,
             failures: 0,
+            backoff: Doubling::new(OUTAGE_FIRST_BACKOFF, OUTAGE_MAX_BACKOFF),
             since: Instant::now(),
             logged: None,
         }
@@ -179,9 +177,6 @@ impl Patience {
 
     async fn wait(&mut self, e: &Error) {
         self.failures += 1;
-        let delay = OUTAGE_FIRST_BACKOFF
-            .saturating_mul(1 << (self.failures - 1).min(8))
-            .min(OUTAGE_MAX_BACKOFF);
         if self.logged.is_none_or(|t| t.elapsed() >= OUTAGE_LOG_EVERY) {
             self.logged = Some(Instant::now());
             tracing::warn!(
@@ -194,7 +189,7 @@ impl Patience {
         } else {
             tracing::debug!(error = %e, attempts = self.failures, "{}: retrying", self.what);
         }
-        tokio::time::sleep(delay).await;
+        self.backoff.sleep().await;
     }
 
     /// After a success that followed failures, says the wait is over.
@@ -215,14 +210,10 @@ impl Patience {
 /// numbers versions above it; otherwise every container start of the job would be refused
 /// until the versions caught up. Malformed owner rows are left out (any claim takes them).
 pub async fn highest_generation<S: TableStore + ?Sized>(store: &S, table: &str) -> Result<u64> {
-    let pages = match store.query_pages(table, PARTITION, None).await {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-        other => other?,
-    };
+    let rows = store.partition_rows(table, PARTITION, None).await?;
     let owner_suffix = format!("|{OWNER_ROW}");
-    Ok(pages
+    Ok(rows
         .iter()
-        .flatten()
         .filter(|e| e.row_key.ends_with(&owner_suffix))
         .filter_map(|e| parse_owner(&e.row_key, e).ok())
         .map(|o| o.generation)
@@ -611,14 +602,9 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
 
     /// Every row of the task (none when the table is absent).
     async fn task_rows(&self, key: &str) -> Result<Vec<Entity>> {
-        match self
-            .store
-            .query_pages(&self.table, PARTITION, Some(&task_rows_filter(key)))
+        self.store
+            .partition_rows(&self.table, PARTITION, Some(&task_rows_filter(key)))
             .await
-        {
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            other => Ok(other?.into_iter().flatten().collect()),
-        }
     }
 
     async fn read_partition(&self, task: &str) -> Result<Partition> {
@@ -969,27 +955,17 @@ pub async fn read_upstream<S: TableStore>(
     table: &str,
     task: &str,
 ) -> Result<Vec<(String, Option<String>)>> {
-    let mut out = Vec::new();
-    let mut continuation = None;
-    loop {
-        let page = match store
-            .query_partition(table, task, None, Some(1000), continuation)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e.context(format!("reading upstream checkpoints of '{task}'"))),
-        };
-        for e in page.entities {
+    let rows = store
+        .partition_rows(table, task, None)
+        .await
+        .map_err(|e| e.context(format!("reading upstream checkpoints of '{task}'")))?;
+    Ok(rows
+        .into_iter()
+        .map(|e| {
             let offset = e.get_str("Offset").map(str::to_owned);
-            out.push((e.row_key, offset));
-        }
-        continuation = page.continuation;
-        if continuation.is_none() {
-            break;
-        }
-    }
-    Ok(out)
+            (e.row_key, offset)
+        })
+        .collect())
 }
 
 /// Upstream's table name for a job.

@@ -9,12 +9,13 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::coordinator::names::JobNames;
+use crate::coordinator::names::{JobIdentity, JobNames};
 use crate::coordinator::Storage;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::{LeaseKeeper, LeaseTiming};
 use crate::membership::Membership;
 use crate::storage::names::validate_key;
+use crate::storage::retry::Doubling;
 use crate::storage::{BlobRef, Entity, WriteMode};
 
 /// How long a cluster member's row stays live without a heartbeat, and how often it beats.
@@ -32,7 +33,7 @@ pub struct Group<S: Storage> {
 }
 
 impl<S: Storage> Group<S> {
-    pub fn new(store: Arc<S>, job_name: &str, job_id: &str, group: &str) -> Result<Self> {
+    pub fn new(store: Arc<S>, job: &JobIdentity, group: &str) -> Result<Self> {
         validate_key("coordination group", group)?;
         if group.is_empty() {
             return Err(Error::new(
@@ -42,7 +43,7 @@ impl<S: Storage> Group<S> {
         }
         Ok(Group {
             store,
-            names: JobNames::new(job_name, job_id)?,
+            names: job.names()?,
             group: group.to_owned(),
         })
     }
@@ -85,29 +86,26 @@ impl<S: Storage> Group<S> {
     /// How many times the latch was counted down.
     pub async fn latch_count(&self, latch: &str) -> Result<usize> {
         let partition = self.partition("latch", latch);
-        match self
+        let rows = self
             .store
-            .query_pages(&self.names.table, &partition, None)
-            .await
-        {
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
-            other => Ok(other?.iter().map(Vec::len).sum()),
-        }
+            .partition_rows(&self.names.table, &partition, None)
+            .await?;
+        Ok(rows.len())
     }
 
     /// Waits until the latch reached `size`; false if `timeout` passed first.
     pub async fn await_latch(&self, latch: &str, size: usize, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(50);
+        let mut pauses = Doubling::new(Duration::from_millis(50), Duration::from_millis(500));
         loop {
             if self.latch_count(latch).await? >= size {
                 return Ok(true);
             }
+            let pause = pauses.next_delay();
             if Instant::now() + pause > deadline {
                 return Ok(false);
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
 

@@ -1,5 +1,6 @@
 //! One error type for the whole core. The JNI boundary maps each [`ErrorKind`] to a Java
-//! exception class, so the kinds are part of the public contract: add, never renumber.
+//! exception class, so the kinds are part of the public contract: add kinds, never rename or
+//! merge them.
 
 use std::fmt;
 

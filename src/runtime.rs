@@ -1,8 +1,9 @@
 //! The one process-wide tokio runtime.
 //!
 //! Java threads call into the core and block on futures here; runtime workers never block and
-//! never attach to the JVM. The runtime is built lazily and can be shut down explicitly (the
-//! Java side does it from a shutdown hook); calls after shutdown fail instead of hanging.
+//! never attach to the JVM. The runtime is built lazily and lives until the process exits: the
+//! shipped Java never stops it. [`shutdown`] serves `Native.shutdownRuntime`, which only
+//! NativeSelfCheck calls; calls after it fail instead of hanging.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -41,6 +42,16 @@ pub fn handle() -> Result<Handle> {
             "the native runtime has been shut down (the JVM is exiting)",
         )),
     }
+}
+
+/// Runs `f` in the shared runtime's context without blocking on it: for what needs a runtime
+/// but awaits nothing (spawning a task, building the HTTP client, dropping a handle whose
+/// tasks or connections go with it). The one place that enters the runtime, so a call site
+/// says only why it needs to.
+pub fn enter<R>(f: impl FnOnce() -> R) -> Result<R> {
+    let rt = handle()?;
+    let _guard = rt.enter();
+    Ok(f())
 }
 
 /// Runs `fut` to completion on the shared runtime from a thread that is not a runtime worker.

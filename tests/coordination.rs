@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{azurite, eventually, unique};
 use samza_azure_coordinator::coordination::Group;
+use samza_azure_coordinator::coordinator::names::JobIdentity;
 use samza_azure_coordinator::lease::LeaseState;
 
 /// A second participant competing for a lease someone holds must wait its turn, not fail:
@@ -15,8 +16,11 @@ use samza_azure_coordinator::lease::LeaseState;
 /// (412 LeaseIdMissing), which Azurite answers as "already exists".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_participant_waits_for_a_held_lease_instead_of_failing() {
-    let job = unique("utils");
-    let group = |_: u8| Group::new(Arc::new(azurite().storage()), &job, "1", "g").unwrap();
+    let identity = JobIdentity {
+        name: unique("utils"),
+        id: "1".into(),
+    };
+    let group = |_: u8| Group::new(Arc::new(azurite().storage()), &identity, "g").unwrap();
     let (first, second) = (group(1), group(2));
     let mut holder = first
         .lease("lock-a", Duration::from_millis(100))

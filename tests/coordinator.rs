@@ -11,15 +11,14 @@ use std::time::{Duration, Instant};
 
 use common::azurite;
 use common::cluster::{timing, Cluster, ComputeFault, Control};
+use samza_azure_coordinator::coordinator::names::JobIdentity;
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig};
 use samza_azure_coordinator::storage::{DocumentStore, LeaseStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_leave_crash_and_leader_failover_keep_one_owner_per_partition() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, t) = c.settled(0, Duration::from_secs(20)).await;
     eprintln!("3 processors running v{v1} after {t:?}");
     // The job's first version owes no barrier: nothing can be running yet.
@@ -121,15 +120,11 @@ async fn a_failed_notify_is_retried_before_the_backstop_poll() {
     let mut c = Cluster::new();
     c.timing.poll = Duration::from_secs(120);
     c.timing.barrier_timeout = Duration::from_secs(120);
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
-    let follower = ["p1", "p2", "p3"]
-        .into_iter()
-        .find(|p| *p != leader)
-        .unwrap();
+    let follower = c.a_follower();
+    let follower = follower.as_str();
     let store = c.get(&leader).storage.clone();
     // A notify is one batch of the followers' notification rows; the leader's own heartbeats
     // touch only its own, so this picks out the first notify.
@@ -217,8 +212,10 @@ async fn a_short_storage_outage_stops_nothing() {
 async fn bad_config_fails_with_the_key_named() {
     let storage = Arc::new(azurite().storage());
     let config = CoordinatorConfig {
-        job_name: "j".into(),
-        job_id: "1".into(),
+        job: JobIdentity {
+            name: "j".into(),
+            id: "1".into(),
+        },
         timing: timing(),
     };
     let e = Coordinator::start(storage.clone(), config.clone(), "a/b")
@@ -236,9 +233,7 @@ async fn bad_config_fails_with_the_key_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_past_its_lease_is_fenced_by_storage_and_steps_down() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let paused = c.leader().expect("a leader");
     let others: Vec<String> = c
@@ -403,9 +398,7 @@ async fn a_publish_of_unknown_outcome_and_a_failed_read_never_reuse_a_version() 
     use common::recording::Inject;
     use samza_azure_coordinator::ErrorKind;
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let store = c.get(&leader).storage.clone();
@@ -473,15 +466,10 @@ async fn failed_and_hung_computes_are_retried_without_losing_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_graceful_stop_keeps_its_partitions_until_the_container_stopped() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
-    let leader = c.leader().expect("a leader");
-    let follower = ["p1", "p2", "p3"]
-        .into_iter()
-        .find(|p| *p != leader)
-        .unwrap();
+    let follower = c.a_follower();
+    let follower = follower.as_str();
     let takes = c.timing.liveness * 3;
     let started = Instant::now();
     // The stopping processor's row must hold its partitions while the container runs: the
@@ -508,9 +496,7 @@ async fn a_slow_graceful_stop_keeps_its_partitions_until_the_container_stopped()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_whose_requests_hang_pauses_on_time_and_stops_once_replaced() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let cut = ["p1", "p2", "p3"]
@@ -559,9 +545,7 @@ async fn a_processor_whose_requests_hang_pauses_on_time_and_stops_once_replaced(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let stall = c.timing.liveness * 3;
     let at = Instant::now();
@@ -601,13 +585,7 @@ async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
     assert_eq!(v, v1, "a new version after the stall");
     for p in &c.procs {
         assert_eq!(c.running(&p.id), v1, "{} runs another version", p.id);
-        let fences = p
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, e)| *t > at && e.starts_with("Fence"))
-            .count();
+        let fences = c.fences_since(&p.id, at);
         assert_eq!(fences, 0, "{} stopped its container", p.id);
     }
     {
@@ -629,9 +607,7 @@ async fn a_stall_every_processor_sees_pauses_processing_and_moves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_calls_were_held_through_a_stall_judges_nobody_dead_on_it() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let stall = c.timing.liveness + c.timing.liveness / 3;
@@ -669,17 +645,68 @@ async fn a_leader_whose_calls_were_held_through_a_stall_judges_nobody_dead_on_it
         "a new version after the stall: someone was judged dead"
     );
     for p in &c.procs {
-        let fences = p
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, e)| *t > at && e.starts_with("Fence"))
-            .count();
+        let fences = c.fences_since(&p.id, at);
         assert_eq!(fences, 0, "{} stopped its container", p.id);
     }
     assert!(c.ledger.lock().unwrap().violations.is_empty());
     for id in ["p1", "p2", "p3"] {
+        c.stop(id).await;
+    }
+}
+
+/// One slow heartbeat of a leader that keeps reading the membership is not a stall: its scans
+/// got answered meanwhile, so it goes on judging deaths. Counted from its heartbeats alone, the
+/// gap (an interval plus the slow request) passed the reachability gap, and a follower that
+/// died then waited a whole liveness timeout more to be replaced. (Seen in `gradle
+/// failoverBench`: a kill -9 of a follower took 10.6 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_heartbeat_of_a_leader_that_keeps_scanning_does_not_delay_judging_deaths() {
+    use common::recording::Inject;
+    let mut c = Cluster::new();
+    // Wider than the shared test timings, so each side of the gap has a margin: heartbeats
+    // alone give 1 + 3.2 = 4.2 s > 3.75 s; with scans every 0.1 s, about 3.3 s.
+    c.timing.heartbeat = Duration::from_millis(1000);
+    c.timing.liveness = Duration::from_millis(5000);
+    assert_eq!(c.timing.reachability_gap(), Duration::from_millis(3750));
+    c.spawn_all(&["p1", "p2", "p3"]);
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let victim = c.a_follower();
+    // Let the leader judge for a while first: reachable for a whole liveness timeout.
+    let warm = Instant::now();
+    while warm.elapsed() < c.timing.liveness * 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slow = Duration::from_millis(3200);
+    c.get(&leader)
+        .storage
+        .inject_touching("batch", &leader, Inject::Delay(slow));
+    let at = Instant::now();
+    c.crash(&victim);
+    let survivors: Vec<String> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|p| *p != victim)
+        .collect();
+    let survivors: Vec<&str> = survivors.iter().map(String::as_str).collect();
+    let (_, _) = c
+        .settled_among(&survivors, v1, Duration::from_secs(20))
+        .await;
+    let took = at.elapsed();
+    eprintln!("the survivors ran without {victim} {took:?} after it died");
+    // Its row is dead 5 s after its last heartbeat (at most 1 s before the crash), seen at the
+    // next scan, then a barrier of about a heartbeat: about 6 s. Deferring by a liveness
+    // timeout after the slow heartbeat's answer would put it past 3.2 + 5 s, barrier aside.
+    assert!(
+        took < Duration::from_millis(7500),
+        "{victim} was replaced only {took:?} after it died: the slow heartbeat deferred judging"
+    );
+    assert_eq!(
+        c.get(&leader).storage.injections_left(),
+        0,
+        "the delay was never used"
+    );
+    for id in survivors {
         c.stop(id).await;
     }
 }
@@ -712,9 +739,7 @@ impl Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_job_model_document_is_replaced_not_fatal() {
     let mut c = Cluster::new();
-    for id in ["p1", "p2", "p3"] {
-        c.spawn(id);
-    }
+    c.spawn_all(&["p1", "p2", "p3"]);
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     c.overwrite_document(b"{\"format\":99,\"version\":\n garbage")
         .await;

@@ -212,21 +212,26 @@ async fn silent_proxy(target: u16) -> (u16, Arc<AtomicBool>) {
     (port, silent)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leader_cut_off_from_storage_steps_down_before_its_lease_can_lapse() {
-    let blob = lease_blob(&azurite().storage(), "leader").await;
-    let (port, silent) = silent_proxy(azurite().blob_port).await;
+/// A lease keeper whose blob requests go through the proxy on `port`.
+fn keeper_through(port: u16, blob: &BlobRef, timing: LeaseTiming) -> LeaseKeeper {
     let cfg = StorageConfig::from_connection_string(&format!(
         "AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};TableEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT}",
         azurite().table_port
     ))
     .unwrap();
-    let k = LeaseKeeper::spawn(
+    LeaseKeeper::spawn(
         Arc::new(AzureStorage::new(&cfg).unwrap()),
         blob.clone(),
-        fast(),
+        timing,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_cut_off_from_storage_steps_down_before_its_lease_can_lapse() {
+    let blob = lease_blob(&azurite().storage(), "leader").await;
+    let (port, silent) = silent_proxy(azurite().blob_port).await;
+    let k = keeper_through(port, &blob, fast());
     let mut rx = k.subscribe();
     await_state(&mut rx, Duration::from_secs(5), LeaseState::is_leader).await;
     let cut = Instant::now();
@@ -256,17 +261,12 @@ async fn leader_cut_off_from_storage_steps_down_before_its_lease_can_lapse() {
 async fn a_leader_that_lost_its_lease_to_an_outage_takes_it_back_once_storage_answers() {
     let blob = lease_blob(&azurite().storage(), "stalled").await;
     let (port, silent) = silent_proxy(azurite().blob_port).await;
-    let cfg = StorageConfig::from_connection_string(&format!(
-        "AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};TableEndpoint=http://127.0.0.1:{}/{DEV_ACCOUNT}",
-        azurite().table_port
-    ))
-    .unwrap();
     let timing = LeaseTiming {
         // Far beyond the bound below: only a prompt retry can take the lease back in time.
         acquire_interval: Duration::from_secs(120),
         ..fast()
     };
-    let k = LeaseKeeper::spawn(Arc::new(AzureStorage::new(&cfg).unwrap()), blob, timing).unwrap();
+    let k = keeper_through(port, &blob, timing);
     let mut rx = k.subscribe();
     await_state(&mut rx, Duration::from_secs(5), LeaseState::is_leader).await;
     silent.store(true, Ordering::SeqCst);

@@ -8,8 +8,9 @@ use crate::config::{read_u64, RequestPolicy, KEY_REQUEST_TIMEOUT_MS};
 use crate::error::{Error, Result};
 use crate::lease::LeaseTiming;
 
-pub const KEY_JOB_NAME: &str = "job.name";
-pub const KEY_JOB_ID: &str = "job.id";
+use super::names::JobIdentity;
+
+pub use super::names::{KEY_JOB_ID, KEY_JOB_NAME};
 pub const KEY_HEARTBEAT_MS: &str = "job.coordinator.azure.heartbeat.interval.ms";
 pub const KEY_LIVENESS_MS: &str = "job.coordinator.azure.liveness.timeout.ms";
 pub const KEY_POLL_MS: &str = "job.coordinator.azure.poll.interval.ms";
@@ -105,8 +106,7 @@ impl Default for Timing {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoordinatorConfig {
-    pub job_name: String,
-    pub job_id: String,
+    pub job: JobIdentity,
     pub timing: Timing,
 }
 
@@ -122,21 +122,7 @@ fn ms(
 
 impl CoordinatorConfig {
     pub fn from_map(config: &HashMap<String, String>) -> Result<Self> {
-        let job_name = config
-            .get(KEY_JOB_NAME)
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                Error::config(
-                    KEY_JOB_NAME,
-                    "a non-empty job name (it names the job's containers and tables)",
-                )
-            })?;
-        let job_id = config
-            .get(KEY_JOB_ID)
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "1".to_owned());
+        let job = JobIdentity::from_map(config)?;
         let d = Timing::default();
         let heartbeat = ms(config, KEY_HEARTBEAT_MS, d.heartbeat, 100, 60_000)?;
         let liveness = ms(config, KEY_LIVENESS_MS, d.liveness, 1_000, 600_000)?;
@@ -232,8 +218,7 @@ impl CoordinatorConfig {
             ));
         }
         Ok(CoordinatorConfig {
-            job_name,
-            job_id,
+            job,
             timing: Timing {
                 heartbeat,
                 liveness,
@@ -262,7 +247,7 @@ mod tests {
     #[test]
     fn defaults_and_job_identity() {
         let c = CoordinatorConfig::from_map(&map(&[(KEY_JOB_NAME, "orders")])).unwrap();
-        assert_eq!(c.job_id, "1");
+        assert_eq!(c.job.id, "1");
         assert_eq!(c.timing, Timing::default());
         assert!(c.timing.self_fence() < c.timing.liveness);
     }

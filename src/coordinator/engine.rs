@@ -21,6 +21,7 @@ use super::names::JobNames;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::{LeaseKeeper, LeaseState};
 use crate::membership::{Heartbeat, MemberState, Membership, Snapshot};
+use crate::storage::retry::Doubling;
 use crate::storage::{BlobRef, DocumentStore, ETag, LeaseId, LeaseStore, TableStore};
 
 /// Everything the engine needs from storage.
@@ -206,7 +207,7 @@ impl Coordinator {
                 ),
             ));
         }
-        let names = JobNames::new(&config.job_name, &config.job_id)?;
+        let names = config.job.names()?;
         // Fix the clock base before any instant is measured against it.
         clock_base();
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -290,21 +291,25 @@ fn is_fatal(e: &Error) -> bool {
     )
 }
 
+/// The wait between the engine's retries of a setup step.
+fn engine_backoff() -> Doubling {
+    Doubling::new(Duration::from_millis(100), Duration::from_secs(2))
+}
+
 /// Retries `op` until it succeeds or fails fatally.
 async fn until_ok<T, F, Fut>(what: &str, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = engine_backoff();
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if is_fatal(&e) => return Err(e.context(what)),
             Err(e) => {
                 tracing::warn!(error = %e, "{what} failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.sleep().await;
             }
         }
     }
@@ -409,12 +414,13 @@ struct Engine<'a, S: Storage> {
     resume_sent: Option<Instant>,
     /// When the last successful read of the document (changed or not) was sent.
     last_read: Option<Instant>,
-    /// Since when this processor's heartbeats have been getting through without a gap longer
-    /// than `Timing::reachability_gap`, from one successful heartbeat's sending to the next's
-    /// answer. A leader judges others dead only after it could itself reach
-    /// storage for a whole liveness timeout: after a stall that every processor saw, their rows
-    /// are all old, but they are not dead.
+    /// Since when this processor's membership requests (heartbeats, scans) have been getting
+    /// through without a gap longer than `Timing::reachability_gap`, from one answered
+    /// request's sending to the next one's answer. A leader judges others dead only after it
+    /// could itself reach storage for a whole liveness timeout: after a stall that every
+    /// processor saw, their rows are all old, but they are not dead.
     reachable_since: Option<Instant>,
+    /// When the last answered membership request was sent.
     last_ok_sent: Option<Instant>,
     /// The highest version known before the document was last reset: versions never go
     /// back, so a leader numbers above it.
@@ -454,14 +460,13 @@ async fn run<S: Storage>(
         .self_fence_nanos
         .store(timing.self_fence().as_nanos() as u64, Ordering::Relaxed);
     let registered_at = Instant::now();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = engine_backoff();
     while let Err(e) = membership.register().await {
         if is_fatal(&e) {
             return Err(e.context("registering the processor"));
         }
         tracing::warn!(error = %e, "registering the processor failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff.sleep().await;
     }
     metrics.heartbeat_accepted(registered_at);
     tracing::info!(processor = %me, container = %names.container, table = %names.table, "registered");
@@ -657,22 +662,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                     }
                 };
                 self.probe = Some(etag);
-                // Measured to the answer, not from this call's start: a call whose retries
-                // spanned a stall succeeds with an early start, yet storage was out of reach
-                // from the last call's start until now.
-                let answered = Instant::now();
-                let gap = self.last_ok_sent.map(|t| answered - t);
-                if gap.is_none_or(|g| g > self.timing.reachability_gap()) {
-                    if self.reachable_since.is_some() {
-                        tracing::info!(
-                            gap_ms = gap.unwrap_or_default().as_millis() as u64,
-                            "storage was out of reach for a while; judging nobody dead until it \
-                             answers for a whole liveness timeout"
-                        );
-                    }
-                    self.reachable_since = Some(answered);
-                }
-                self.last_ok_sent = Some(sent);
+                self.membership_answered(sent);
                 // An answer that came past the deadline may have come after the leader judged
                 // this processor dead: then it is a pause like any other.
                 self.check_fence();
@@ -1009,11 +999,13 @@ impl<'a, S: Storage> Engine<'a, S> {
         if !self.may_judge_deaths() {
             return Ok(());
         }
+        let sent = Instant::now();
         let snapshot = match self.membership.snapshot().await {
             Ok(s) => s,
             Err(e) if is_fatal(&e) => return Err(e),
             Err(_) => return Ok(()),
         };
+        self.membership_answered(sent);
         let alive = snapshot
             .live(self.timing.liveness)
             .iter()
@@ -1023,6 +1015,31 @@ impl<'a, S: Storage> Engine<'a, S> {
             self.lease.take_over();
         }
         Ok(())
+    }
+
+    /// A membership request sent at `sent` was answered now. Storage was reachable at some
+    /// moment between the last answered request's sending and now; if that span is longer
+    /// than the reachability gap, everyone's rows may have aged by it, so deaths are judged
+    /// again only after a whole liveness timeout. Measured to the answer, not from the call's
+    /// start: a call whose retries spanned a stall succeeds with an early start. Every
+    /// membership request counts (heartbeats, the leader's and successor's scans), so a
+    /// leader busy with a rebalance, whose heartbeat goes out late, is not taken for cut off.
+    fn membership_answered(&mut self, sent: Instant) {
+        let answered = Instant::now();
+        let gap = self
+            .last_ok_sent
+            .map(|t| answered.saturating_duration_since(t));
+        if gap.is_none_or(|g| g > self.timing.reachability_gap()) {
+            if self.reachable_since.is_some() {
+                tracing::info!(
+                    gap_ms = gap.unwrap_or_default().as_millis() as u64,
+                    "storage was out of reach for a while; judging nobody dead until it answers \
+                     for a whole liveness timeout"
+                );
+            }
+            self.reachable_since = Some(answered);
+        }
+        self.last_ok_sent = self.last_ok_sent.max(Some(sent));
     }
 
     /// Whether this processor may judge others dead: only on evidence gathered while it could
@@ -1135,6 +1152,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             self.schedule_scan(false);
             return Ok(());
         }
+        let sent = Instant::now();
         let snapshot = match self.membership.snapshot().await {
             Ok(s) => s,
             Err(e) if is_fatal(&e) => return Err(e.context("reading membership")),
@@ -1144,6 +1162,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                 return Ok(());
             }
         };
+        self.membership_answered(sent);
         let live = self.live_members(&snapshot);
         let may_judge = self.may_judge_deaths();
         if let Some(l) = self.leader.as_mut() {

@@ -1,12 +1,85 @@
-//! Per-job storage names derived from `job.name` and `job.id`.
+//! A job's identity (`job.name`, `job.id`) and the storage names derived from it.
+//!
+//! [`JobIdentity::from_map`] is the one reader of those two keys: the coordinator, the
+//! checkpoint manager, CoordinationUtils and the `JobStorageNames` tool all go through it, so
+//! the same config always names the same storage.
 //!
 //! Sanitizing alone collides ("a-b" and "ab" both become "ab"), so every name ends with a
 //! 64-bit FNV-1a hash of the exact (name, id) pair. FNV is fixed by its definition, unlike
 //! std's hasher, so names stay stable across builds.
 
-use crate::error::Result;
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
 use crate::storage::names::{validate_container, validate_table};
 use crate::storage::BlobRef;
+
+pub const KEY_JOB_NAME: &str = "job.name";
+pub const KEY_JOB_ID: &str = "job.id";
+/// Samza's `JobConfig.DEFAULT_JOB_ID`, for a config without `job.id`.
+pub const DEFAULT_JOB_ID: &str = "1";
+
+/// `job.name` and `job.id` as Samza's `JobConfig` reads them: exactly as given (no trimming:
+/// " orders" and "orders" are different jobs to Samza too), `job.id` defaulting to "1" when
+/// absent. A blank value is refused rather than read: it is almost always a template left
+/// unfilled, and components used to disagree on it, so state written under it is ambiguous.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobIdentity {
+    pub name: String,
+    pub id: String,
+}
+
+impl JobIdentity {
+    pub fn from_map(config: &HashMap<String, String>) -> Result<Self> {
+        Self::new(
+            config.get(KEY_JOB_NAME).map(String::as_str),
+            config.get(KEY_JOB_ID).map(String::as_str),
+        )
+    }
+
+    /// `None` is a key absent from the config.
+    pub fn new(name: Option<&str>, id: Option<&str>) -> Result<Self> {
+        let name = match name {
+            Some(n) if !n.trim().is_empty() => n,
+            other => {
+                return Err(Error::config(
+                    KEY_JOB_NAME,
+                    format!(
+                        "a job name with a non-space character (it names the job's container \
+                         and tables), found {}",
+                        shown(other)
+                    ),
+                ))
+            }
+        };
+        let id = match id {
+            None => DEFAULT_JOB_ID,
+            Some(i) if !i.trim().is_empty() => i,
+            Some(i) => {
+                return Err(Error::config(
+                    KEY_JOB_ID,
+                    format!(
+                        "an id with a non-space character, or no {KEY_JOB_ID} for Samza's \
+                         default {DEFAULT_JOB_ID}, found {}",
+                        shown(Some(i))
+                    ),
+                ))
+            }
+        };
+        Ok(JobIdentity {
+            name: name.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+
+    pub fn names(&self) -> Result<JobNames> {
+        JobNames::new(&self.name, &self.id)
+    }
+}
+
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "no value".to_owned(), |v| format!("'{v}'"))
+}
 
 /// Blob holding the JobModel document; its lease is the leader lease.
 pub const JOB_MODEL_BLOB: &str = "jobmodel";
@@ -90,6 +163,40 @@ impl JobNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn identity(pairs: &[(&str, &str)]) -> Result<JobIdentity> {
+        JobIdentity::from_map(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn identity_is_read_as_samza_reads_it() {
+        let j = identity(&[(KEY_JOB_NAME, " orders ")]).unwrap();
+        assert_eq!(
+            (j.name.as_str(), j.id.as_str()),
+            (" orders ", DEFAULT_JOB_ID)
+        );
+        let j = identity(&[(KEY_JOB_NAME, "orders"), (KEY_JOB_ID, " 2")]).unwrap();
+        assert_eq!(j.id, " 2");
+        assert_ne!(j.names().unwrap(), JobNames::new("orders", "2").unwrap());
+    }
+
+    #[test]
+    fn blank_or_missing_identity_is_refused_naming_the_key() {
+        for bad in [vec![], vec![(KEY_JOB_NAME, "")], vec![(KEY_JOB_NAME, "  ")]] {
+            let e = identity(&bad).unwrap_err();
+            assert!(e.message().contains(KEY_JOB_NAME), "{e}");
+        }
+        for id in ["", " "] {
+            let e = identity(&[(KEY_JOB_NAME, "j"), (KEY_JOB_ID, id)]).unwrap_err();
+            assert!(e.message().contains(KEY_JOB_ID), "{e}");
+            assert!(e.message().contains(DEFAULT_JOB_ID), "{e}");
+        }
+    }
 
     #[test]
     fn names_are_valid_readable_and_distinct() {

@@ -34,7 +34,7 @@ pub struct CheckpointHandle {
 
 impl HandleType for CheckpointHandle {
     const TAG: u64 = 0x5341_5a43_4b50_5431; // "SAZCKPT1"
-    const NAME: &'static str = "AzureCheckpoints";
+    const NAME: &'static str = "NativeCheckpoints";
 }
 
 fn checkpoints<'a>(h: jlong) -> BridgeResult<&'a CheckpointHandle> {

@@ -124,9 +124,9 @@ pub(super) fn open_storage(
     config: &HashMap<String, String>,
 ) -> BridgeResult<std::sync::Arc<AzureStorage>> {
     let storage_config = crate::config::StorageConfig::from_map(config)?;
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    Ok(std::sync::Arc::new(AzureStorage::new(&storage_config)?))
+    // The HTTP client must be built inside the runtime context.
+    let storage = runtime::enter(|| AzureStorage::new(&storage_config))??;
+    Ok(std::sync::Arc::new(storage))
 }
 
 /// Runs a core future on the shared runtime from this (Java) thread.

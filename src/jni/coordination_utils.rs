@@ -12,8 +12,7 @@ use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::registry::native;
 use crate::coordination::{ClusterMember, Group};
-use crate::coordinator::config::{KEY_JOB_ID, KEY_JOB_NAME};
-use crate::error::Error;
+use crate::coordinator::names::JobIdentity;
 use crate::lease::{LeaseKeeper, LeaseState};
 use crate::runtime;
 use crate::storage::AzureStorage;
@@ -36,7 +35,7 @@ pub(super) const NATIVES: &[NativeMethod<'static>] = &[
 
 impl HandleType for Group<AzureStorage> {
     const TAG: u64 = 0x5341_5a47_524f_5531; // "SAZGROU1"
-    const NAME: &'static str = "AzureCoordinationUtils";
+    const NAME: &'static str = "NativeGroup";
 }
 
 pub struct Keeper {
@@ -46,12 +45,12 @@ pub struct Keeper {
 
 impl HandleType for Keeper {
     const TAG: u64 = 0x5341_5a4b_4545_5031; // "SAZKEEP1"
-    const NAME: &'static str = "AzureLease";
+    const NAME: &'static str = "NativeLease";
 }
 
 impl HandleType for std::sync::Mutex<ClusterMember> {
     const TAG: u64 = 0x5341_5a4d_454d_4231; // "SAZMEMB1"
-    const NAME: &'static str = "AzureClusterMember";
+    const NAME: &'static str = "NativeClusterMember";
 }
 
 fn group<'a>(h: jlong) -> BridgeResult<&'a Group<AzureStorage>> {
@@ -76,16 +75,8 @@ fn utils_open<'l>(
     let map = config_map(env, &keys, &values)?;
     let group_id = string(env, &group_id, "group id")?;
     let storage = open_storage(&map)?;
-    let job_name = map
-        .get(KEY_JOB_NAME)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| Error::config(KEY_JOB_NAME, "a non-empty job name"))?;
-    let job_id = map.get(KEY_JOB_ID).map(String::as_str).unwrap_or("1");
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    Ok(handle::into_handle(Group::new(
-        storage, job_name, job_id, &group_id,
-    )?))
+    let job = JobIdentity::from_map(&map)?;
+    Ok(handle::into_handle(Group::new(storage, &job, &group_id)?))
 }
 
 fn utils_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
@@ -147,9 +138,8 @@ fn lease_stop<'l>(_env: &mut Env<'l>, _class: JClass<'l>, kh: jlong) -> BridgeRe
 }
 
 fn lease_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, kh: jlong) -> BridgeResult<()> {
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    Ok(handle::destroy::<Keeper>(kh)?)
+    // Dropping aborts the keeper's task.
+    Ok(runtime::enter(|| handle::destroy::<Keeper>(kh))??)
 }
 
 fn latch_count_down<'l>(
@@ -194,9 +184,10 @@ fn cluster_register<'l>(
 
 /// Stops the member's heartbeats and frees it (the row is deleted by `clusterUnregister`).
 fn cluster_member_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, mh: jlong) -> BridgeResult<()> {
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    Ok(handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)?)
+    // Dropping aborts the member's heartbeat task.
+    Ok(runtime::enter(|| {
+        handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)
+    })??)
 }
 
 fn cluster_unregister<'l>(

@@ -1,8 +1,9 @@
 //! Natives for `NativeCoordinator`: one coordinator per Samza processor.
 //!
 //! Events, metrics and fence readings cross as arrays laid out in `payloads.rs`; events are
-//! pulled by one Java thread; the final error, if any, is kept here and thrown by `coordinatorThrowFailure` so it
-//! reaches Java through the same typed-exception policy as every other error.
+//! pulled by one Java thread. The final error, if any, is kept here and thrown by
+//! `coordinatorThrowFailure`, so it reaches Java through the same typed-exception policy as
+//! every other error.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -13,14 +14,15 @@ use jni::sys::{jboolean, jlong};
 use jni::{Env, NativeMethod};
 
 use super::convert::{
-    block, config_map, long_array, nullable_string_array, open_storage, string, string_array,
+    block, config_map, long_array, nullable_string_array, open_storage, opt_string, string,
+    string_array,
 };
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::payloads::event::{self, kind};
 use super::payloads::{flag, CoordinatorMetrics, FenceReading, JobStorageNames};
 use super::registry::native;
-use crate::coordinator::names::JobNames;
+use crate::coordinator::names::JobIdentity;
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
 use crate::error::Error;
 use crate::runtime;
@@ -50,7 +52,7 @@ pub struct CoordinatorHandle {
 
 impl HandleType for CoordinatorHandle {
     const TAG: u64 = 0x5341_5a43_4f4f_5231; // "SAZCOOR1"
-    const NAME: &'static str = "AzureCoordinator";
+    const NAME: &'static str = "NativeCoordinator";
 }
 
 fn coordinator<'a>(h: jlong) -> BridgeResult<&'a CoordinatorHandle> {
@@ -114,10 +116,9 @@ fn coordinator_start<'l>(
     let processor_id = string(env, &processor_id, "processor id")?;
     let config = CoordinatorConfig::from_map(&map)?;
     let storage = open_storage(&map)?;
-    // The protocol task is spawned on the runtime.
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    let coordinator = Coordinator::start(storage.clone(), config, &processor_id)?;
+    // Starting spawns the protocol task, which needs the runtime's context.
+    let coordinator =
+        runtime::enter(|| Coordinator::start(storage.clone(), config, &processor_id))??;
     Ok(handle::into_handle(CoordinatorHandle {
         coordinator,
         storage,
@@ -127,9 +128,7 @@ fn coordinator_start<'l>(
 
 fn coordinator_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
     // Dropping aborts a task still running; the runtime must be entered for that.
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    Ok(handle::destroy::<CoordinatorHandle>(h)?)
+    Ok(runtime::enter(|| handle::destroy::<CoordinatorHandle>(h))??)
 }
 
 /// The next event, or null if none came within `timeout_ms`.
@@ -233,17 +232,16 @@ fn coordinator_metrics<'l>(
     long_array(env, &record.to_array())
 }
 
-/// A [`JobStorageNames`] record: where a job's coordination state lives (tools, tests).
+/// A [`JobStorageNames`] record: where a job's state lives (tools, tests). A null `job_id` is
+/// a config without `job.id`; both are read as the config is.
 fn job_storage_names<'l>(
     env: &mut Env<'l>,
     _class: JClass<'l>,
     job_name: JString<'l>,
     job_id: JString<'l>,
 ) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-    let names = JobNames::new(
-        &string(env, &job_name, "job name")?,
-        &string(env, &job_id, "job id")?,
-    )?;
+    let (name, id) = (opt_string(env, &job_name)?, opt_string(env, &job_id)?);
+    let names = JobIdentity::new(name.as_deref(), id.as_deref())?.names()?;
     let mut fields = Vec::new();
     JobStorageNames {
         container: names.container,

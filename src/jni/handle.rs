@@ -1,9 +1,11 @@
 //! Native objects handed to Java as `long` handles.
 //!
-//! A handle is a pointer to a boxed `Tagged<T>` whose tag identifies the type; a handle of the
-//! wrong type, zero, or a freed one (the tag is cleared before the box is dropped) is refused
-//! with an exception instead of being dereferenced blindly. The Java side guarantees that
-//! `destroy` runs once and only after every in-flight call has returned (NativeHandle.java).
+//! A handle is a pointer to a boxed `Tagged<T>` whose tag identifies the type. Zero is refused.
+//! The tag check is a best-effort guard against a handle of another type passed by mistake; it
+//! cannot make a freed handle safe, since reading the tag of freed memory is itself a use after
+//! free (the tag is cleared before the box is dropped, which catches some such reads, not all).
+//! What rules out use after free is the Java side: NativeHandle.java runs `destroy` once, and
+//! only after every in-flight call has returned.
 
 use jni::sys::jlong;
 
@@ -12,6 +14,7 @@ use crate::error::{Error, Result};
 /// Implemented by every type that crosses the boundary as a handle.
 pub trait HandleType: Send + Sync + 'static {
     const TAG: u64;
+    /// The Java class holding this handle, which NativeHandle.java's own errors also name.
     const NAME: &'static str;
 }
 
@@ -32,8 +35,8 @@ pub fn borrow<'a, T: HandleType>(handle: jlong) -> Result<&'a T> {
     if handle == 0 {
         return Err(Error::internal(format!("null {} handle", T::NAME)));
     }
-    // SAFETY: per the contract above the pointer is live; the tag check catches handles of
-    // another type passed by mistake.
+    // SAFETY: per the contract above the pointer is live; the tag check then catches a live
+    // handle of another type passed by mistake.
     let tagged = unsafe { &*(handle as *const Tagged<T>) };
     if tagged.tag != T::TAG {
         return Err(Error::internal(format!("handle is not a live {}", T::NAME)));

@@ -21,7 +21,7 @@ use crate::storage::{AzureStorage, Change, DocumentStore, ETag, LeaseDuration, L
 
 impl HandleType for AzureStorage {
     const TAG: u64 = 0x5341_5a53_544f_5231; // "SAZSTOR1"
-    const NAME: &'static str = "AzureStorage";
+    const NAME: &'static str = "AzureStorageClient";
 }
 
 fn storage<'a>(h: jlong) -> BridgeResult<&'a AzureStorage> {
@@ -55,10 +55,9 @@ fn storage_open<'l>(
 ) -> BridgeResult<jlong> {
     let map = config_map(env, &keys, &values)?;
     let config = StorageConfig::from_map(&map)?;
-    // The reqwest client must be built inside the runtime context.
-    let rt = runtime::handle()?;
-    let _guard = rt.enter();
-    Ok(handle::into_handle(AzureStorage::new(&config)?))
+    // The HTTP client must be built inside the runtime context.
+    let storage = runtime::enter(|| AzureStorage::new(&config))??;
+    Ok(handle::into_handle(storage))
 }
 
 fn storage_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {

@@ -310,6 +310,19 @@ pub trait TableStore: Send + Sync {
             }
         }
     }
+    /// Every row of a partition matching `filter`, as one list; none when the table does not
+    /// exist (yet), which readers of state that may never have been written treat as empty.
+    async fn partition_rows(
+        &self,
+        table: &str,
+        partition_key: &str,
+        filter: Option<&str>,
+    ) -> Result<Vec<Entity>> {
+        match self.query_pages(table, partition_key, filter).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            other => Ok(other?.into_iter().flatten().collect()),
+        }
+    }
     /// Atomic: all operations apply or none. Returns the new ETag of each operation (`None`
     /// for deletes). Any failed operation fails the whole call with its error.
     async fn batch(

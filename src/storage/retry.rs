@@ -34,6 +34,32 @@ pub fn backoff(policy: &RequestPolicy, attempt: u32) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
 }
 
+/// A doubling wait between attempts, from `first` up to `max`, without jitter: for loops that
+/// wait storage out for as long as it takes (the callers above the storage layer), where
+/// [`with_retry`]'s budget does not apply.
+#[derive(Clone, Debug)]
+pub struct Doubling {
+    next: Duration,
+    max: Duration,
+}
+
+impl Doubling {
+    pub const fn new(first: Duration, max: Duration) -> Self {
+        Doubling { next: first, max }
+    }
+
+    /// The wait due now; the one after is twice as long, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next.min(self.max);
+        self.next = delay.saturating_mul(2);
+        delay
+    }
+
+    pub async fn sleep(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
+    }
+}
+
 /// Runs `op` until it succeeds, fails permanently, or the policy's budget is spent.
 pub async fn with_retry<T, F, Fut>(
     policy: &RequestPolicy,
@@ -108,6 +134,13 @@ mod tests {
             deadline: Duration::from_secs(5),
             ..RequestPolicy::default()
         }
+    }
+
+    #[test]
+    fn doubling_doubles_up_to_its_cap() {
+        let mut d = Doubling::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<u128> = (0..4).map(|_| d.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
     }
 
     #[test]

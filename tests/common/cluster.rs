@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::recording::Recording;
 use super::{azurite, unique, Faithful};
+use samza_azure_coordinator::coordinator::names::JobIdentity;
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig, Event, Timing};
 use samza_azure_coordinator::lease::LeaseTiming;
 
@@ -294,8 +295,10 @@ impl Cluster {
 
     pub fn spawn(&mut self, id: &str) {
         let config = CoordinatorConfig {
-            job_name: self.job.clone(),
-            job_id: "1".into(),
+            job: JobIdentity {
+                name: self.job.clone(),
+                id: "1".into(),
+            },
             timing: self.timing.clone(),
         };
         let (ledger, me) = (self.ledger.clone(), id.to_owned());
@@ -338,6 +341,35 @@ impl Cluster {
             events,
             thread: Some(thread),
         });
+    }
+
+    /// Starts a processor for each id, in order.
+    pub fn spawn_all(&mut self, ids: &[&str]) {
+        for id in ids {
+            self.spawn(id);
+        }
+    }
+
+    /// The first processor (by id) that does not lead; panics if none leads.
+    pub fn a_follower(&self) -> String {
+        let leader = self.leader().expect("a leader");
+        let mut ids: Vec<&String> = self.procs.iter().map(|p| &p.id).collect();
+        ids.sort();
+        ids.into_iter()
+            .find(|id| **id != leader)
+            .expect("a follower")
+            .clone()
+    }
+
+    /// How many `Fence` events processor `id` heard after `at` (each stopped its container).
+    pub fn fences_since(&self, id: &str, at: Instant) -> usize {
+        self.get(id)
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, e)| *t > at && e.starts_with("Fence"))
+            .count()
     }
 
     pub fn take(&mut self, id: &str) -> Processor {

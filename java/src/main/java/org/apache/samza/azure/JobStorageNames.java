@@ -14,10 +14,12 @@ public final class JobStorageNames {
 
   public static void main(String[] args) {
     if (args.length < 1 || args.length > 2) {
-      System.err.println("usage: JobStorageNames <job.name> [job.id (default 1)]");
+      System.err.println("usage: JobStorageNames <job.name> [job.id (Samza's default 1)]");
       System.exit(2);
     }
-    String[] names = Native.jobStorageNames(args[0], args.length > 1 ? args[1] : "1");
+    // No job.id argument is a config without job.id: native applies the same default and checks
+    // as the coordinator, so the tool cannot name other storage than the job uses.
+    String[] names = Native.jobStorageNames(args[0], args.length > 1 ? args[1] : null);
     PayloadLayout l = Payloads.JOB_STORAGE_NAMES;
     l.check(names.length);
     System.out.println(

@@ -30,8 +30,14 @@ final class NativeGroup extends NativeHandle {
   }
 
   NativeHandle register(String processorId) {
-    long member = call(h -> Native.clusterRegister(h, processorId));
-    return new NativeHandle(member, Native::clusterMemberClose) {};
+    return new NativeClusterMember(call(h -> Native.clusterRegister(h, processorId)));
+  }
+
+  /** A registered cluster member; closing stops its heartbeats. */
+  static final class NativeClusterMember extends NativeHandle {
+    NativeClusterMember(long handle) {
+      super(handle, Native::clusterMemberClose);
+    }
   }
 
   void unregister(String processorId) {

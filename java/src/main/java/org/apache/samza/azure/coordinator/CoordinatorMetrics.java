@@ -46,6 +46,7 @@ public final class CoordinatorMetrics {
     partitionCountChanges = registry.newCounter(GROUP, "partition-count-changes");
   }
 
+  /** {@code m} is decoded from {@code Native.coordinatorMetrics} by its layout (Payloads). */
   synchronized void update(CoordinatorCounters m) {
     isLeader.set(m.isLeader);
     jobModelVersion.set(m.runningVersion);

@@ -45,7 +45,7 @@ public final class Native {
 
   static native void setLogLevel(int maxLevel);
 
-  /** {@code [dropped, level, target, message, ...]} or null if nothing arrived in time. */
+  /** Laid out as {@link Payloads#POLL_LOGS}, or null if nothing arrived in time. */
   static native String[] pollLogs(long timeoutMillis, int max);
 
   /** Stops the shared runtime; later native calls fail with an exception. Idempotent. */
@@ -95,8 +95,12 @@ public final class Native {
 
   public static native String docCreate(long handle, String container, String blob, byte[] body);
 
+  /** Laid out as {@link Payloads#DOCUMENT}. */
   public static native Object[] docRead(long handle, String container, String blob);
 
+  /**
+   * Laid out as {@link Payloads#DOCUMENT}, or null while the blob is still at {@code knownEtag}.
+   */
   public static native Object[] docReadIfChanged(
       long handle, String container, String blob, String knownEtag);
 
@@ -140,7 +144,10 @@ public final class Native {
   /** Laid out as {@link Payloads#COORDINATOR_FENCE}; cheap. */
   public static native long[] coordinatorFence(long handle);
 
-  /** {@code [container, membership table, checkpoint table]} holding a job's state. */
+  /**
+   * Where a job's state lives, laid out as {@link Payloads#JOB_STORAGE_NAMES}; {@code jobId} null
+   * for a config without {@code job.id}. Read by the same rule as the config (configuration.md).
+   */
   public static native String[] jobStorageNames(String jobName, String jobId);
 
   // ---- checkpoints (use org.apache.samza.azure.checkpoint) ----
@@ -165,12 +172,12 @@ public final class Native {
   /** Takes the tasks for {@code generation} (0: no generation, nothing fenced). */
   public static native void checkpointClaim(long handle, String[] tasks, long generation);
 
-  /** {@code [version, text, ...]}. */
+  /** Laid out as {@link Payloads#CHECKPOINT_READ}. */
   public static native String[] checkpointRead(long handle, String task);
 
   public static native void checkpointWrite(long handle, String task, int version, String text);
 
-  /** {@code [row key, offset or null, ...]} from upstream samza-azure's table. */
+  /** Upstream samza-azure's rows, laid out as {@link Payloads#CHECKPOINT_UPSTREAM}. */
   public static native String[] checkpointUpstream(long handle, String task);
 
   public static native void checkpointClear(long handle, String[] tasks);

@@ -43,8 +43,17 @@ public abstract class NativeHandle implements AutoCloseable {
   private final Releaser releaser;
 
   protected NativeHandle(long handle, LongConsumer destructor) {
-    this.releaser = new Releaser(this, handle, destructor, getClass().getSimpleName());
+    this.releaser = new Releaser(this, handle, destructor, kind(getClass()));
     LIVE.add(releaser);
+  }
+
+  /**
+   * The name errors use: the simple class name, or for an anonymous class (whose simple name is
+   * empty) its binary name without the package, e.g. {@code NativeGroup$1}.
+   */
+  static String kind(Class<?> c) {
+    String simple = c.getSimpleName();
+    return simple.isEmpty() ? c.getName().substring(c.getName().lastIndexOf('.') + 1) : simple;
   }
 
   /** Marks a call in progress and returns the handle. Pair with {@link #giveBack()} in finally. */

@@ -40,6 +40,13 @@ public class NativeHandleTest {
   }
 
   @Test
+  public void errorsNameTheHandlesClassEvenWhenItIsAnonymous() {
+    assertEquals("AzureStorageClient", NativeHandle.kind(AzureStorageClient.class));
+    Object anonymous = new Object() {};
+    assertEquals("NativeHandleTest$1", NativeHandle.kind(anonymous.getClass()));
+  }
+
+  @Test
   public void forgottenCloseIsFreedBySafetyNet() throws InterruptedException {
     long before = NativeHandle.safetyNetReleases();
     for (int i = 0; i < 5; i++) {
