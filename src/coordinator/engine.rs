@@ -6,7 +6,6 @@
 //! that containers stopped). So a slow listener delays the protocol but never blocks a runtime
 //! worker, and no Java lock is ever held by native code.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +22,10 @@ use crate::lease::{LeaseKeeper, LeaseState};
 use crate::membership::{Heartbeat, MemberState, Membership, Snapshot};
 use crate::storage::retry::Doubling;
 use crate::storage::{BlobRef, DocumentStore, ETag, LeaseId, LeaseStore, TableStore};
+
+mod decisions;
+
+use decisions::{Abandon, BarrierStep, IdleStep};
 
 /// Everything the engine needs from storage.
 pub trait Storage: LeaseStore + DocumentStore + TableStore + 'static {}
@@ -279,10 +282,6 @@ impl Drop for Coordinator {
         }
     }
 }
-
-/// Backoff between failed computes of the job model.
-const COMPUTE_BACKOFF_MIN: Duration = Duration::from_secs(1);
-const COMPUTE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 fn is_fatal(e: &Error) -> bool {
     matches!(
@@ -1050,21 +1049,6 @@ impl<'a, S: Storage> Engine<'a, S> {
             .is_some_and(|t| t.elapsed() >= self.timing.liveness)
     }
 
-    /// The members to compute for: the live rows, or every row while deaths may not be judged.
-    fn live_members(&self, snapshot: &Snapshot) -> Vec<MemberRef> {
-        let rows = if self.may_judge_deaths() {
-            snapshot.live(self.timing.liveness)
-        } else {
-            snapshot.live(Duration::MAX)
-        };
-        rows.into_iter()
-            .map(|m| MemberRef {
-                id: m.processor_id.clone(),
-                incarnation: m.state.incarnation.clone(),
-            })
-            .collect()
-    }
-
     /// Reads the document before the leader acts on it. Every publish is conditional on the
     /// ETag read here, so a leader that could not read publishes nothing: an unconditional
     /// write could reuse a version number with other content. Returns whether it read.
@@ -1163,25 +1147,14 @@ impl<'a, S: Storage> Engine<'a, S> {
             }
         };
         self.membership_answered(sent);
-        let live = self.live_members(&snapshot);
         let may_judge = self.may_judge_deaths();
+        let live = decisions::live_members(&snapshot, self.timing.liveness, may_judge);
         if let Some(l) = self.leader.as_mut() {
-            let reported = snapshot
-                .members
-                .iter()
-                .map(|m| m.state.acked.max(m.state.running))
-                .max()
-                .unwrap_or(0);
+            let reported = decisions::highest_reported(&snapshot.members);
             l.next_version = l.next_version.max(reported + 1);
-            let live_ids: BTreeSet<&str> = live.iter().map(|m| m.id.as_str()).collect();
-            l.nothing_running = snapshot
-                .members
-                .iter()
-                .filter(|m| live_ids.contains(m.processor_id.as_str()))
-                .all(|m| m.state.running == 0);
+            l.nothing_running = decisions::nothing_running(&snapshot.members, &live);
         }
         let now = Instant::now();
-        let all = |m: &[MemberRef]| m.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
         let published = self.doc.header.members.clone();
         let doc_phase = self.doc.phase();
         let debounce = self.timing.debounce;
@@ -1197,38 +1170,54 @@ impl<'a, S: Storage> Engine<'a, S> {
         let mut barrier = None;
         match &mut l.phase {
             LeaderPhase::Idle => {
-                if (doc_phase == Phase::Abandoned || l.recompute) && !live.is_empty() {
-                    l.rebalance_started.get_or_insert(now);
-                    compute = true;
-                } else if !live.is_empty() && (doc_phase == Phase::None || live != published) {
-                    let joins = live.iter().any(|m| !published.contains(m));
-                    l.rebalance_started = Some(now);
-                    if joins && !debounce.is_zero() {
-                        tracing::info!(members = ?ids(&live), "membership changed; letting it settle");
-                        l.phase = LeaderPhase::Debounce {
-                            started: now,
-                            deadline: now + debounce,
-                            seen: live.clone(),
-                        };
-                    } else {
+                let change = decisions::membership_change(&snapshot, &live, &published);
+                match decisions::idle_step(doc_phase, l.recompute, &live, &change, debounce) {
+                    IdleStep::Recompute => {
+                        l.rebalance_started.get_or_insert(now);
                         compute = true;
                     }
-                } else if may_judge && !snapshot.dead(self.timing.liveness).is_empty() {
-                    // Rows of processors no longer in the model: remove them (CAS).
-                    let _ = self
-                        .membership
-                        .remove_dead(&snapshot, self.timing.liveness)
-                        .await;
-                } else if now >= l.next_sweep {
-                    l.next_sweep = now + PROBE_SWEEP;
-                    match self.membership.remove_orphan_probes(&snapshot).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(
-                            rows = n,
-                            "removed notification rows of processors that are gone"
-                        ),
-                        Err(e) => tracing::warn!(error = %e, "collecting notification rows failed"),
+                    IdleStep::Rebalance { settle } => {
+                        l.rebalance_started = Some(now);
+                        if settle {
+                            tracing::info!(
+                                members = ?ids(&live),
+                                joined = ?change.joined,
+                                left = ?change.left,
+                                dead = ?change.dead,
+                                "membership changed; letting it settle"
+                            );
+                            l.phase = LeaderPhase::Debounce {
+                                started: now,
+                                deadline: now + debounce,
+                                seen: live.clone(),
+                            };
+                        } else {
+                            compute = true;
+                        }
                     }
+                    IdleStep::Unchanged
+                        if may_judge && !snapshot.dead(self.timing.liveness).is_empty() =>
+                    {
+                        // Rows of processors no longer in the model: remove them (CAS).
+                        let _ = self
+                            .membership
+                            .remove_dead(&snapshot, self.timing.liveness)
+                            .await;
+                    }
+                    IdleStep::Unchanged if now >= l.next_sweep => {
+                        l.next_sweep = now + PROBE_SWEEP;
+                        match self.membership.remove_orphan_probes(&snapshot).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                rows = n,
+                                "removed notification rows of processors that are gone"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "collecting notification rows failed")
+                            }
+                        }
+                    }
+                    IdleStep::Unchanged => {}
                 }
             }
             LeaderPhase::Debounce {
@@ -1238,7 +1227,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             } => {
                 if live != *seen {
                     *seen = live.clone();
-                    *deadline = (now + debounce).min(*started + debounce * 2);
+                    *deadline = decisions::settle_until(*started, now, debounce);
                 }
                 compute = now >= *deadline;
             }
@@ -1246,7 +1235,7 @@ impl<'a, S: Storage> Engine<'a, S> {
             LeaderPhase::Computing { .. } => {}
         }
         if compute {
-            let must_ack = all(&live);
+            let must_ack = decisions::must_ack(&live);
             self.begin_compute(live, must_ack);
         } else if let Some(deadline) = barrier {
             self.barrier_tick(&snapshot, live, deadline).await?;
@@ -1275,7 +1264,8 @@ impl<'a, S: Storage> Engine<'a, S> {
         let Some(l) = self.leader.as_mut() else {
             return;
         };
-        let version = (self.doc.version().max(self.version_floor) + 1).max(l.next_version);
+        let version =
+            decisions::version_to_compute(self.doc.version(), self.version_floor, l.next_version);
         l.next_version = version + 1;
         tracing::info!(version, members = ?ids(&members), "computing job model");
         // This compute reads the inputs afresh, which is what a recompute asked for.
@@ -1335,7 +1325,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         // done version, and no live row reports one), so there is nothing to wait for. It
         // goes out done, with nobody owing an acknowledgement. After a reset of the document
         // containers may still run: then it takes the barrier like any other version.
-        let first = self.doc.phase() == Phase::None && nothing_running;
+        let first = decisions::first_version(self.doc.phase(), nothing_running);
         let doc = if first {
             ModelDocument::new(version, &self.me, members, Vec::new(), model)
                 .with_phase(Phase::Done)
@@ -1370,9 +1360,7 @@ impl<'a, S: Storage> Engine<'a, S> {
         }
         l.compute_failures += 1;
         let n = l.compute_failures;
-        let backoff = COMPUTE_BACKOFF_MIN
-            .saturating_mul(1 << (n - 1).min(16))
-            .min(COMPUTE_BACKOFF_MAX);
+        let backoff = decisions::compute_backoff(n);
         if n >= 3 {
             tracing::error!(%message, failures = n, ?backoff, "computing the job model keeps failing; retrying");
         } else {
@@ -1403,16 +1391,7 @@ impl<'a, S: Storage> Engine<'a, S> {
                 tracing::info!(version = doc.version(), phase = ?doc.phase(), "published job model");
                 self.etag = Some(etag);
                 // Tell everyone concerned at their next heartbeat, instead of having them poll.
-                let mut ids: Vec<String> = doc
-                    .header
-                    .must_ack
-                    .iter()
-                    .cloned()
-                    .chain(doc.header.members.iter().map(|m| m.id.clone()))
-                    .filter(|id| *id != self.me)
-                    .collect();
-                ids.sort();
-                ids.dedup();
+                let ids = decisions::to_notify(&doc.header, &self.me);
                 self.on_document(Arc::new(doc));
                 if let Err(e) = self.membership.notify(&ids).await {
                     tracing::warn!(error = %e, "notifying processors failed; they will poll");
@@ -1445,6 +1424,8 @@ impl<'a, S: Storage> Engine<'a, S> {
         l.phase = LeaderPhase::Idle;
     }
 
+    /// The barrier of the version in the document, after a scan: complete it, remind the
+    /// processors it waits for, or abandon it and compute again (see `decisions::barrier_step`).
     async fn barrier_tick(
         &mut self,
         snapshot: &Snapshot,
@@ -1455,65 +1436,50 @@ impl<'a, S: Storage> Engine<'a, S> {
             return Ok(());
         };
         let v = self.doc.version();
-        let live_ids: BTreeSet<&str> = live.iter().map(|m| m.id.as_str()).collect();
-        let mut missing = Vec::new();
-        let mut waiting = Vec::new();
-        for id in &self.doc.header.must_ack {
-            match snapshot.members.iter().find(|m| &m.processor_id == id) {
-                Some(m) if acknowledged(&m.state, v, &self.doc.header.content) => {}
-                Some(_) if live_ids.contains(id.as_str()) => waiting.push(id.clone()),
-                _ => missing.push(id.clone()),
-            }
-        }
-        // A live row outside must_ack that reports a running container is a processor this
-        // version was computed without (judged dead) whose paused container is back: the
-        // version must not complete, or two containers could run the same partitions.
-        let back: Vec<String> = snapshot
-            .members
-            .iter()
-            .filter(|m| m.state.running != 0 && live_ids.contains(m.processor_id.as_str()))
-            .filter(|m| !self.doc.header.must_ack.contains(&m.processor_id))
-            .map(|m| m.processor_id.clone())
-            .collect();
-        missing.extend(back.iter().cloned());
-        if missing.is_empty() && waiting.is_empty() {
-            let done = self.doc.with_phase(Phase::Done);
-            if self.publish(done, lease).await? {
-                self.rebalance_done();
-            }
-            return Ok(());
-        }
         let timed_out = Instant::now() >= deadline;
-        if missing.is_empty() && !timed_out {
-            let renotify = self
-                .leader
-                .as_mut()
-                .filter(|l| Instant::now() >= l.next_renotify);
-            if let Some(l) = renotify {
-                l.next_renotify = Instant::now() + self.timing.heartbeat;
-                if let Err(e) = self.membership.notify(&waiting).await {
-                    tracing::warn!(error = %e, "notifying processors failed; trying again");
+        let (why, next) =
+            match decisions::barrier_step(&self.doc.header, &snapshot.members, &live, timed_out) {
+                BarrierStep::Complete => {
+                    let done = self.doc.with_phase(Phase::Done);
+                    if self.publish(done, lease).await? {
+                        self.rebalance_done();
+                    }
+                    return Ok(());
                 }
-            }
-            return Ok(());
-        }
+                BarrierStep::Wait { waiting } => {
+                    let renotify = self
+                        .leader
+                        .as_mut()
+                        .filter(|l| Instant::now() >= l.next_renotify);
+                    if let Some(l) = renotify {
+                        l.next_renotify = Instant::now() + self.timing.heartbeat;
+                        if let Err(e) = self.membership.notify(&waiting).await {
+                            tracing::warn!(error = %e, "notifying processors failed; trying again");
+                        }
+                    }
+                    return Ok(());
+                }
+                BarrierStep::Abandon { why, next } => (why, next),
+            };
         // Give up on this version. A dead or departed processor holds nothing any more (it
         // fenced itself before storage judged it dead), so it is simply left out. A live
         // straggler loses its assignment but must still acknowledge the next version, since
         // its container may still be running.
-        if timed_out {
-            self.metrics
-                .barrier_timeouts
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(version = v, ?waiting, "barrier timed out");
-        } else if !back.is_empty() {
-            tracing::info!(
+        match &why {
+            Abandon::TimedOut { waiting } => {
+                self.metrics
+                    .barrier_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(version = v, ?waiting, "barrier timed out");
+            }
+            Abandon::Back { back } => tracing::info!(
                 version = v,
                 ?back,
                 "processors judged dead are back; computing again with them"
-            );
-        } else {
-            tracing::info!(version = v, ?missing, "processors left during the barrier");
+            ),
+            Abandon::Left { missing } => {
+                tracing::info!(version = v, ?missing, "processors left during the barrier")
+            }
         }
         let abandoned = self.doc.with_phase(Phase::Abandoned);
         if !self.publish(abandoned, lease).await? {
@@ -1522,18 +1488,12 @@ impl<'a, S: Storage> Engine<'a, S> {
             }
             return Ok(());
         }
-        let members: Vec<MemberRef> = live
-            .iter()
-            .filter(|m| !timed_out || !waiting.contains(&m.id))
-            .cloned()
-            .collect();
-        let must_ack = live.iter().map(|m| m.id.clone()).collect();
-        if members.is_empty() {
+        if next.members.is_empty() {
             if let Some(l) = self.leader.as_mut() {
                 l.phase = LeaderPhase::Idle;
             }
         } else {
-            self.begin_compute(members, must_ack);
+            self.begin_compute(next.members, next.must_ack);
         }
         Ok(())
     }
@@ -1593,42 +1553,6 @@ impl<'a, S: Storage> Engine<'a, S> {
     }
 }
 
-/// Whether a member's row acknowledges version `v` of content `content`: a newer version, or
-/// this one given for the same content. A row without a content id (written by a processor
-/// that predates it) is taken on the version alone.
-fn acknowledged(state: &MemberState, v: u64, content: &str) -> bool {
-    state.acked > v
-        || (state.acked == v
-            && state
-                .acked_content
-                .as_deref()
-                .is_none_or(|acked| acked == content))
-}
-
 fn ids(members: &[MemberRef]) -> Vec<&str> {
     members.iter().map(|m| m.id.as_str()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn acked(v: u64, content: Option<&str>) -> MemberState {
-        MemberState {
-            acked: v,
-            acked_content: content.map(str::to_owned),
-            ..MemberState::default()
-        }
-    }
-
-    #[test]
-    fn an_acknowledgement_counts_only_for_the_content_it_was_given_for() {
-        assert!(acknowledged(&acked(7, Some("a")), 7, "a"));
-        assert!(!acknowledged(&acked(7, Some("b")), 7, "a"));
-        assert!(!acknowledged(&acked(6, Some("a")), 7, "a"));
-        // A later version acknowledged covers this one: its container stopped since.
-        assert!(acknowledged(&acked(8, Some("z")), 7, "a"));
-        // Rows of processors that predate content ids.
-        assert!(acknowledged(&acked(7, None), 7, "a"));
-    }
 }
