@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::group_commit::{GroupCommit, Outcome};
 use crate::coordinator::names::JobIdentity;
 use crate::error::{Error, ErrorKind, Result};
-use crate::group_commit::{GroupCommit, Outcome};
 use crate::storage::retry::Doubling;
 use crate::storage::{
     quote, BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
