@@ -7,7 +7,6 @@ pub mod config;
 pub mod coordination;
 pub mod coordinator;
 pub mod error;
-pub mod group_commit;
 pub mod lease;
 pub mod logging;
 pub mod membership;

@@ -3,8 +3,11 @@
 
 pub mod config;
 mod engine;
+mod handle;
 pub mod jobmodel;
+mod metrics;
 pub mod names;
 
 pub use config::{CoordinatorConfig, Timing};
-pub use engine::{Coordinator, Event, Metrics, Storage};
+pub use handle::{Coordinator, Event, Storage};
+pub use metrics::Metrics;
