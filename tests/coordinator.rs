@@ -614,7 +614,11 @@ async fn a_leader_whose_calls_were_held_through_a_stall_judges_nobody_dead_on_it
     let at = Instant::now();
     for p in &c.procs {
         if p.id == leader {
-            p.storage.slow_batches(stall);
+            // Its next heartbeat (a batch naming its row) is held for the stall, then applied:
+            // as a call whose retries inside the client succeed once storage answers. The
+            // engine, awaiting it, sends nothing else meanwhile.
+            p.storage
+                .inject_touching("batch", &leader, common::recording::Inject::Delay(stall));
         } else {
             // A little longer, so their rows are older than the liveness timeout when the
             // leader's held calls are answered.
@@ -683,14 +687,11 @@ async fn one_slow_heartbeat_of_a_leader_that_keeps_scanning_does_not_delay_judgi
         .inject_touching("batch", &leader, Inject::Delay(slow));
     let at = Instant::now();
     c.crash(&victim);
-    let survivors: Vec<String> = ["p1", "p2", "p3"]
-        .iter()
-        .map(|s| s.to_string())
+    let survivors: Vec<&str> = ["p1", "p2", "p3"]
+        .into_iter()
         .filter(|p| *p != victim)
         .collect();
-    let survivors: Vec<&str> = survivors.iter().map(String::as_str).collect();
-    let (_, _) = c
-        .settled_among(&survivors, v1, Duration::from_secs(20))
+    c.settled_among(&survivors, v1, Duration::from_secs(20))
         .await;
     let took = at.elapsed();
     eprintln!("the survivors ran without {victim} {took:?} after it died");

@@ -52,9 +52,6 @@ pub struct Recording {
     /// Until then every request hangs, and fails when the window ends: storage that accepts
     /// connections but never answers, as a client sees it until its timeout.
     silent_until: Mutex<Option<Instant>>,
-    /// Until then every batch (a heartbeat) waits, then goes through: storage that answers
-    /// again within one call, as a client sees it when a retry inside the call succeeds.
-    slow_until: Mutex<Option<Instant>>,
     /// Failures queued per operation, taken one per matching call, in order.
     injected: Mutex<Vec<Rule>>,
 }
@@ -66,7 +63,6 @@ impl Recording {
             writes: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
             silent_until: Mutex::new(None),
-            slow_until: Mutex::new(None),
             injected: Mutex::new(Vec::new()),
         }
     }
@@ -110,9 +106,6 @@ impl Recording {
     {
         self.gate()?;
         self.silence().await?;
-        if op == "batch" {
-            self.slowness().await;
-        }
         self.run(op, target, call).await
     }
 
@@ -161,20 +154,6 @@ impl Recording {
     /// meanwhile hangs until the window ends, then fails.
     pub fn silent_outage(&self, d: Duration) {
         *self.silent_until.lock().unwrap() = Some(Instant::now() + d);
-    }
-
-    /// Storage holds every batch from this client for `d`, starting now, then applies it: a
-    /// heartbeat sent meanwhile succeeds once the window ends, though it began inside it. The
-    /// engine, awaiting it, sends nothing else meanwhile.
-    pub fn slow_batches(&self, d: Duration) {
-        *self.slow_until.lock().unwrap() = Some(Instant::now() + d);
-    }
-
-    async fn slowness(&self) {
-        let until = *self.slow_until.lock().unwrap();
-        if let Some(until) = until.filter(|u| Instant::now() < *u) {
-            tokio::time::sleep_until(until.into()).await;
-        }
     }
 
     async fn silence(&self) -> Result<()> {
