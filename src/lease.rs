@@ -190,6 +190,8 @@ async fn run(
     // unreachable storage says nothing of others, so we try again promptly instead of one
     // acquire interval later: until someone leads, nobody judges deaths or rebalances.
     let mut retake: Option<Instant> = None;
+    // How soon a failed renew, or a retake, is tried again.
+    let retry = timing.renew_interval / 5;
     loop {
         let wake = match held {
             Some((_, _, next_renew)) => next_renew,
@@ -256,7 +258,7 @@ async fn run(
                         });
                         next_acquire = now
                             + if retake.is_some() {
-                                timing.renew_interval / 5
+                                retry
                             } else {
                                 timing.acquire_interval
                             };
@@ -288,8 +290,7 @@ async fn run(
                             && Instant::now() + timing.safety_margin < valid_until =>
                     {
                         tracing::warn!(blob = %blob, error = %e, "lease renew failed; retrying while the lease lasts");
-                        let retry = Instant::now() + timing.renew_interval / 5;
-                        held = Some((lease, valid_until, retry));
+                        held = Some((lease, valid_until, Instant::now() + retry));
                     }
                     Err(e) => {
                         tracing::warn!(blob = %blob, error = %e, "lost the lease; stepping down");
@@ -298,8 +299,8 @@ async fn run(
                         if e.kind() == ErrorKind::Transient {
                             // Storage's copy lapses by `valid_until` (last renew sent plus
                             // the duration), plus a retry interval for clock rate.
-                            retake = Some(valid_until + timing.renew_interval / 5);
-                            next_acquire = Instant::now() + timing.renew_interval / 5;
+                            retake = Some(valid_until + retry);
+                            next_acquire = Instant::now() + retry;
                         } else {
                             next_acquire = Instant::now() + timing.acquire_interval;
                         }
