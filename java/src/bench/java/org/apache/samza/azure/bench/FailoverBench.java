@@ -43,18 +43,6 @@ public final class FailoverBench {
     System.out.printf("[%7.2f s] %s%n", (System.currentTimeMillis() - START) / 1000.0, what);
   }
 
-  /** Milliseconds until {@code live} process every partition again, or -1 past the bound. */
-  private static long settle(ProcessorCluster c, List<String> live, long since, long boundMs)
-      throws Exception {
-    while (System.currentTimeMillis() - since < boundMs) {
-      if (c.settled(live, since)) {
-        return System.currentTimeMillis() - since;
-      }
-      Thread.sleep(20);
-    }
-    return -1;
-  }
-
   /** Starts one more processor and waits until it shares the work; returns how long. */
   private static long rejoin(
       ProcessorCluster c, List<String> live, String kind, int index, long bound) throws Exception {
@@ -62,7 +50,7 @@ public final class FailoverBench {
     long t = System.currentTimeMillis();
     c.start(id);
     live.add(id);
-    long took = settle(c, live, t, bound);
+    long took = c.millisUntilSettled(live, t, bound);
     say(id + " joined: " + secs(took) + " s");
     return took;
   }
@@ -230,7 +218,7 @@ public final class FailoverBench {
             c.start(id);
           }
         }
-        long start = settle(c, live, t0, bound);
+        long start = c.millisUntilSettled(live, t0, bound);
         say("start: " + secs(start) + " s");
         String steady = "-";
         String graceful = "-";
@@ -282,7 +270,7 @@ public final class FailoverBench {
           long t = System.currentTimeMillis();
           c.stop(victim);
           live.remove(victim);
-          long g = settle(c, live, t, bound);
+          long g = c.millisUntilSettled(live, t, bound);
           graceful = secs(g);
           say("graceful stop of " + victim + ": " + graceful + " s");
           if (g >= 0) {
@@ -293,7 +281,7 @@ public final class FailoverBench {
               t = System.currentTimeMillis();
               c.kill(victim);
               live.remove(victim);
-              long f = settle(c, live, t, bound);
+              long f = c.millisUntilSettled(live, t, bound);
               follower = secs(f);
               say("kill -9 of follower " + victim + ": " + follower + " s");
               if (f >= 0 && rejoin(c, live, kind, next++, bound) >= 0) {
@@ -301,7 +289,7 @@ public final class FailoverBench {
                 t = System.currentTimeMillis();
                 c.kill(lead3);
                 live.remove(lead3);
-                leader = secs(settle(c, live, t, bound));
+                leader = secs(c.millisUntilSettled(live, t, bound));
                 say(
                     "kill -9 of leader "
                         + lead3

@@ -56,28 +56,17 @@ public final class FaultBench {
     return ms < 0 ? "never" : String.format("%.2f", ms / 1000.0);
   }
 
-  /** Milliseconds from {@code since} until {@code live} process every partition, or -1. */
-  private static long settle(ProcessorCluster c, List<String> live, long since) throws Exception {
-    while (System.currentTimeMillis() - since < BOUND_MS) {
-      if (c.settled(live, since)) {
-        return System.currentTimeMillis() - since;
-      }
-      Thread.sleep(20);
-    }
-    return -1;
-  }
-
   /** Waits until the job is settled and its version stays put over two scans. */
   private static void quiet(ProcessorCluster c, List<String> live) throws Exception {
     long t = System.currentTimeMillis();
-    if (settle(c, live, t) < 0) {
+    if (c.millisUntilSettled(live, t, BOUND_MS) < 0) {
       throw new IllegalStateException(
           "the job did not settle before the scenario:\n" + c.describe());
     }
     long v = c.version();
     while (System.currentTimeMillis() - t < BOUND_MS) {
       long since = System.currentTimeMillis();
-      if (settle(c, live, since) >= 0 && c.version() == v) {
+      if (c.millisUntilSettled(live, since, BOUND_MS) >= 0 && c.version() == v) {
         return;
       }
       v = c.version();
@@ -161,7 +150,7 @@ public final class FaultBench {
     Thread.sleep(seconds * 1000L);
     long end = System.currentTimeMillis();
     say("storage back for every processor after " + seconds + " s (" + mode + ")");
-    long settled = settle(c, live, end);
+    long settled = c.millisUntilSettled(live, end, BOUND_MS);
     Map<Integer, Long> first = c.firstMessageAfter(end, null);
     long resume = -1;
     if (first.size() == PARTITIONS) {
@@ -213,7 +202,7 @@ public final class FaultBench {
     Thread.sleep(seconds * 1000L);
     long end = System.currentTimeMillis();
     say("storage back for " + victim + " after " + seconds + " s (" + mode + ")");
-    long rejoined = settle(c, live, end);
+    long rejoined = c.millisUntilSettled(live, end, BOUND_MS);
     Map<Integer, Long> byOthers = c.firstMessageAfter(t0, victim);
     long moved = -1;
     for (int p : mine) {
@@ -296,7 +285,11 @@ public final class FaultBench {
         for (String id : live) {
           c.start(id);
         }
-        say("start: " + secs(settle(c, live, t0)) + " s; leader " + c.leader());
+        say(
+            "start: "
+                + secs(c.millisUntilSettled(live, t0, BOUND_MS))
+                + " s; leader "
+                + c.leader());
         for (String scenario : scenarios) {
           quiet(c, live);
           String[] s = scenario.split(":");

@@ -472,15 +472,30 @@ public final class ProcessorCluster implements AutoCloseable {
    */
   public Map<Integer, Long> firstMessageAfter(long t, String except) throws IOException {
     Map<Integer, Long> out = new TreeMap<>();
-    File[] logs = dir.toFile().listFiles((d, name) -> name.endsWith(".log"));
+    for (String[] f : messageLines(null)) {
+      long at = Long.parseLong(f[4]);
+      if (!f[1].equals(except) && at > t) {
+        out.merge(Integer.parseInt(f[2]), at, Math::min);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The fields of every "msg" line ({@code msg <processor> <partition> <offset> <millis>}) in the
+   * log of processor {@code id}, or in every log when {@code id} is null.
+   */
+  private List<String[]> messageLines(String id) throws IOException {
+    List<String[]> out = new ArrayList<>();
+    File[] logs =
+        id == null
+            ? dir.toFile().listFiles((d, name) -> name.endsWith(".log"))
+            : new File[] {dir.resolve(id + ".log").toFile()};
     for (File log : logs == null ? new File[0] : logs) {
       for (String line : Files.readAllLines(log.toPath(), StandardCharsets.UTF_8)) {
         String[] f = line.split(" ");
-        if (f.length == 5 && f[0].equals("msg") && !f[1].equals(except)) {
-          long at = Long.parseLong(f[4]);
-          if (at > t) {
-            out.merge(Integer.parseInt(f[2]), at, Math::min);
-          }
+        if (f.length == 5 && f[0].equals("msg")) {
+          out.add(f);
         }
       }
     }
@@ -493,14 +508,10 @@ public final class ProcessorCluster implements AutoCloseable {
    */
   public long longestGap(String id, long from, long to) throws IOException {
     List<Long> times = new ArrayList<>();
-    Path log = dir.resolve(id + ".log");
-    for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
-      String[] f = line.split(" ");
-      if (f.length == 5 && f[0].equals("msg")) {
-        long at = Long.parseLong(f[4]);
-        if (at >= from && at <= to) {
-          times.add(at);
-        }
+    for (String[] f : messageLines(id)) {
+      long at = Long.parseLong(f[4]);
+      if (at >= from && at <= to) {
+        times.add(at);
       }
     }
     Collections.sort(times);
@@ -670,15 +681,9 @@ public final class ProcessorCluster implements AutoCloseable {
   /** Partition -> every offset any processor processed from it. */
   public Map<Integer, java.util.TreeSet<Long>> processedOffsets() throws IOException {
     Map<Integer, java.util.TreeSet<Long>> out = new TreeMap<>();
-    File[] logs = dir.toFile().listFiles((d, name) -> name.endsWith(".log"));
-    for (File log : logs == null ? new File[0] : logs) {
-      for (String line : Files.readAllLines(log.toPath(), StandardCharsets.UTF_8)) {
-        String[] f = line.split(" ");
-        if (f.length == 5 && f[0].equals("msg")) {
-          out.computeIfAbsent(Integer.parseInt(f[2]), k -> new java.util.TreeSet<>())
-              .add(Long.parseLong(f[3]));
-        }
-      }
+    for (String[] f : messageLines(null)) {
+      out.computeIfAbsent(Integer.parseInt(f[2]), k -> new java.util.TreeSet<>())
+          .add(Long.parseLong(f[3]));
     }
     return out;
   }
@@ -787,6 +792,21 @@ public final class ProcessorCluster implements AutoCloseable {
       }
     }
     return true;
+  }
+
+  /**
+   * Milliseconds from {@code sinceMillis} until {@link #settled} holds for {@code expected}, or -1
+   * if it did not within {@code boundMillis} of it (benchmarks report that rather than fail).
+   */
+  public long millisUntilSettled(List<String> expected, long sinceMillis, long boundMillis)
+      throws IOException, InterruptedException {
+    while (System.currentTimeMillis() - sinceMillis < boundMillis) {
+      if (settled(expected, sinceMillis)) {
+        return System.currentTimeMillis() - sinceMillis;
+      }
+      Thread.sleep(20);
+    }
+    return -1;
   }
 
   public String describe() throws IOException {
