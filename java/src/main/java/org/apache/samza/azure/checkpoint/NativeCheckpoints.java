@@ -3,6 +3,7 @@ package org.apache.samza.azure.checkpoint;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.function.Function;
 import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.jni.NativeHandle;
@@ -17,9 +18,8 @@ final class NativeCheckpoints extends NativeHandle {
 
   /** Validates the config (errors name the key); no request is made yet. */
   static NativeCheckpoints open(Map<String, String> config, String processorId) {
-    Native.ensureLoaded();
-    ConfigArrays c = new ConfigArrays(config);
-    return new NativeCheckpoints(Native.checkpointOpen(c.keys, c.values, processorId));
+    return new NativeCheckpoints(
+        ConfigArrays.open(config, (k, v) -> Native.checkpointOpen(k, v, processorId)));
   }
 
   String table() {
@@ -43,15 +43,7 @@ final class NativeCheckpoints extends NativeHandle {
   /** The task's stored checkpoints by checkpoint version. */
   Map<Short, String> read(String task) {
     String[] raw = call(h -> Native.checkpointRead(h, task));
-    PayloadLayout l = Payloads.CHECKPOINT_READ;
-    l.check(raw.length);
-    int version = l.eachIndex("version");
-    int text = l.eachIndex("text");
-    Map<Short, String> out = new HashMap<>();
-    for (int i = l.headSize(); i < raw.length; i += l.groupSize()) {
-      out.put(Short.valueOf(raw[i + version]), raw[i + text]);
-    }
-    return out;
+    return pairs(raw, Payloads.CHECKPOINT_READ, "version", Short::valueOf, "text", new HashMap<>());
   }
 
   void write(String task, int version, String text) {
@@ -61,13 +53,26 @@ final class NativeCheckpoints extends NativeHandle {
   /** Offsets (null for none) by row key from upstream samza-azure's table; empty if none. */
   Map<String, String> upstream(String task) {
     String[] raw = call(h -> Native.checkpointUpstream(h, task));
-    PayloadLayout l = Payloads.CHECKPOINT_UPSTREAM;
+    return pairs(
+        raw, Payloads.CHECKPOINT_UPSTREAM, "row_key", k -> k, "offset", new LinkedHashMap<>());
+  }
+
+  /**
+   * The repeated groups of {@code raw}, laid out by {@code l}, as {@code key -> value} in {@code
+   * out}.
+   */
+  private static <K> Map<K, String> pairs(
+      String[] raw,
+      PayloadLayout l,
+      String key,
+      Function<String, K> keyOf,
+      String value,
+      Map<K, String> out) {
     l.check(raw.length);
-    int rowKey = l.eachIndex("row_key");
-    int offset = l.eachIndex("offset");
-    Map<String, String> out = new LinkedHashMap<>();
+    int k = l.eachIndex(key);
+    int v = l.eachIndex(value);
     for (int i = l.headSize(); i < raw.length; i += l.groupSize()) {
-      out.put(raw[i + rowKey], raw[i + offset]);
+      out.put(keyOf.apply(raw[i + k]), raw[i + v]);
     }
     return out;
   }

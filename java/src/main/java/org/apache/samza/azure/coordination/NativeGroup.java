@@ -12,9 +12,7 @@ final class NativeGroup extends NativeHandle {
   }
 
   static NativeGroup open(Map<String, String> config, String groupId) {
-    Native.ensureLoaded();
-    ConfigArrays c = new ConfigArrays(config);
-    return new NativeGroup(Native.utilsOpen(c.keys, c.values, groupId));
+    return new NativeGroup(ConfigArrays.open(config, (k, v) -> Native.utilsOpen(k, v, groupId)));
   }
 
   NativeLease lease(String name, long acquireMillis) {

@@ -3,30 +3,24 @@ package org.apache.samza.azure.coordinator;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Set;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.apache.samza.azure.FencedChooserFactory;
 import org.apache.samza.azure.checkpoint.ContainerStops;
-import org.apache.samza.azure.errors.AzureConfigException;
-import org.apache.samza.azure.jni.ConfigArrays;
 import org.apache.samza.config.Config;
-import org.apache.samza.config.StorageConfig;
-import org.apache.samza.config.TaskConfig;
 import org.apache.samza.coordinator.JobCoordinator;
 import org.apache.samza.coordinator.JobCoordinatorListener;
 import org.apache.samza.job.model.ContainerModel;
 import org.apache.samza.job.model.JobModel;
 import org.apache.samza.metrics.MetricsRegistry;
-import org.apache.samza.system.SystemStream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * Samza standalone coordination on Azure Storage. The protocol runs natively (see
  * docs/protocol.md); this class turns its events into {@link JobCoordinatorListener} calls on one
- * thread of its own, and computes JobModels when this processor leads.
+ * thread of its own, and computes JobModels when this processor leads ({@link CoordinatorConfig}
+ * checks the config, {@link PartitionWatch} watches the inputs' partition counts).
  *
  * <p>Listener contract: {@code onJobModelExpired} always precedes {@code onNewJobModel}; the last
  * call is exactly one of {@code onCoordinatorStop} / {@code onCoordinatorFailure}; the listener is
@@ -35,22 +29,14 @@ import org.slf4j.LoggerFactory;
  */
 public final class AzureJobCoordinator implements JobCoordinator {
   private static final Logger LOG = LoggerFactory.getLogger(AzureJobCoordinator.class);
-  private static final String[] NATIVE_PREFIXES = {
-    "azure.storage.", "sensitive.azure.storage.", "job.coordinator.azure."
-  };
-  // task.shutdown.ms: the native side checks that the barrier timeout outlasts a container stop.
-  private static final String[] NATIVE_KEYS = {"job.name", "job.id", "task.shutdown.ms"};
   private static final long POLL_MILLIS = 500;
-  static final String PARTITION_WATCH_MS = "job.coordinator.monitor-partition-change.frequency.ms";
-  private static final long DEFAULT_PARTITION_WATCH_MS = 300_000;
-  private static final String BATCH_SIZE = "task.consumer.batch.size";
-  private static final String CONNECT = "azure.storage.connect";
-  private static final String DIAGNOSTICS = "job.diagnostics.enabled";
+  static final String PARTITION_WATCH_MS = CoordinatorConfig.PARTITION_WATCH_MS;
 
   private final String processorId;
   private final Config config;
   private final CoordinatorMetrics metrics;
   private final JobModels models;
+  private final PartitionWatch partitions;
   private final AtomicBoolean started = new AtomicBoolean();
   private final AtomicBoolean stopRequested = new AtomicBoolean();
   private final AtomicBoolean finished = new AtomicBoolean();
@@ -59,9 +45,6 @@ public final class AzureJobCoordinator implements JobCoordinator {
   private volatile JobModel jobModel;
   private volatile ProcessingFence fence;
 
-  /** 0: input partition counts are not watched. */
-  private final long partitionWatchMillis;
-
   private volatile Thread eventThread;
 
   /**
@@ -69,8 +52,6 @@ public final class AzureJobCoordinator implements JobCoordinator {
    * run here, so the event thread never makes a Fence wait behind them.
    */
   private volatile ExecutorService computer;
-
-  private final AtomicBoolean partitionCheckRunning = new AtomicBoolean();
 
   /** The event thread is inside the listener's onJobModelExpired. */
   private volatile boolean expiring;
@@ -98,45 +79,23 @@ public final class AzureJobCoordinator implements JobCoordinator {
 
   private JobModel parsedModel;
   private long jobModelVersion;
-  private long nextPartitionCheck;
 
   public AzureJobCoordinator(String processorId, Config config, MetricsRegistry registry) {
     this.processorId = Objects.requireNonNull(processorId, "processorId");
     this.config = Objects.requireNonNull(config, "config");
     this.metrics = new CoordinatorMetrics(registry);
     this.models = new JobModels(config, registry);
-    this.partitionWatchMillis = partitionWatchMillis(config);
+    this.partitions = new PartitionWatch(partitionWatchMillis(config), models, metrics);
   }
 
-  /**
-   * Samza's own key and default. Like ZkJobCoordinator, jobs with durable stores are not watched:
-   * new partitions would change the task-to-changelog mapping under their state.
-   */
+  /** See {@link CoordinatorConfig#partitionWatchMillis}. */
   static long partitionWatchMillis(Config config) {
-    long ms;
-    try {
-      ms = config.getLong(PARTITION_WATCH_MS, DEFAULT_PARTITION_WATCH_MS);
-    } catch (NumberFormatException e) {
-      throw new AzureConfigException(
-          PARTITION_WATCH_MS
-              + " must be a whole number of milliseconds, got '"
-              + config.get(PARTITION_WATCH_MS)
-              + "'");
-    }
-    if (ms < 0) {
-      throw new AzureConfigException(
-          PARTITION_WATCH_MS + " must be 0 (off) or a positive number of milliseconds, got " + ms);
-    }
-    if (ms > 0 && new StorageConfig(config).hasDurableStores()) {
-      LOG.info("Not watching input partition counts: the job has durable stores");
-      return 0;
-    }
-    return ms;
+    return CoordinatorConfig.partitionWatchMillis(config);
   }
 
   /** Only the keys the native side reads cross the boundary; nothing else of the config. */
   public static Map<String, String> nativeConfig(Config config) {
-    return ConfigArrays.select(config, NATIVE_KEYS, NATIVE_PREFIXES);
+    return CoordinatorConfig.nativeConfig(config);
   }
 
   @Override
@@ -149,8 +108,8 @@ public final class AzureJobCoordinator implements JobCoordinator {
       return;
     }
     // Bad config fails here, with an exception naming the key.
-    checkFenced(config);
-    checkSecrets(config);
+    CoordinatorConfig.checkFenced(config);
+    CoordinatorConfig.checkSecrets(config);
     coordinator = NativeCoordinator.start(nativeConfig(config), processorId);
     fence = ProcessingFence.register(processorId, coordinator);
     computer =
@@ -166,59 +125,6 @@ public final class AzureJobCoordinator implements JobCoordinator {
     t.start();
     if (stopRequested.get()) {
       coordinator.stop();
-    }
-  }
-
-  /**
-   * The processing fence needs Samza to ask our chooser for every message: the container's config
-   * is StreamProcessor's, the one we are given, so it must name the chooser here.
-   */
-  static void checkFenced(Config config) {
-    String chooser = config.get(TaskConfig.MESSAGE_CHOOSER_CLASS_NAME);
-    String ours = FencedChooserFactory.class.getName();
-    if (!ours.equals(chooser)) {
-      throw new AzureConfigException(
-          TaskConfig.MESSAGE_CHOOSER_CLASS_NAME
-              + " must be "
-              + ours
-              + " (found "
-              + chooser
-              + "): it stops processing when this processor may have lost its partitions."
-              + " AzureApplicationRunner sets it; with another runner, set it and put your own"
-              + " chooser factory, if any, in "
-              + FencedChooserFactory.WRAPPED);
-    }
-    // Samza's BatchingChooser hands out a batch's messages without asking the chooser it wraps.
-    String batch = config.get(BATCH_SIZE);
-    if (batch != null && !batch.trim().isEmpty() && !batch.trim().equals("0")) {
-      throw new AzureConfigException(
-          BATCH_SIZE
-              + " must be unset or 0 with AzureJobCoordinator (found "
-              + batch
-              + "): batched messages bypass the processing fence");
-    }
-  }
-
-  /**
-   * Where Samza itself would expose the connection string: its config logging masks only {@code
-   * sensitive.*} values, and its DiagnosticsManager publishes the raw config, masked keys included,
-   * to the diagnostics stream.
-   */
-  static void checkSecrets(Config config) {
-    boolean connect = config.containsKey(CONNECT) || config.containsKey("sensitive." + CONNECT);
-    if (connect && config.getBoolean(DIAGNOSTICS, false)) {
-      throw new AzureConfigException(
-          DIAGNOSTICS
-              + "=true would publish the storage connection string: Samza's diagnostics send the"
-              + " job's raw config, sensitive.* values included, to the diagnostics stream. Turn"
-              + " diagnostics off to use AzureJobCoordinator");
-    }
-    if (config.containsKey(CONNECT)) {
-      LOG.warn(
-          "The storage connection string is in '{}', which Samza shows unmasked wherever it logs"
-              + " the config; move it to 'sensitive.{}'",
-          CONNECT,
-          CONNECT);
     }
   }
 
@@ -265,7 +171,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
         CoordinatorEvent event = c.nextEvent(POLL_MILLIS);
         CoordinatorCounters m = c.metrics();
         metrics.update(m);
-        watchPartitions(c, m.seenVersion);
+        partitions.poll(leading, jobModel, jobModelVersion == m.seenVersion, c, computer);
         if (releasePending && !fence.containerConsuming()) {
           LOG.info("Container of processor {} stopped; leaving", processorId);
           releasePending = false;
@@ -313,7 +219,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
     switch (event.kind) {
       case LEADER:
         leading = event.leader();
-        nextPartitionCheck = System.nanoTime() + partitionWatchMillis * 1_000_000L;
+        partitions.restart();
         LOG.info("Processor {} {} the leader", processorId, leading ? "is" : "is no longer");
         break;
       case COMPUTE:
@@ -359,42 +265,6 @@ public final class AzureJobCoordinator implements JobCoordinator {
       parsedVersion = version;
     }
     return parsedModel;
-  }
-
-  /**
-   * Leader only: when an input of the running model gained or lost partitions, asks for a new
-   * model. A failed look-up is retried at the next check; the running model stays in force
-   * meanwhile.
-   */
-  private void watchPartitions(NativeCoordinator c, long newestVersion) {
-    JobModel model = jobModel;
-    if (!leading
-        || partitionWatchMillis == 0
-        || model == null
-        // A newer version is on its way; it may already hold the change.
-        || jobModelVersion != newestVersion
-        || System.nanoTime() - nextPartitionCheck < 0) {
-      return;
-    }
-    nextPartitionCheck = System.nanoTime() + partitionWatchMillis * 1_000_000L;
-    if (!partitionCheckRunning.compareAndSet(false, true)) {
-      return;
-    }
-    computer.execute(
-        () -> {
-          try {
-            Set<SystemStream> changed = models.partitionCountChanges(model);
-            if (!changed.isEmpty()) {
-              LOG.info("Partition count of inputs {} changed; asking for a new job model", changed);
-              metrics.partitionCountChanges.inc();
-              c.requestRebalance();
-            }
-          } catch (RuntimeException e) {
-            LOG.warn("Could not read the partition counts of the inputs; will try again", e);
-          } finally {
-            partitionCheckRunning.set(false);
-          }
-        });
   }
 
   /** On the compute thread. */

@@ -17,9 +17,8 @@ final class NativeCoordinator extends NativeHandle {
 
   /** Validates the config (errors name the key) and starts the protocol. */
   static NativeCoordinator start(Map<String, String> config, String processorId) {
-    Native.ensureLoaded();
-    ConfigArrays c = new ConfigArrays(config);
-    return new NativeCoordinator(Native.coordinatorStart(c.keys, c.values, processorId));
+    return new NativeCoordinator(
+        ConfigArrays.open(config, (k, v) -> Native.coordinatorStart(k, v, processorId)));
   }
 
   /** The next event, or null if none came within {@code timeoutMillis}. */

@@ -4,7 +4,10 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 
-/** Config crosses the boundary as two parallel arrays, keys and values. */
+/**
+ * How a job's config crosses the boundary: as two parallel arrays, keys and values, holding only
+ * the keys the native side reads.
+ */
 public final class ConfigArrays {
   public final String[] keys;
   public final String[] values;
@@ -15,6 +18,22 @@ public final class ConfigArrays {
     for (int i = 0; i < keys.length; i++) {
       values[i] = config.get(keys[i]);
     }
+  }
+
+  /** A native constructor that takes a config as the two arrays and returns a handle. */
+  @FunctionalInterface
+  public interface Opener {
+    long open(String[] keys, String[] values);
+  }
+
+  /**
+   * Loads the library if needed, then opens a native object from {@code config}; bad config fails
+   * there with an exception naming the key.
+   */
+  public static long open(Map<String, String> config, Opener opener) {
+    Native.ensureLoaded();
+    ConfigArrays c = new ConfigArrays(config);
+    return opener.open(c.keys, c.values);
   }
 
   /**

@@ -31,11 +31,7 @@ public final class PayloadLayout {
 
   /** The position of a {@code head} field. */
   public int index(String field) {
-    int i = head.indexOf(field);
-    if (i < 0) {
-      throw new IllegalArgumentException(name + " has no field '" + field + "': " + head);
-    }
-    return i;
+    return position(head, field, "has no field");
   }
 
   /** Where the repeated fields start. */
@@ -45,9 +41,13 @@ public final class PayloadLayout {
 
   /** The position of a repeated field within its group. */
   public int eachIndex(String field) {
-    int i = each.indexOf(field);
+    return position(each, field, "repeats no field");
+  }
+
+  private int position(List<String> fields, String field, String missing) {
+    int i = fields.indexOf(field);
     if (i < 0) {
-      throw new IllegalArgumentException(name + " repeats no field '" + field + "': " + each);
+      throw new IllegalArgumentException(name + " " + missing + " '" + field + "': " + fields);
     }
     return i;
   }

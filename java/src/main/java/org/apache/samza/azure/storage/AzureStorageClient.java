@@ -20,9 +20,7 @@ public final class AzureStorageClient extends NativeHandle {
 
   /** Opens a client; bad config fails with an exception naming the key. */
   public static AzureStorageClient open(Map<String, String> config) {
-    Native.ensureLoaded();
-    ConfigArrays c = new ConfigArrays(config);
-    return new AzureStorageClient(Native.storageOpen(c.keys, c.values));
+    return new AzureStorageClient(ConfigArrays.open(config, Native::storageOpen));
   }
 
   public StorageStats stats() {
