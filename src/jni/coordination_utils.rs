@@ -7,7 +7,7 @@ use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, config_map, open_storage, string};
+use super::convert::{block, config_and_id, open_storage, string};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::registry::native;
@@ -72,8 +72,7 @@ fn utils_open<'l>(
     values: JObjectArray<'l, JString<'l>>,
     group_id: JString<'l>,
 ) -> BridgeResult<jlong> {
-    let map = config_map(env, &keys, &values)?;
-    let group_id = string(env, &group_id, "group id")?;
+    let (map, group_id) = config_and_id(env, &keys, &values, &group_id, "group id")?;
     let storage = open_storage(&map)?;
     let job = JobIdentity::from_map(&map)?;
     Ok(handle::into_handle(Group::new(storage, &job, &group_id)?))

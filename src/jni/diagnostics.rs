@@ -8,7 +8,7 @@ use jni::objects::{JByteArray, JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, nullable_string_array, string};
+use super::convert::{block, record_array, string};
 use super::error::{BridgeError, BridgeResult, Throw};
 use super::payloads::LogLine;
 use super::registry::native;
@@ -59,16 +59,12 @@ fn poll_logs<'l>(
     if records.is_empty() && dropped == 0 {
         return Ok(JObjectArray::<JString>::null());
     }
-    let mut fields = vec![Some(dropped.to_string())];
-    for r in records {
-        LogLine {
-            level: logging::level_name(r.level).to_owned(),
-            target: r.target,
-            message: r.message,
-        }
-        .push_to(&mut fields);
-    }
-    nullable_string_array(env, fields.into_iter())
+    let lines = records.into_iter().map(|r| LogLine {
+        level: logging::level_name(r.level).to_owned(),
+        target: r.target,
+        message: r.message,
+    });
+    record_array(env, vec![Some(dropped.to_string())], lines)
 }
 
 fn shutdown_runtime<'l>(
