@@ -3,9 +3,11 @@
 //! the shared runtime from the calling Java thread.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use jni::objects::{JByteArray, JLongArray, JObjectArray, JString};
+use jni::sys::jlong;
 use jni::Env;
 
 use super::error::{BridgeError, BridgeResult};
@@ -81,6 +83,11 @@ pub(super) fn etag(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<E
 
 pub(super) fn opt_etag(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<ETag>> {
     Ok(opt_string(env, s)?.map(ETag))
+}
+
+/// A Java timeout in milliseconds; a negative one is no wait.
+pub(super) fn millis(ms: jlong) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
 }
 
 /// Samza config passed as parallel key and value arrays.

@@ -7,7 +7,7 @@ use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, config_and_id, open_storage, string};
+use super::convert::{block, config_and_id, millis, open_storage, string};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::registry::native;
@@ -112,7 +112,7 @@ fn lease_await<'l>(
 ) -> BridgeResult<jint> {
     let k = handle::borrow::<Keeper>(kh)?;
     let mut rx = k.state.clone();
-    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let timeout = millis(timeout_ms);
     block(async move {
         let wait = async {
             if until_leader {
@@ -165,7 +165,7 @@ fn latch_await<'l>(
 ) -> BridgeResult<jboolean> {
     let latch = string(env, &latch, "latch id")?;
     let g = group(h)?;
-    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let timeout = millis(timeout_ms);
     block(g.await_latch(&latch, size.max(0) as usize, timeout))
 }
 

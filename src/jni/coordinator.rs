@@ -7,14 +7,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use jni::objects::{JClass, JLongArray, JObjectArray, JString};
 use jni::sys::{jboolean, jlong};
 use jni::{Env, NativeMethod};
 
 use super::convert::{
-    block, config_and_id, long_array, open_storage, opt_string, record_array, string, string_array,
+    block, config_and_id, long_array, millis, open_storage, opt_string, record_array, string,
+    string_array,
 };
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
@@ -137,7 +137,7 @@ fn coordinator_next_event<'l>(
     timeout_ms: jlong,
 ) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
     let c = coordinator(h)?;
-    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let timeout = millis(timeout_ms);
     let Some(event) = block(async { Ok(c.coordinator.next_event(timeout).await) })? else {
         return Ok(JObjectArray::<JString>::null());
     };
