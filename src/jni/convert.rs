@@ -11,6 +11,7 @@ use jni::sys::jlong;
 use jni::Env;
 
 use super::error::{BridgeError, BridgeResult};
+use super::handle::{self, HandleType};
 use super::payloads::StringRecord;
 use crate::error::{Error, ErrorKind};
 use crate::runtime;
@@ -170,6 +171,12 @@ pub(super) fn open_storage(
     // The HTTP client must be built inside the runtime context.
     let storage = runtime::enter(|| AzureStorage::new(&storage_config))??;
     Ok(std::sync::Arc::new(storage))
+}
+
+/// Frees a handle whose object owns runtime tasks: dropping it aborts them, which needs the
+/// runtime's context.
+pub(super) fn destroy_in_runtime<T: HandleType>(h: jlong) -> BridgeResult<()> {
+    Ok(runtime::enter(|| handle::destroy::<T>(h))??)
 }
 
 /// Runs a core future on the shared runtime from this (Java) thread.

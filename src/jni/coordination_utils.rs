@@ -7,14 +7,13 @@ use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, config_and_id, millis, open_storage, string};
+use super::convert::{block, config_and_id, destroy_in_runtime, millis, open_storage, string};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::registry::native;
 use crate::coordination::{ClusterMember, Group};
 use crate::coordinator::names::JobIdentity;
 use crate::lease::{LeaseKeeper, LeaseState};
-use crate::runtime;
 use crate::storage::AzureStorage;
 
 /// The natives of `Native.java` this file implements (see `registry.rs`).
@@ -138,7 +137,7 @@ fn lease_stop<'l>(_env: &mut Env<'l>, _class: JClass<'l>, kh: jlong) -> BridgeRe
 
 fn lease_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, kh: jlong) -> BridgeResult<()> {
     // Dropping aborts the keeper's task.
-    Ok(runtime::enter(|| handle::destroy::<Keeper>(kh))??)
+    destroy_in_runtime::<Keeper>(kh)
 }
 
 fn latch_count_down<'l>(
@@ -184,9 +183,7 @@ fn cluster_register<'l>(
 /// Stops the member's heartbeats and frees it (the row is deleted by `clusterUnregister`).
 fn cluster_member_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, mh: jlong) -> BridgeResult<()> {
     // Dropping aborts the member's heartbeat task.
-    Ok(runtime::enter(|| {
-        handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)
-    })??)
+    destroy_in_runtime::<std::sync::Mutex<ClusterMember>>(mh)
 }
 
 fn cluster_unregister<'l>(

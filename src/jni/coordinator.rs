@@ -13,8 +13,8 @@ use jni::sys::{jboolean, jlong};
 use jni::{Env, NativeMethod};
 
 use super::convert::{
-    block, config_and_id, long_array, millis, open_storage, opt_string, record_array, string,
-    string_array,
+    block, config_and_id, destroy_in_runtime, long_array, millis, open_storage, opt_string,
+    record_array, string, string_array,
 };
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
@@ -125,8 +125,8 @@ fn coordinator_start<'l>(
 }
 
 fn coordinator_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
-    // Dropping aborts a task still running; the runtime must be entered for that.
-    Ok(runtime::enter(|| handle::destroy::<CoordinatorHandle>(h))??)
+    // Dropping aborts a task still running.
+    destroy_in_runtime::<CoordinatorHandle>(h)
 }
 
 /// The next event, or null if none came within `timeout_ms`.
