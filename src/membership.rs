@@ -323,27 +323,19 @@ impl<'a> Membership<'a> {
         Ok(())
     }
 
+    /// Deletes one row of this partition: a member's or its notification row.
+    async fn delete_row(&self, row_key: &str, if_match: &IfMatch) -> Result<()> {
+        self.store
+            .delete_entity(&self.table, &self.partition, row_key, if_match)
+            .await
+    }
+
     /// Graceful leave: the row goes at once, so the leader need not wait for a timeout.
     pub async fn leave(&self) -> Result<()> {
         let _ = self
-            .store
-            .delete_entity(
-                &self.table,
-                &self.partition,
-                &probe_key(&self.processor_id),
-                &IfMatch::Any,
-            )
+            .delete_row(&probe_key(&self.processor_id), &IfMatch::Any)
             .await;
-        match self
-            .store
-            .delete_entity(
-                &self.table,
-                &self.partition,
-                &self.processor_id,
-                &IfMatch::Any,
-            )
-            .await
-        {
+        match self.delete_row(&self.processor_id, &IfMatch::Any).await {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -400,16 +392,7 @@ impl<'a> Membership<'a> {
             let Some(etag) = e.etag.clone().filter(|_| !members.contains(id)) else {
                 continue;
             };
-            match self
-                .store
-                .delete_entity(
-                    &self.table,
-                    &self.partition,
-                    &e.row_key,
-                    &IfMatch::ETag(etag),
-                )
-                .await
-            {
+            match self.delete_row(&e.row_key, &IfMatch::ETag(etag)).await {
                 Ok(()) => removed += 1,
                 Err(e) if lost_race(&e) => {}
                 Err(e) => return Err(e),
@@ -424,26 +407,14 @@ impl<'a> Membership<'a> {
         let mut removed = Vec::new();
         for m in snapshot.dead(timeout) {
             match self
-                .store
-                .delete_entity(
-                    &self.table,
-                    &self.partition,
-                    &m.processor_id,
-                    &IfMatch::ETag(m.etag.clone()),
-                )
+                .delete_row(&m.processor_id, &IfMatch::ETag(m.etag.clone()))
                 .await
             {
                 Ok(()) => {
                     // Its notification row goes with it; a missing one is simply re-created
                     // should the processor come back.
                     let _ = self
-                        .store
-                        .delete_entity(
-                            &self.table,
-                            &self.partition,
-                            &probe_key(&m.processor_id),
-                            &IfMatch::Any,
-                        )
+                        .delete_row(&probe_key(&m.processor_id), &IfMatch::Any)
                         .await;
                     removed.push(m.processor_id.clone())
                 }

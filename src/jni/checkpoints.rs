@@ -4,7 +4,7 @@ use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, config_map, nullable_string_array, open_storage, string, strings};
+use super::convert::{block, config_and_id, open_storage, record_array, string, strings};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::payloads::{StoredCheckpoint, UpstreamOffset};
@@ -58,8 +58,7 @@ fn checkpoint_open<'l>(
     values: JObjectArray<'l, JString<'l>>,
     processor_id: JString<'l>,
 ) -> BridgeResult<jlong> {
-    let map = config_map(env, &keys, &values)?;
-    let processor_id = string(env, &processor_id, "processor id")?;
+    let (map, processor_id) = config_and_id(env, &keys, &values, &processor_id, "processor id")?;
     let config = CheckpointConfig::from_map(&map)?;
     let storage = open_storage(&map)?;
     Ok(handle::into_handle(CheckpointHandle {
@@ -133,15 +132,11 @@ fn checkpoint_read<'l>(
     let task = string(env, &task, "task name")?;
     let c = checkpoints(h)?;
     let read = block(c.store.read(&task))?;
-    let mut fields = Vec::new();
-    for (v, text) in read {
-        StoredCheckpoint {
-            version: v.to_string(),
-            text,
-        }
-        .push_to(&mut fields);
-    }
-    nullable_string_array(env, fields.into_iter())
+    let records = read.into_iter().map(|(v, text)| StoredCheckpoint {
+        version: v.to_string(),
+        text,
+    });
+    record_array(env, Vec::new(), records)
 }
 
 fn checkpoint_write<'l>(
@@ -173,11 +168,10 @@ fn checkpoint_upstream<'l>(
         Some(table) => block(c.store.read_upstream_patiently(table, &task))?,
         None => Vec::new(),
     };
-    let mut fields = Vec::new();
-    for (row_key, offset) in rows {
-        UpstreamOffset { row_key, offset }.push_to(&mut fields);
-    }
-    nullable_string_array(env, fields.into_iter())
+    let records = rows
+        .into_iter()
+        .map(|(row_key, offset)| UpstreamOffset { row_key, offset });
+    record_array(env, Vec::new(), records)
 }
 
 fn checkpoint_clear<'l>(

@@ -3,15 +3,19 @@
 //! the shared runtime from the calling Java thread.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use jni::objects::{JByteArray, JLongArray, JObjectArray, JString};
+use jni::sys::jlong;
 use jni::Env;
 
 use super::error::{BridgeError, BridgeResult};
+use super::handle::{self, HandleType};
+use super::payloads::StringRecord;
 use crate::error::{Error, ErrorKind};
 use crate::runtime;
-use crate::storage::{AzureStorage, BlobRef, LeaseId};
+use crate::storage::{AzureStorage, BlobRef, ETag, LeaseId};
 
 pub(super) fn null_argument(what: &str) -> BridgeError {
     Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into()
@@ -74,6 +78,19 @@ pub(super) fn opt_lease_id(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Optio
         .transpose()?)
 }
 
+pub(super) fn etag(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<ETag> {
+    Ok(ETag(string(env, s, what)?))
+}
+
+pub(super) fn opt_etag(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<ETag>> {
+    Ok(opt_string(env, s)?.map(ETag))
+}
+
+/// A Java timeout in milliseconds; a negative one is no wait.
+pub(super) fn millis(ms: jlong) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
 /// Samza config passed as parallel key and value arrays.
 pub(super) fn config_map(
     env: &mut Env<'_>,
@@ -86,6 +103,19 @@ pub(super) fn config_map(
         return Err(Error::internal("config keys and values differ in length").into());
     }
     Ok(keys.into_iter().zip(values).collect())
+}
+
+/// What the natives opening a handle take: Samza config as parallel key and value arrays, and
+/// the id (`what`) of the processor or group opening it.
+pub(super) fn config_and_id(
+    env: &mut Env<'_>,
+    keys: &JObjectArray<'_, JString<'_>>,
+    values: &JObjectArray<'_, JString<'_>>,
+    id: &JString<'_>,
+    what: &str,
+) -> BridgeResult<(HashMap<String, String>, String)> {
+    let map = config_map(env, keys, values)?;
+    Ok((map, string(env, id, what)?))
 }
 
 /// A Java `String[]` of `items`, freeing each local reference as it goes (a long array can
@@ -113,6 +143,20 @@ pub(super) fn nullable_string_array<'l>(
     Ok(arr)
 }
 
+/// A Java `String[]` of `head`, then the fields of each record (a payload laid out in
+/// `payloads.rs`).
+pub(super) fn record_array<'l, R: StringRecord>(
+    env: &mut Env<'l>,
+    head: Vec<Option<String>>,
+    records: impl IntoIterator<Item = R>,
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    let mut fields = head;
+    for record in records {
+        record.push_to(&mut fields);
+    }
+    nullable_string_array(env, fields.into_iter())
+}
+
 pub(super) fn long_array<'l>(env: &mut Env<'l>, values: &[i64]) -> BridgeResult<JLongArray<'l>> {
     let arr = env.new_long_array(values.len())?;
     arr.set_region(env, 0, values)?;
@@ -127,6 +171,12 @@ pub(super) fn open_storage(
     // The HTTP client must be built inside the runtime context.
     let storage = runtime::enter(|| AzureStorage::new(&storage_config))??;
     Ok(std::sync::Arc::new(storage))
+}
+
+/// Frees a handle whose object owns runtime tasks: dropping it aborts them, which needs the
+/// runtime's context.
+pub(super) fn destroy_in_runtime<T: HandleType>(h: jlong) -> BridgeResult<()> {
+    Ok(runtime::enter(|| handle::destroy::<T>(h))??)
 }
 
 /// Runs a core future on the shared runtime from this (Java) thread.

@@ -7,14 +7,13 @@ use jni::objects::{JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, config_map, open_storage, string};
+use super::convert::{block, config_and_id, destroy_in_runtime, millis, open_storage, string};
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
 use super::registry::native;
 use crate::coordination::{ClusterMember, Group};
 use crate::coordinator::names::JobIdentity;
 use crate::lease::{LeaseKeeper, LeaseState};
-use crate::runtime;
 use crate::storage::AzureStorage;
 
 /// The natives of `Native.java` this file implements (see `registry.rs`).
@@ -72,8 +71,7 @@ fn utils_open<'l>(
     values: JObjectArray<'l, JString<'l>>,
     group_id: JString<'l>,
 ) -> BridgeResult<jlong> {
-    let map = config_map(env, &keys, &values)?;
-    let group_id = string(env, &group_id, "group id")?;
+    let (map, group_id) = config_and_id(env, &keys, &values, &group_id, "group id")?;
     let storage = open_storage(&map)?;
     let job = JobIdentity::from_map(&map)?;
     Ok(handle::into_handle(Group::new(storage, &job, &group_id)?))
@@ -113,7 +111,7 @@ fn lease_await<'l>(
 ) -> BridgeResult<jint> {
     let k = handle::borrow::<Keeper>(kh)?;
     let mut rx = k.state.clone();
-    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let timeout = millis(timeout_ms);
     block(async move {
         let wait = async {
             if until_leader {
@@ -139,7 +137,7 @@ fn lease_stop<'l>(_env: &mut Env<'l>, _class: JClass<'l>, kh: jlong) -> BridgeRe
 
 fn lease_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, kh: jlong) -> BridgeResult<()> {
     // Dropping aborts the keeper's task.
-    Ok(runtime::enter(|| handle::destroy::<Keeper>(kh))??)
+    destroy_in_runtime::<Keeper>(kh)
 }
 
 fn latch_count_down<'l>(
@@ -166,7 +164,7 @@ fn latch_await<'l>(
 ) -> BridgeResult<jboolean> {
     let latch = string(env, &latch, "latch id")?;
     let g = group(h)?;
-    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let timeout = millis(timeout_ms);
     block(g.await_latch(&latch, size.max(0) as usize, timeout))
 }
 
@@ -185,9 +183,7 @@ fn cluster_register<'l>(
 /// Stops the member's heartbeats and frees it (the row is deleted by `clusterUnregister`).
 fn cluster_member_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, mh: jlong) -> BridgeResult<()> {
     // Dropping aborts the member's heartbeat task.
-    Ok(runtime::enter(|| {
-        handle::destroy::<std::sync::Mutex<ClusterMember>>(mh)
-    })??)
+    destroy_in_runtime::<std::sync::Mutex<ClusterMember>>(mh)
 }
 
 fn cluster_unregister<'l>(

@@ -7,15 +7,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use jni::objects::{JClass, JLongArray, JObjectArray, JString};
 use jni::sys::{jboolean, jlong};
 use jni::{Env, NativeMethod};
 
 use super::convert::{
-    block, config_map, long_array, nullable_string_array, open_storage, opt_string, string,
-    string_array,
+    block, config_and_id, destroy_in_runtime, long_array, millis, open_storage, opt_string,
+    record_array, string, string_array,
 };
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
@@ -112,8 +111,7 @@ fn coordinator_start<'l>(
     values: JObjectArray<'l, JString<'l>>,
     processor_id: JString<'l>,
 ) -> BridgeResult<jlong> {
-    let map = config_map(env, &keys, &values)?;
-    let processor_id = string(env, &processor_id, "processor id")?;
+    let (map, processor_id) = config_and_id(env, &keys, &values, &processor_id, "processor id")?;
     let config = CoordinatorConfig::from_map(&map)?;
     let storage = open_storage(&map)?;
     // Starting spawns the protocol task, which needs the runtime's context.
@@ -127,8 +125,8 @@ fn coordinator_start<'l>(
 }
 
 fn coordinator_close<'l>(_env: &mut Env<'l>, _class: JClass<'l>, h: jlong) -> BridgeResult<()> {
-    // Dropping aborts a task still running; the runtime must be entered for that.
-    Ok(runtime::enter(|| handle::destroy::<CoordinatorHandle>(h))??)
+    // Dropping aborts a task still running.
+    destroy_in_runtime::<CoordinatorHandle>(h)
 }
 
 /// The next event, or null if none came within `timeout_ms`.
@@ -139,7 +137,7 @@ fn coordinator_next_event<'l>(
     timeout_ms: jlong,
 ) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
     let c = coordinator(h)?;
-    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let timeout = millis(timeout_ms);
     let Some(event) = block(async { Ok(c.coordinator.next_event(timeout).await) })? else {
         return Ok(JObjectArray::<JString>::null());
     };
@@ -242,14 +240,12 @@ fn job_storage_names<'l>(
 ) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
     let (name, id) = (opt_string(env, &job_name)?, opt_string(env, &job_id)?);
     let names = JobIdentity::new(name.as_deref(), id.as_deref())?.names()?;
-    let mut fields = Vec::new();
-    JobStorageNames {
+    let record = JobStorageNames {
         container: names.container,
         table: names.table,
         checkpoint_table: names.checkpoint_table,
-    }
-    .push_to(&mut fields);
-    nullable_string_array(env, fields.into_iter())
+    };
+    record_array(env, Vec::new(), [record])
 }
 
 /// A [`FenceReading`]; no runtime hop, so tasks can ask it before processing a message.

@@ -2,13 +2,11 @@
 //! shutdown, a no-op round trip and sized result for benchmarks, and entry points that throw,
 //! panic or log on purpose so tests can check the error mapping and the log bridge.
 
-use std::time::Duration;
-
 use jni::objects::{JByteArray, JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
-use super::convert::{block, nullable_string_array, string};
+use super::convert::{block, millis, record_array, string};
 use super::error::{BridgeError, BridgeResult, Throw};
 use super::payloads::LogLine;
 use super::registry::native;
@@ -52,23 +50,16 @@ fn poll_logs<'l>(
     timeout_ms: jlong,
     max: jint,
 ) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-    let (records, dropped) = logging::poll(
-        Duration::from_millis(timeout_ms.max(0) as u64),
-        max.max(1) as usize,
-    );
+    let (records, dropped) = logging::poll(millis(timeout_ms), max.max(1) as usize);
     if records.is_empty() && dropped == 0 {
         return Ok(JObjectArray::<JString>::null());
     }
-    let mut fields = vec![Some(dropped.to_string())];
-    for r in records {
-        LogLine {
-            level: logging::level_name(r.level).to_owned(),
-            target: r.target,
-            message: r.message,
-        }
-        .push_to(&mut fields);
-    }
-    nullable_string_array(env, fields.into_iter())
+    let lines = records.into_iter().map(|r| LogLine {
+        level: logging::level_name(r.level).to_owned(),
+        target: r.target,
+        message: r.message,
+    });
+    record_array(env, vec![Some(dropped.to_string())], lines)
 }
 
 fn shutdown_runtime<'l>(
@@ -76,7 +67,7 @@ fn shutdown_runtime<'l>(
     _class: JClass<'l>,
     timeout_ms: jlong,
 ) -> BridgeResult<()> {
-    runtime::shutdown(Duration::from_millis(timeout_ms.max(0) as u64));
+    runtime::shutdown(millis(timeout_ms));
     Ok(())
 }
 

@@ -90,6 +90,12 @@ impl StringField for Option<String> {
     }
 }
 
+/// A record of string fields (a [`string_record!`]), as the encoders send it.
+pub trait StringRecord {
+    /// Appends the fields in layout order.
+    fn push_to(self, out: &mut Vec<Option<String>>);
+}
+
 /// A record of string fields, encoded as part of a Java `String[]` in declaration order: once
 /// (`fields`), or repeated after a head (`head [...] each`), one record per group.
 macro_rules! string_record {
@@ -119,9 +125,8 @@ macro_rules! string_record {
             $(pub $field: $ty),+
         }
 
-        impl $record {
-            /// Appends the fields in layout order.
-            pub fn push_to(self, out: &mut Vec<Option<String>>) {
+        impl StringRecord for $record {
+            fn push_to(self, out: &mut Vec<Option<String>>) {
                 $(out.push(StringField::into_field(self.$field));)+
             }
         }

@@ -8,7 +8,7 @@ use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, NativeMethod};
 
 use super::convert::{
-    blob, block, bytes, config_map, lease_id, long_array, opt_lease_id, opt_string, string,
+    blob, block, bytes, config_map, etag, lease_id, long_array, opt_etag, opt_lease_id, string,
 };
 use super::error::{BridgeResult, Throw};
 use super::handle::{self, HandleType};
@@ -17,7 +17,7 @@ use super::registry::native;
 use crate::config::StorageConfig;
 use crate::error::{Error, ErrorKind};
 use crate::runtime;
-use crate::storage::{AzureStorage, Change, DocumentStore, ETag, LeaseDuration, LeaseStore};
+use crate::storage::{AzureStorage, Change, DocumentStore, LeaseDuration, LeaseStore};
 
 impl HandleType for AzureStorage {
     const TAG: u64 = 0x5341_5a53_544f_5231; // "SAZSTOR1"
@@ -212,7 +212,7 @@ fn doc_read_if_changed<'l>(
     known: JString<'l>,
 ) -> BridgeResult<JObjectArray<'l>> {
     let blob = blob(env, &container, &name)?;
-    let known = ETag(string(env, &known, "known etag")?);
+    let known = etag(env, &known, "known etag")?;
     match block(storage(h)?.read_document_if_changed(&blob, &known))? {
         Some(d) => document_pair(env, &d.body, &d.etag.0),
         None => Ok(JObjectArray::<JObject>::null()),
@@ -229,7 +229,7 @@ fn doc_check<'l>(
     known: JString<'l>,
 ) -> BridgeResult<JString<'l>> {
     let blob = blob(env, &container, &name)?;
-    let known = ETag(string(env, &known, "known etag")?);
+    let known = etag(env, &known, "known etag")?;
     match block(storage(h)?.check_document(&blob, &known))? {
         Change::Unchanged => Ok(JString::null()),
         Change::Changed(etag) => Ok(env.new_string(etag.0)?),
@@ -249,7 +249,7 @@ fn doc_replace<'l>(
     lease: JString<'l>,
 ) -> BridgeResult<JString<'l>> {
     let (blob, body) = (blob(env, &container, &name)?, bytes(env, &body, "body")?);
-    let if_match = opt_string(env, &if_match)?.map(ETag);
+    let if_match = opt_etag(env, &if_match)?;
     let lease = opt_lease_id(env, &lease)?;
     let etag = block(storage(h)?.replace_document(&blob, body, if_match.as_ref(), lease))?;
     Ok(env.new_string(etag.0)?)
@@ -265,7 +265,7 @@ fn doc_delete<'l>(
     lease: JString<'l>,
 ) -> BridgeResult<()> {
     let blob = blob(env, &container, &name)?;
-    let if_match = opt_string(env, &if_match)?.map(ETag);
+    let if_match = opt_etag(env, &if_match)?;
     let lease = opt_lease_id(env, &lease)?;
     block(storage(h)?.delete_document(&blob, if_match.as_ref(), lease))
 }

@@ -142,6 +142,25 @@ impl AzureStorage {
         self.tables.table_client(table)
     }
 
+    /// [`Self::run`] with one SDK client: its request builders take the client by value, so
+    /// each attempt gets its own clone.
+    pub(super) async fn run_on<C, T, F, Fut>(
+        &self,
+        what: impl std::fmt::Display,
+        idempotency: Idempotency,
+        deadline: Option<Duration>,
+        client: C,
+        mut op: F,
+    ) -> Result<T>
+    where
+        C: Clone,
+        F: FnMut(C) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.run(what, idempotency, deadline, || op(client.clone()))
+            .await
+    }
+
     /// Runs one logical operation with our retry policy, counting it, and labelling any error
     /// with `what`.
     pub(super) async fn run<T, F, Fut>(
@@ -174,6 +193,15 @@ impl AzureStorage {
                 Err(e)
             }
         }
+    }
+}
+
+/// A create's outcome as the `ensure_*` calls report it: `false` when it existed already.
+pub(super) fn created(r: Result<()>) -> Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

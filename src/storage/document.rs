@@ -5,7 +5,7 @@ use azure_core::request_options::{IfMatchCondition, LeaseId as SdkLeaseId};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::azure::{classify, AzureStorage};
+use super::azure::{classify, created, AzureStorage};
 use super::retry::Idempotency;
 use super::{BlobRef, Change, Document, DocumentStore, ETag, LeaseId};
 use crate::error::{Error, ErrorKind, Result};
@@ -43,34 +43,26 @@ fn is_not_modified(e: &Error) -> bool {
 impl DocumentStore for AzureStorage {
     async fn ensure_container(&self, container: &str) -> Result<bool> {
         super::names::validate_container(container)?;
-        let client = self.container_client(container);
-        let r = self
-            .run(
+        created(
+            self.run_on(
                 format!("create container {container}"),
                 Idempotency::Idempotent,
                 None,
-                || {
-                    let client = client.clone();
-                    async move { client.create().await.map(|_| ()).map_err(classify) }
-                },
+                self.container_client(container),
+                |client| async move { client.create().await.map(|_| ()).map_err(classify) },
             )
-            .await;
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
+            .await,
+        )
     }
 
     async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
         check_body(blob, &body)?;
-        let client = self.blob_client(blob);
-        self.run(
+        self.run_on(
             format!("create document {blob}"),
             Idempotency::Conditional,
             None,
-            || {
-                let client = client.clone();
+            self.blob_client(blob),
+            |client| {
                 let body = body.clone();
                 async move {
                     let resp = client
@@ -87,18 +79,15 @@ impl DocumentStore for AzureStorage {
     }
 
     async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
-        let client = self.blob_client(blob);
-        self.run(
+        self.run_on(
             format!("read document {blob}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
-                async move {
-                    read(client, None)
-                        .await
-                        .map(|d| d.expect("unconditional read"))
-                }
+            self.blob_client(blob),
+            |client| async move {
+                read(client, None)
+                    .await
+                    .map(|d| d.expect("unconditional read"))
             },
         )
         .await
@@ -109,33 +98,28 @@ impl DocumentStore for AzureStorage {
         blob: &BlobRef,
         known: &ETag,
     ) -> Result<Option<Document>> {
-        let client = self.blob_client(blob);
-        self.run(
+        self.run_on(
             format!("poll document {blob}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
-                let known = known.clone();
-                async move { read(client, Some(known)).await }
-            },
+            self.blob_client(blob),
+            |client| read(client, Some(known.clone())),
         )
         .await
     }
 
     async fn check_document(&self, blob: &BlobRef, known: &ETag) -> Result<Change> {
-        let client = self.blob_client(blob);
-        self.run(
+        self.run_on(
             format!("check document {blob}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
+            self.blob_client(blob),
+            |client| {
                 let known = known.clone();
                 async move {
                     match client
                         .get_properties()
-                        .if_match(IfMatchCondition::NotMatch(known.0.clone()))
+                        .if_match(IfMatchCondition::NotMatch(known.0))
                         .await
                         .map_err(classify)
                     {
@@ -159,18 +143,17 @@ impl DocumentStore for AzureStorage {
         lease: Option<LeaseId>,
     ) -> Result<ETag> {
         check_body(blob, &body)?;
-        let client = self.blob_client(blob);
         let idempotency = if if_match.is_some() {
             Idempotency::Conditional
         } else {
             Idempotency::Idempotent
         };
-        self.run(
+        self.run_on(
             format!("replace document {blob}"),
             idempotency,
             None,
-            || {
-                let client = client.clone();
+            self.blob_client(blob),
+            |client| {
                 let body = body.clone();
                 let if_match = if_match.cloned();
                 async move {
@@ -197,13 +180,12 @@ impl DocumentStore for AzureStorage {
         if_match: Option<&ETag>,
         lease: Option<LeaseId>,
     ) -> Result<()> {
-        let client = self.blob_client(blob);
-        self.run(
+        self.run_on(
             format!("delete document {blob}"),
             Idempotency::Conditional,
             None,
-            || {
-                let client = client.clone();
+            self.blob_client(blob),
+            |client| {
                 let if_match = if_match.cloned();
                 async move {
                     let mut del = client.delete();

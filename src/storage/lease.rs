@@ -36,13 +36,12 @@ impl LeaseStore for AzureStorage {
             LeaseDuration::Seconds(s) => SdkDuration::Seconds(s),
             LeaseDuration::Infinite => SdkDuration::Infinite,
         };
-        let client = self.blob_client(blob);
-        self.run(
+        self.run_on(
             format!("acquire lease on {blob}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
+            self.blob_client(blob),
+            |client| {
                 let duration = duration.clone();
                 async move {
                     let resp = client
@@ -63,29 +62,23 @@ impl LeaseStore for AzureStorage {
         lease: LeaseId,
         deadline: Option<Duration>,
     ) -> Result<()> {
-        let client = self.blob_client(blob).blob_lease_client(to_sdk(lease));
-        self.run(
+        self.run_on(
             format!("renew lease on {blob}"),
             Idempotency::Idempotent,
             deadline,
-            || {
-                let client = client.clone();
-                async move { client.renew().await.map(|_| ()).map_err(classify) }
-            },
+            self.blob_client(blob).blob_lease_client(to_sdk(lease)),
+            |client| async move { client.renew().await.map(|_| ()).map_err(classify) },
         )
         .await
     }
 
     async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()> {
-        let client = self.blob_client(blob).blob_lease_client(to_sdk(lease));
-        self.run(
+        self.run_on(
             format!("release lease on {blob}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
-                async move { client.release().await.map(|_| ()).map_err(classify) }
-            },
+            self.blob_client(blob).blob_lease_client(to_sdk(lease)),
+            |client| async move { client.release().await.map(|_| ()).map_err(classify) },
         )
         .await
     }
@@ -100,21 +93,18 @@ impl LeaseStore for AzureStorage {
                 ),
             ));
         }
-        let client = self.blob_client(blob);
-        self.run(
+        self.run_on(
             format!("break lease on {blob}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
-                async move {
-                    let resp = client
-                        .break_lease()
-                        .lease_break_period(LeaseBreakPeriod::from(break_period))
-                        .await
-                        .map_err(classify)?;
-                    Ok(Duration::from_secs(u64::from(resp.lease_time)))
-                }
+            self.blob_client(blob),
+            |client| async move {
+                let resp = client
+                    .break_lease()
+                    .lease_break_period(LeaseBreakPeriod::from(break_period))
+                    .await
+                    .map_err(classify)?;
+                Ok(Duration::from_secs(u64::from(resp.lease_time)))
             },
         )
         .await
@@ -126,22 +116,19 @@ impl LeaseStore for AzureStorage {
         lease: LeaseId,
         proposed: LeaseId,
     ) -> Result<LeaseId> {
-        let client = self.blob_client(blob).blob_lease_client(to_sdk(lease));
         // Not idempotent: after a lost response the old id no longer works, and the new one
         // does. The retry reports that conflict as an unknown outcome.
-        self.run(
+        self.run_on(
             format!("change lease on {blob}"),
             Idempotency::Conditional,
             None,
-            || {
-                let client = client.clone();
-                async move {
-                    let resp = client
-                        .change(ProposedLeaseId::from(to_sdk(proposed)))
-                        .await
-                        .map_err(classify)?;
-                    from_sdk(&resp.lease_id)
-                }
+            self.blob_client(blob).blob_lease_client(to_sdk(lease)),
+            |client| async move {
+                let resp = client
+                    .change(ProposedLeaseId::from(to_sdk(proposed)))
+                    .await
+                    .map_err(classify)?;
+                from_sdk(&resp.lease_id)
             },
         )
         .await

@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use azure_core::Continuable;
-use azure_data_tables::prelude::{Filter, Top};
+use azure_data_tables::prelude::{EntityClient, Filter, Top};
 use azure_data_tables::IfMatchCondition;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
-use super::azure::{classify, from_status, AzureStorage};
+use super::azure::{classify, created, from_status, AzureStorage};
 use super::names::{validate_key, validate_table};
 use super::retry::Idempotency;
 use super::{
@@ -20,9 +20,13 @@ pub const MAX_ENTITY_BYTES: usize = 1024 * 1024;
 
 type Json = Map<String, Value>;
 
+fn validate_keys(partition_key: &str, row_key: &str) -> Result<()> {
+    validate_key("PartitionKey", partition_key)?;
+    validate_key("RowKey", row_key)
+}
+
 fn to_json(table: &str, entity: &Entity) -> Result<Json> {
-    validate_key("PartitionKey", &entity.partition_key)?;
-    validate_key("RowKey", &entity.row_key)?;
+    validate_keys(&entity.partition_key, &entity.row_key)?;
     let mut json = entity.properties.clone();
     for reserved in ["PartitionKey", "RowKey", "Timestamp"] {
         json.remove(reserved);
@@ -104,53 +108,51 @@ fn sdk_err(what: &str) -> impl Fn(azure_core::Error) -> Error + '_ {
     }
 }
 
+impl AzureStorage {
+    /// The client addressing one entity.
+    fn entity_client(&self, table: &str, partition_key: &str, row_key: &str) -> EntityClient {
+        self.table_client(table)
+            .partition_key_client(url_key(partition_key))
+            .entity_client(url_key(row_key))
+    }
+}
+
 #[async_trait]
 impl TableStore for AzureStorage {
     async fn ensure_table(&self, table: &str) -> Result<bool> {
         validate_table(table)?;
-        let client = self.table_client(table);
-        let r = self
-            .run(
+        created(
+            self.run_on(
                 format!("create table {table}"),
                 Idempotency::Idempotent,
                 None,
-                || {
-                    let client = client.clone();
-                    async move { client.create().await.map(|_| ()).map_err(classify) }
-                },
+                self.table_client(table),
+                |client| async move { client.create().await.map(|_| ()).map_err(classify) },
             )
-            .await;
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
+            .await,
+        )
     }
 
     async fn delete_table(&self, table: &str) -> Result<()> {
         validate_table(table)?;
-        let client = self.table_client(table);
-        self.run(
+        self.run_on(
             format!("delete table {table}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
-                async move { client.delete().await.map(|_| ()).map_err(classify) }
-            },
+            self.table_client(table),
+            |client| async move { client.delete().await.map(|_| ()).map_err(classify) },
         )
         .await
     }
 
     async fn insert_entity(&self, table: &str, entity: &Entity) -> Result<ETag> {
         let json = to_json(table, entity)?;
-        let client = self.table_client(table);
-        self.run(
+        self.run_on(
             format!("insert {table}/{}/{}", entity.partition_key, entity.row_key),
             Idempotency::Conditional,
             None,
-            || {
-                let client = client.clone();
+            self.table_client(table),
+            |client| {
                 let json = json.clone();
                 async move {
                     let resp = client
@@ -167,16 +169,12 @@ impl TableStore for AzureStorage {
 
     async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag> {
         let json = to_json(table, entity)?;
-        let client = self
-            .table_client(table)
-            .partition_key_client(url_key(&entity.partition_key))
-            .entity_client(url_key(&entity.row_key));
-        self.run(
+        self.run_on(
             format!("upsert {table}/{}/{}", entity.partition_key, entity.row_key),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
+            self.entity_client(table, &entity.partition_key, &entity.row_key),
+            |client| {
                 let json = json.clone();
                 async move {
                     let builder = match mode {
@@ -200,17 +198,12 @@ impl TableStore for AzureStorage {
         mode: WriteMode,
     ) -> Result<ETag> {
         let json = to_json(table, entity)?;
-        let client = self
-            .table_client(table)
-            .partition_key_client(url_key(&entity.partition_key))
-            .entity_client(url_key(&entity.row_key));
-        let idempotency = idempotency(if_match);
-        self.run(
+        self.run_on(
             format!("update {table}/{}/{}", entity.partition_key, entity.row_key),
-            idempotency,
+            idempotency(if_match),
             None,
-            || {
-                let client = client.clone();
+            self.entity_client(table, &entity.partition_key, &entity.row_key),
+            |client| {
                 let json = json.clone();
                 let cond = sdk_if_match(if_match);
                 async move {
@@ -228,22 +221,15 @@ impl TableStore for AzureStorage {
     }
 
     async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity> {
-        validate_key("PartitionKey", partition_key)?;
-        validate_key("RowKey", row_key)?;
-        let client = self
-            .table_client(table)
-            .partition_key_client(url_key(partition_key))
-            .entity_client(url_key(row_key));
-        self.run(
+        validate_keys(partition_key, row_key)?;
+        self.run_on(
             format!("read {table}/{partition_key}/{row_key}"),
             Idempotency::Idempotent,
             None,
-            || {
-                let client = client.clone();
-                async move {
-                    let resp = client.get::<Json>().await.map_err(classify)?;
-                    from_json(resp.entity, Some(ETag(resp.etag.to_string())))
-                }
+            self.entity_client(table, partition_key, row_key),
+            |client| async move {
+                let resp = client.get::<Json>().await.map_err(classify)?;
+                from_json(resp.entity, Some(ETag(resp.etag.to_string())))
             },
         )
         .await
@@ -371,16 +357,14 @@ impl TableStore for AzureStorage {
         } else {
             Idempotency::Idempotent
         };
-        let client = self
-            .table_client(table)
-            .partition_key_client(url_key(partition_key));
         let count = ops.len();
-        self.run(
+        self.run_on(
             format!("batch of {count} on {table}/{partition_key}"),
             idempotency,
             None,
-            || {
-                let client = client.clone();
+            self.table_client(table)
+                .partition_key_client(url_key(partition_key)),
+            |client| {
                 let ops = ops.clone();
                 let encoded = encoded.clone();
                 async move {
@@ -454,19 +438,13 @@ impl TableStore for AzureStorage {
         row_key: &str,
         if_match: &IfMatch,
     ) -> Result<()> {
-        validate_key("PartitionKey", partition_key)?;
-        validate_key("RowKey", row_key)?;
-        let client = self
-            .table_client(table)
-            .partition_key_client(url_key(partition_key))
-            .entity_client(url_key(row_key));
-        let idempotency = idempotency(if_match);
-        self.run(
+        validate_keys(partition_key, row_key)?;
+        self.run_on(
             format!("delete {table}/{partition_key}/{row_key}"),
-            idempotency,
+            idempotency(if_match),
             None,
-            || {
-                let client = client.clone();
+            self.entity_client(table, partition_key, row_key),
+            |client| {
                 let cond = sdk_if_match(if_match);
                 async move {
                     client
