@@ -28,8 +28,8 @@ import org.apache.samza.task.TaskFactoryUtil;
  * A high-level application in its own JVM, driven by Samza's {@link StreamProcessor} directly, as a
  * custom runner would (not {@code AzureApplicationRunner}): {@code HighLevelProcessorMain
  * <config.properties> <processor id>}. Its one operator writes the same ownership log as {@link
- * OwnershipTask}, so {@link ProcessorCluster} reads it the same way. The coordinator comes from
- * {@code job.coordinator.factory}; nothing of ours wraps the tasks.
+ * OwnershipTask}, so {@link OwnershipLog} reads it the same way. The coordinator comes from {@code
+ * job.coordinator.factory}; nothing of ours wraps the tasks.
  */
 public final class HighLevelProcessorMain {
   private HighLevelProcessorMain() {}
