@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.TreeSet;
@@ -45,7 +46,8 @@ public final class OwnershipLog {
 
   /**
    * One line of a task log: {@code start|msg|stop <processor> <partition> <offset or -> <epoch
-   * millis>}, as {@link OwnershipTask} writes it.
+   * millis>}. The tasks write it with {@link #line} and the harness reads it with {@link #parse},
+   * so the two cannot drift apart.
    */
   public static final class Entry {
     public final Kind kind;
@@ -63,6 +65,22 @@ public final class OwnershipLog {
       this.partition = partition;
       this.offset = offset;
       this.millis = millis;
+    }
+
+    /**
+     * The line a task writes for an entry; {@code offset} is the message's offset as the input
+     * system gave it, or null for start and stop.
+     */
+    static String line(Kind kind, String processor, int partition, String offset, long millis) {
+      return kind.name().toLowerCase(Locale.ROOT)
+          + " "
+          + processor
+          + " "
+          + partition
+          + " "
+          + (offset == null ? "-" : offset)
+          + " "
+          + millis;
     }
 
     /** The entry a line records, or null for a line still being written (or of another kind). */
