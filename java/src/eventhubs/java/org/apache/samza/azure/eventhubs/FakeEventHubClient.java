@@ -13,6 +13,7 @@ import com.microsoft.azure.eventhubs.PartitionSender;
 import com.microsoft.azure.eventhubs.ReceiverOptions;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -40,6 +41,64 @@ final class FakeEventHubClient implements EventHubClient {
    * <consumer group> <epoch> <offset|-> <sequence number|-> <enqueued millis|-> <inclusive>}.
    */
   static final String RECEIVERS_LOG = "receivers.log";
+
+  /** One line of the {@link #RECEIVERS_LOG}, parsed once: where a receiver was asked to start. */
+  static final class ReceiverRecord {
+    final long millis;
+    final String processor;
+
+    /** {@code <namespace>/<entity path>}. */
+    final String hub;
+
+    final String partitionId;
+    final String consumerGroup;
+    final long epoch;
+
+    /** The start offset, "-" when the receiver starts by sequence number or time. */
+    final String offset;
+
+    final String sequenceNumber;
+    final String enqueuedMillis;
+    final boolean inclusive;
+    private final String line;
+
+    private ReceiverRecord(String line, String[] f) {
+      this.line = line;
+      millis = Long.parseLong(f[0]);
+      processor = f[1];
+      hub = f[2];
+      partitionId = f[3];
+      consumerGroup = f[4];
+      epoch = Long.parseLong(f[5]);
+      offset = f[6];
+      sequenceNumber = f[7];
+      enqueuedMillis = f[8];
+      inclusive = Boolean.parseBoolean(f[9]);
+    }
+
+    /** Every complete line of {@code <root>/receivers.log}, in order (none: no log yet). */
+    static List<ReceiverRecord> read(Path root) throws IOException {
+      List<ReceiverRecord> out = new ArrayList<>();
+      Path log = root.resolve(RECEIVERS_LOG);
+      if (!Files.exists(log)) {
+        return out;
+      }
+      for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
+        String[] f = line.split(" ");
+        // Fewer fields: a line still being written.
+        if (f.length == 10) {
+          out.add(new ReceiverRecord(line, f));
+        }
+      }
+      return out;
+    }
+
+    /** The line as written. */
+    @Override
+    public String toString() {
+      return line;
+    }
+  }
 
   private final Path root;
   private final FakeHub hub;

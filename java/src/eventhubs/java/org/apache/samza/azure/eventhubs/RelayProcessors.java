@@ -12,71 +12,51 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.TreeMap;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.TimeUnit;
-import org.apache.samza.azure.testing.job.ProcessorCluster;
+import org.apache.samza.azure.testing.job.ProcessorFiles;
+import org.apache.samza.azure.testing.job.ProcessorJvms;
 
 /**
  * Runs {@link RelayApp} on several processors, one JVM each ({@link RelayProcessorMain}), with one
- * shared config, and reads back what their tasks recorded ({@link RelayTask}'s logs). Processor
- * output goes to {@code <dir>/<id>.out}.
+ * shared config, and reads back what their tasks recorded ({@link RelayTask}'s logs). The JVMs'
+ * lifecycle is {@link ProcessorJvms}'; processor output goes to {@code <dir>/<id>.out}.
  */
 final class RelayProcessors implements AutoCloseable {
   private final Path dir;
   private final Path configFile;
-  private final List<String> jvmArgs;
-  private final String classpath;
-  private final Map<String, Process> processes = new ConcurrentHashMap<>();
+  private final ProcessorJvms jvms;
 
   RelayProcessors(Path dir, Map<String, String> config, List<String> jvmArgs, String classpath)
       throws IOException {
     this.dir = dir;
-    this.jvmArgs = jvmArgs;
-    this.classpath = classpath;
+    this.jvms = new ProcessorJvms(dir, jvmArgs, classpath);
     Properties props = new Properties();
     props.putAll(config);
     props.put(RelayTask.LOG_DIR, dir.toString());
     configFile =
-        ProcessorCluster.writeProcessorFiles(
-            dir, props, "org.apache.samza.checkpoint.OffsetManager");
+        ProcessorFiles.writeShared(dir, props, "org.apache.samza.checkpoint.OffsetManager");
   }
 
   void start(String id) throws IOException {
-    processes.put(
-        id,
-        ProcessorCluster.launch(dir, jvmArgs, classpath, RelayProcessorMain.class, configFile, id));
+    jvms.start(id, RelayProcessorMain.class, configFile);
   }
 
   boolean isRunning(String id) {
-    Process p = processes.get(id);
-    return p != null && p.isAlive();
+    return jvms.isRunning(id);
   }
 
   /** SIGKILL, and waits until the process is gone. */
   void kill(String id) throws InterruptedException {
-    processes.get(id).destroyForcibly().waitFor();
+    jvms.kill(id);
   }
 
   /** SIGTERM to all of them at once (Samza stops each gracefully), then waits for each. */
   Map<String, Integer> stop(Collection<String> ids) throws InterruptedException {
-    for (String id : ids) {
-      processes.get(id).destroy();
-    }
-    Map<String, Integer> exits = new TreeMap<>();
-    for (String id : ids) {
-      Process p = processes.get(id);
-      if (!p.waitFor(60, TimeUnit.SECONDS)) {
-        throw new AssertionError(id + " did not stop within 60 s of SIGTERM");
-      }
-      exits.put(id, p.exitValue());
-    }
-    return exits;
+    return jvms.stop(ids);
   }
 
   /** The last lines a processor printed, for failure messages. */
   String tail(String id, int lines) throws IOException {
-    List<String> all = Files.readAllLines(dir.resolve(id + ".out"), StandardCharsets.UTF_8);
-    return String.join("\n", all.subList(Math.max(0, all.size() - lines), all.size()));
+    return jvms.tail(id, lines);
   }
 
   /** One line of a task log. */
@@ -148,12 +128,6 @@ final class RelayProcessors implements AutoCloseable {
 
   @Override
   public void close() {
-    try {
-      for (Process p : processes.values()) {
-        p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-      }
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    }
+    jvms.close();
   }
 }

@@ -9,6 +9,8 @@ import com.microsoft.azure.storage.table.DynamicTableEntity;
 import com.microsoft.azure.storage.table.EntityProperty;
 import com.microsoft.azure.storage.table.TableOperation;
 import com.microsoft.azure.storage.table.TableQuery;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -129,13 +131,13 @@ public class CheckpointedJobTest extends AzuriteTest {
           try {
             assertRunning(c, id);
             return c.output(id).stream().anyMatch(l -> l.contains(line));
-          } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e);
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
           }
         });
   }
 
-  private static void assertRunning(ProcessorCluster c, String id) throws java.io.IOException {
+  private static void assertRunning(ProcessorCluster c, String id) throws IOException {
     Integer status = c.exitStatus(id);
     if (status != null) {
       throw new AssertionError(id + " exited with status " + status + ":\n" + c.tail(id, 80));
@@ -181,8 +183,8 @@ public class CheckpointedJobTest extends AzuriteTest {
             try {
               assertRunning(c, "p3");
               return c.settled(Arrays.asList("p1", "p2"), 0);
-            } catch (java.io.IOException e) {
-              throw new java.io.UncheckedIOException(e);
+            } catch (IOException e) {
+              throw new UncheckedIOException(e);
             }
           });
       long left = outageMs - (System.nanoTime() - cutAt) / 1_000_000;
@@ -207,8 +209,8 @@ public class CheckpointedJobTest extends AzuriteTest {
                       l ->
                           l.contains("lost contact with storage")
                               || l.contains("rejoins as a fresh processor"));
-            } catch (java.io.IOException e) {
-              throw new java.io.UncheckedIOException(e);
+            } catch (IOException e) {
+              throw new UncheckedIOException(e);
             }
           });
       Await.until(
@@ -219,8 +221,8 @@ public class CheckpointedJobTest extends AzuriteTest {
               assertRunning(c, "p3");
               return c.holds().stream()
                   .noneMatch(h -> h.processor.equals("p3") && h.end == Long.MAX_VALUE);
-            } catch (java.io.IOException e) {
-              throw new java.io.UncheckedIOException(e);
+            } catch (IOException e) {
+              throw new UncheckedIOException(e);
             }
           });
 
@@ -232,8 +234,8 @@ public class CheckpointedJobTest extends AzuriteTest {
             try {
               assertRunning(c, "p3");
               return c.settled(live, since);
-            } catch (java.io.IOException e) {
-              throw new java.io.UncheckedIOException(e);
+            } catch (IOException e) {
+              throw new UncheckedIOException(e);
             }
           });
       assertEquals(new ArrayList<String>(), c.overlaps());
@@ -339,8 +341,8 @@ public class CheckpointedJobTest extends AzuriteTest {
             try {
               assertRunning(c, "p1");
               return c.settled(Arrays.asList("p1"), since);
-            } catch (java.io.IOException e) {
-              throw new java.io.UncheckedIOException(e);
+            } catch (IOException e) {
+              throw new UncheckedIOException(e);
             }
           });
       String out = String.join("\n", c.output("p1"));
@@ -356,8 +358,8 @@ public class CheckpointedJobTest extends AzuriteTest {
         () -> {
           try {
             return c.settled(live, since);
-          } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e);
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
           }
         });
   }

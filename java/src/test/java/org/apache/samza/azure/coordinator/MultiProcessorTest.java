@@ -5,6 +5,8 @@ import static org.junit.Assert.assertNotEquals;
 import static org.junit.Assert.assertNotNull;
 import static org.junit.Assert.assertTrue;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -16,6 +18,7 @@ import org.apache.samza.azure.AzuriteTest;
 import org.apache.samza.azure.testing.Await;
 import org.apache.samza.azure.testing.FaithfulProxy;
 import org.apache.samza.azure.testing.job.HighLevelProcessorMain;
+import org.apache.samza.azure.testing.job.OwnershipLog;
 import org.apache.samza.azure.testing.job.ProcessorCluster;
 import org.junit.Test;
 
@@ -84,8 +87,8 @@ public class MultiProcessorTest extends AzuriteTest {
   private static boolean check(ProcessorCluster c, List<String> expected, long since) {
     try {
       return c.settled(expected, since);
-    } catch (java.io.IOException e) {
-      throw new java.io.UncheckedIOException(e);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
     }
   }
 
@@ -242,15 +245,15 @@ public class MultiProcessorTest extends AzuriteTest {
       c.signal(leader, "CONT");
       long since = System.currentTimeMillis();
       Await.until("SIGCONT of " + leader, 60_000, () -> check(c, all, since));
-      List<ProcessorCluster.Hold> resumed = new ArrayList<>();
-      for (ProcessorCluster.Hold h : c.holds()) {
+      List<OwnershipLog.Hold> resumed = new ArrayList<>();
+      for (OwnershipLog.Hold h : c.holds()) {
         if (h.afterPause && h.messages > 0) {
           resumed.add(h);
         }
       }
       assertEquals(
           "messages processed by " + leader + "'s old container after its fence deadline",
-          new ArrayList<ProcessorCluster.Hold>(),
+          new ArrayList<OwnershipLog.Hold>(),
           resumed);
       assertEquals("overlapping holds", new ArrayList<String>(), c.overlaps());
     }

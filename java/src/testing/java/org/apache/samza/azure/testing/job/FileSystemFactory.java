@@ -15,6 +15,7 @@ import org.apache.samza.SamzaException;
 import org.apache.samza.config.Config;
 import org.apache.samza.metrics.MetricsRegistry;
 import org.apache.samza.system.IncomingMessageEnvelope;
+import org.apache.samza.system.OutgoingMessageEnvelope;
 import org.apache.samza.system.SystemAdmin;
 import org.apache.samza.system.SystemConsumer;
 import org.apache.samza.system.SystemFactory;
@@ -52,7 +53,7 @@ public final class FileSystemFactory implements SystemFactory {
       public void register(String source) {}
 
       @Override
-      public void send(String source, org.apache.samza.system.OutgoingMessageEnvelope envelope) {
+      public void send(String source, OutgoingMessageEnvelope envelope) {
         throw new UnsupportedOperationException("the file system is input only");
       }
 

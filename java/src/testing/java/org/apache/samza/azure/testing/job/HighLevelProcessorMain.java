@@ -10,6 +10,7 @@ import org.apache.samza.application.StreamApplication;
 import org.apache.samza.application.descriptors.ApplicationDescriptorImpl;
 import org.apache.samza.application.descriptors.ApplicationDescriptorUtil;
 import org.apache.samza.application.descriptors.StreamApplicationDescriptor;
+import org.apache.samza.azure.testing.job.OwnershipLog.Kind;
 import org.apache.samza.config.Config;
 import org.apache.samza.config.JobConfig;
 import org.apache.samza.config.MapConfig;
@@ -28,8 +29,8 @@ import org.apache.samza.task.TaskFactoryUtil;
  * A high-level application in its own JVM, driven by Samza's {@link StreamProcessor} directly, as a
  * custom runner would (not {@code AzureApplicationRunner}): {@code HighLevelProcessorMain
  * <config.properties> <processor id>}. Its one operator writes the same ownership log as {@link
- * OwnershipTask}, so {@link ProcessorCluster} reads it the same way. The coordinator comes from
- * {@code job.coordinator.factory}; nothing of ours wraps the tasks.
+ * OwnershipTask}, so {@link OwnershipLog} reads it the same way. The coordinator comes from {@code
+ * job.coordinator.factory}; nothing of ours wraps the tasks.
  */
 public final class HighLevelProcessorMain {
   private HighLevelProcessorMain() {}
@@ -48,30 +49,20 @@ public final class HighLevelProcessorMain {
       SystemStreamPartition ssp =
           context.getTaskContext().getTaskModel().getSystemStreamPartitions().iterator().next();
       partition = ssp.getPartition().getPartitionId();
-      OwnershipTask.write(
-          config, "start " + processor + " " + partition + " - " + System.currentTimeMillis());
+      OwnershipTask.write(config, Kind.START, processor, partition, null);
     }
 
     @Override
     public Object apply(Object message) {
       // The message is "m<n>" on line n: n is its offset.
       OwnershipTask.write(
-          config,
-          "msg "
-              + processor
-              + " "
-              + partition
-              + " "
-              + String.valueOf(message).trim().substring(1)
-              + " "
-              + System.currentTimeMillis());
+          config, Kind.MSG, processor, partition, String.valueOf(message).trim().substring(1));
       return message;
     }
 
     @Override
     public void close() {
-      OwnershipTask.write(
-          config, "stop " + processor + " " + partition + " - " + System.currentTimeMillis());
+      OwnershipTask.write(config, Kind.STOP, processor, partition, null);
     }
   }
 

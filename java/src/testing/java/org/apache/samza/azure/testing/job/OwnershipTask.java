@@ -1,5 +1,6 @@
 package org.apache.samza.azure.testing.job;
 
+import org.apache.samza.azure.testing.job.OwnershipLog.Kind;
 import org.apache.samza.config.Config;
 import org.apache.samza.context.Context;
 import org.apache.samza.system.IncomingMessageEnvelope;
@@ -11,8 +12,8 @@ import org.apache.samza.task.TaskCoordinator;
 
 /**
  * Records when this processor holds a partition and every message it processes, one line each, in
- * {@code ownership.log.dir}/{@code <processor>.log}: {@code start|msg|stop <processor> <partition>
- * <offset or -> <epoch millis>}. The harness checks these for overlaps.
+ * {@code ownership.log.dir}/{@code <processor>.log} ({@link OwnershipLog.Entry}'s format). The
+ * harness checks these for overlaps.
  */
 // ClosableTask is deprecated in Samza 1.8 but still the low-level API's only close hook.
 @SuppressWarnings("deprecation")
@@ -22,8 +23,16 @@ public final class OwnershipTask
   private String processor;
   private int partition;
 
-  static void write(Config config, String line) {
-    TaskLog.append(config, "ownership.log.dir", line);
+  /** Appends an {@link OwnershipLog.Entry} line, stamped now, to this processor's log. */
+  static void write(Config config, Kind kind, String processor, int partition, String offset) {
+    TaskLog.append(
+        config,
+        "ownership.log.dir",
+        OwnershipLog.Entry.line(kind, processor, partition, offset, System.currentTimeMillis()));
+  }
+
+  private void log(Kind kind, String offset) {
+    write(config, kind, processor, partition, offset);
   }
 
   private Config config;
@@ -35,26 +44,17 @@ public final class OwnershipTask
     SystemStreamPartition ssp =
         context.getTaskContext().getTaskModel().getSystemStreamPartitions().iterator().next();
     partition = ssp.getPartition().getPartitionId();
-    write(config, "start " + processor + " " + partition + " - " + System.currentTimeMillis());
+    log(Kind.START, null);
   }
 
   @Override
   public void process(
       IncomingMessageEnvelope envelope, MessageCollector collector, TaskCoordinator coordinator) {
-    write(
-        config,
-        "msg "
-            + processor
-            + " "
-            + partition
-            + " "
-            + envelope.getOffset()
-            + " "
-            + System.currentTimeMillis());
+    log(Kind.MSG, envelope.getOffset());
   }
 
   @Override
   public void close() {
-    write(config, "stop " + processor + " " + partition + " - " + System.currentTimeMillis());
+    log(Kind.STOP, null);
   }
 }

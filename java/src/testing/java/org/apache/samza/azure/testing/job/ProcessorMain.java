@@ -3,6 +3,10 @@ package org.apache.samza.azure.testing.job;
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
@@ -45,10 +49,9 @@ public final class ProcessorMain {
     Map<String, String> config = new HashMap<>();
     props.stringPropertyNames().forEach(k -> config.put(k, props.getProperty(k)));
     config.put("processor.id", id);
-    String pid = java.lang.management.ManagementFactory.getRuntimeMXBean().getName().split("@")[0];
-    java.nio.file.Files.write(
-        java.nio.file.Paths.get(config.get(logDirKey), id + ".pid"),
-        pid.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    String pid = ManagementFactory.getRuntimeMXBean().getName().split("@")[0];
+    Files.write(
+        Paths.get(config.get(logDirKey), id + ".pid"), pid.getBytes(StandardCharsets.UTF_8));
     return config;
   }
 

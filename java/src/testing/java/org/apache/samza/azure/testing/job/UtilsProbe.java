@@ -14,6 +14,7 @@ import org.apache.samza.config.MapConfig;
 import org.apache.samza.coordinator.ClusterMembership;
 import org.apache.samza.coordinator.CoordinationUtils;
 import org.apache.samza.coordinator.DistributedLock;
+import org.apache.samza.coordinator.Latch;
 import org.apache.samza.coordinator.LeaderElector;
 
 /**
@@ -67,8 +68,7 @@ public final class UtilsProbe {
         }
       case "latch":
         {
-          org.apache.samza.coordinator.Latch latch =
-              utils.getLatch(Integer.parseInt(args[4]), args[3]);
+          Latch latch = utils.getLatch(Integer.parseInt(args[4]), args[3]);
           latch.countDown();
           try {
             latch.await(Long.parseLong(args[5]), TimeUnit.MILLISECONDS);
