@@ -21,7 +21,7 @@ use super::handle::{self, HandleType};
 use super::payloads::event::{self, kind};
 use super::payloads::{flag, CoordinatorMetrics, FenceReading, JobStorageNames};
 use super::registry::native;
-use crate::coordinator::names::JobIdentity;
+use crate::coordinator::names::{JobIdentity, JOB_MODEL_BLOB};
 use crate::coordinator::{Coordinator, CoordinatorConfig, Event};
 use crate::error::Error;
 use crate::runtime;
@@ -244,6 +244,7 @@ fn job_storage_names<'l>(
         container: names.container,
         table: names.table,
         checkpoint_table: names.checkpoint_table,
+        job_model_blob: JOB_MODEL_BLOB.to_owned(),
     };
     record_array(env, Vec::new(), [record])
 }

@@ -134,8 +134,9 @@ macro_rules! string_record {
 }
 
 string_record!(
-    /// `jobStorageNames`: where a job's state lives.
-    JobStorageNames = "jobStorageNames" fields { container, table, checkpoint_table }
+    /// `jobStorageNames`: where a job's state lives (the JobModel blob, inside `container`, holds
+    /// the leader lease too).
+    JobStorageNames = "jobStorageNames" fields { container, table, checkpoint_table, job_model_blob }
 );
 
 string_record!(

@@ -39,7 +39,8 @@ public final class Payloads {
 
   /** {@link Native#jobStorageNames}: where a job's state lives. */
   public static final PayloadLayout JOB_STORAGE_NAMES =
-      PayloadLayout.of("jobStorageNames", "container", "table", "checkpoint_table");
+      PayloadLayout.of(
+          "jobStorageNames", "container", "table", "checkpoint_table", "job_model_blob");
 
   /** {@link Native#checkpointRead}: one stored checkpoint of a task per group. */
   public static final PayloadLayout CHECKPOINT_READ =

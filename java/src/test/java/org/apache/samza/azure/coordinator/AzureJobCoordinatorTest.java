@@ -128,7 +128,7 @@ public class AzureJobCoordinatorTest extends AzuriteTest {
 
     // What storage holds: the model, and no secret.
     String[] names = Native.jobStorageNames(job, "1");
-    assertEquals(3, names.length);
+    assertEquals(4, names.length);
     assertTrue(names[2], names[2].startsWith("samzacp") && !names[2].equals(names[1]));
     try (AzureStorageClient client = AzureStorageClient.open(azurite.config())) {
       String doc =

@@ -6,8 +6,8 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.apache.samza.azure.JobStorageNames;
 import org.apache.samza.azure.errors.StorageNotFoundException;
-import org.apache.samza.azure.jni.Native;
 import org.apache.samza.azure.storage.AzureStorageClient;
 
 /**
@@ -20,6 +20,7 @@ public final class LeaderFinder {
   private static final Pattern VERSION = Pattern.compile("\"version\":([0-9]+)");
 
   private final String jobName;
+  private final String jobId;
   private final Map<String, String> storageConfig = new HashMap<>();
   private final ProcessorJvms jvms;
   private volatile String leaderLogLine;
@@ -27,6 +28,8 @@ public final class LeaderFinder {
   /** {@code config}: the job's, whose storage keys give the harness's own connection. */
   LeaderFinder(String jobName, Map<String, String> config, ProcessorJvms jvms) {
     this.jobName = jobName;
+    // Null when the config has none, as the coordinator reads it.
+    this.jobId = config.get("job.id");
     this.jvms = jvms;
     config.forEach(
         (k, v) -> {
@@ -90,9 +93,11 @@ public final class LeaderFinder {
 
   /** The JobModel document, or null when there is none yet. */
   private String jobModelDocument() throws IOException {
-    String[] names = Native.jobStorageNames(jobName, "1");
+    // Asked here, not at construction: only our coordinator's runs need the native library.
+    JobStorageNames names = JobStorageNames.of(jobName, jobId);
     try (AzureStorageClient client = AzureStorageClient.open(storageConfig)) {
-      return new String(client.readDocument(names[0], "jobmodel").body(), StandardCharsets.UTF_8);
+      return new String(
+          client.readDocument(names.container, names.jobModelBlob).body(), StandardCharsets.UTF_8);
     } catch (StorageNotFoundException e) {
       return null;
     }
