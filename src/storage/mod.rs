@@ -23,6 +23,15 @@ use uuid::Uuid;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use azure::{AzureStorage, StorageStats, StorageStatsSnapshot};
+
+/// Classifies an answer of Azure Storage (status and error code) as the adapter does: the
+/// simulator's in-memory storage answers in Azure's terms and goes through this same mapping.
+pub fn classify_answer(status: u16, code: Option<&str>, message: Option<&str>) -> Error {
+    match azure_core::StatusCode::try_from(status) {
+        Ok(s) => azure::from_status(s, code, message),
+        Err(_) => Error::internal(format!("HTTP {status} is not a status code")),
+    }
+}
 pub use names::BlobRef;
 pub use table::quote;
 
