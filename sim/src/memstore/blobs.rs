@@ -298,7 +298,7 @@ impl Blobs {
                 lease,
             } => {
                 let b = self.blob_mut(blob, now)?;
-                write_lease_check(blob, &mut b.lease, *lease)?;
+                write_lease_check(blob, &b.lease, *lease)?;
                 if let Some(want) = if_match {
                     if *want != b.etag {
                         return Err(condition_not_met(blob, want, &b.etag));
@@ -384,7 +384,7 @@ impl Blobs {
             return Ok(Answer::ETag(etag));
         };
         b.lease.at(now);
-        write_lease_check(blob, &mut b.lease, lease)?;
+        write_lease_check(blob, &b.lease, lease)?;
         match &pre {
             Precondition::NoneMatchAny => {
                 return Err(refuse(
@@ -397,6 +397,10 @@ impl Blobs {
                 return Err(condition_not_met(blob, want, &b.etag))
             }
             _ => {}
+        }
+        // Written since it expired: the expired lease can no longer be renewed.
+        if let Lease::Expired { modified, .. } = &mut b.lease {
+            *modified = true;
         }
         b.body = body.clone();
         b.etag = clock.blob_etag();
@@ -418,10 +422,9 @@ fn condition_not_met(blob: &BlobRef, want: &ETag, have: &ETag) -> Refusal {
     )
 }
 
-/// A write's lease rules ("Outcomes of use attempts on blobs by lease state"). A write
-/// without a lease to an expired lease's blob means the lease can no longer be renewed.
-fn write_lease_check(blob: &BlobRef, lease: &mut Lease, given: Option<LeaseId>) -> Served<()> {
-    match (&mut *lease, given) {
+/// A write's lease rules ("Outcomes of use attempts on blobs by lease state").
+fn write_lease_check(blob: &BlobRef, lease: &Lease, given: Option<LeaseId>) -> Served<()> {
+    match (lease, given) {
         (Lease::Leased { id, .. } | Lease::Breaking { id, .. }, None) => Err(refuse(
             412,
             "LeaseIdMissing",
@@ -443,11 +446,7 @@ fn write_lease_check(blob: &BlobRef, lease: &mut Lease, given: Option<LeaseId>) 
             "LeaseNotPresentWithBlobOperation",
             format!("There is currently no lease on {blob}; lease {g} was given"),
         )),
-        (Lease::Expired { modified, .. }, None) => {
-            *modified = true;
-            Ok(())
-        }
-        (Lease::Available | Lease::Broken { .. }, None) => Ok(()),
+        (Lease::Available | Lease::Expired { .. } | Lease::Broken { .. }, None) => Ok(()),
     }
 }
 
