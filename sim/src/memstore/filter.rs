@@ -7,16 +7,6 @@ use std::cmp::Ordering;
 
 use samza_azure_coordinator::{Error, Result};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Cmp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
 /// A parsed filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
@@ -198,21 +188,13 @@ impl Filter {
                 };
                 // Ordinal comparison, as the service orders keys.
                 let ord = v.cmp(literal.as_str());
-                let cmp = match *op {
-                    "eq" => Cmp::Eq,
-                    "ne" => Cmp::Ne,
-                    "lt" => Cmp::Lt,
-                    "le" => Cmp::Le,
-                    "gt" => Cmp::Gt,
-                    _ => Cmp::Ge,
-                };
-                match cmp {
-                    Cmp::Eq => ord == Ordering::Equal,
-                    Cmp::Ne => ord != Ordering::Equal,
-                    Cmp::Lt => ord == Ordering::Less,
-                    Cmp::Le => ord != Ordering::Greater,
-                    Cmp::Gt => ord == Ordering::Greater,
-                    Cmp::Ge => ord != Ordering::Less,
+                match *op {
+                    "eq" => ord == Ordering::Equal,
+                    "ne" => ord != Ordering::Equal,
+                    "lt" => ord == Ordering::Less,
+                    "le" => ord != Ordering::Greater,
+                    "gt" => ord == Ordering::Greater,
+                    _ => ord != Ordering::Less,
                 }
             }
         }

@@ -86,3 +86,49 @@ async fn membership_and_checkpoints_run_unchanged() {
         .unwrap();
     assert_eq!(keys(&rows), ["Partition 0|owner"]);
 }
+
+/// The lease keeper over the in-memory store: one leader at a time, a take-over after the
+/// holder stops renewing, and the old holder's fenced writes refused.
+#[tokio::test(start_paused = true)]
+async fn the_lease_keeper_elects_one_leader() {
+    use samza_azure_coordinator::lease::{LeaseKeeper, LeaseTiming};
+    use samza_azure_coordinator::storage::{BlobRef, DocumentStore, LeaseStore};
+
+    let s = Arc::new(MemStore::new());
+    s.ensure_container("samza").await.unwrap();
+    let blob = BlobRef::new("samza", "leader").unwrap();
+    s.create_document(&blob, bytes::Bytes::from_static(b"lease"))
+        .await
+        .unwrap();
+    let timing = LeaseTiming {
+        duration: Duration::from_secs(15),
+        renew_interval: Duration::from_secs(1),
+        acquire_interval: Duration::from_millis(300),
+        safety_margin: Duration::from_secs(1),
+    };
+    let store: Arc<dyn LeaseStore> = s.clone();
+    let mut first = LeaseKeeper::spawn(store.clone(), blob.clone(), timing.clone()).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = LeaseKeeper::spawn(store, blob.clone(), timing).unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let lease = first.state().lease().expect("the first keeper leads");
+    assert!(!second.state().is_leader());
+    // Writes fenced by the leader's lease pass; without it they are refused.
+    s.replace_document(&blob, bytes::Bytes::from_static(b"x"), None, Some(lease))
+        .await
+        .unwrap();
+    let e = s
+        .replace_document(&blob, bytes::Bytes::from_static(b"x"), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LeaseLost);
+    first.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let next = second.state().lease().expect("the second keeper took over");
+    assert_ne!(next, lease);
+    let e = s
+        .replace_document(&blob, bytes::Bytes::from_static(b"x"), None, Some(lease))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LeaseLost);
+}
