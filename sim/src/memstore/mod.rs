@@ -5,6 +5,14 @@
 //! [`MemStore::apply`] takes one request as an [`Op`] and applies it atomically at one
 //! virtual instant. Before it reaches the "server", the checks the real adapter makes on the
 //! client side run too (`Op::client_checks`), so callers cannot tell the two apart.
+//!
+//! Where the documentation is silent, this assumes (each a guess to correct against Azure):
+//! the error codes of lease operations refused in a state the outcome table only marks
+//! "fails (409)"; that a lease check comes before `If-Match` as it does before
+//! `If-None-Match: *`; that an integer without `@odata.type` beyond Int32 is refused; that
+//! a changeset's failure reaches callers as the adapter reports it (status, no code); that
+//! a deleted table's name is unusable for exactly 40 s; and that write stamps are unique
+//! (100 ns apart at one instant), as Azure's ETags derive from them.
 
 mod blobs;
 pub(crate) mod clock;
