@@ -78,7 +78,7 @@ impl<S: Storage> Group<S> {
         validate_key("latch id", latch)?;
         let table = &self.names.table;
         self.store.ensure_table(table).await?;
-        let row = format!("{participant}-{}", uuid::Uuid::new_v4());
+        let row = format!("{participant}-{}", crate::random::uuid());
         let entity = Entity::new(self.partition("latch", latch), row);
         self.store.insert_entity(table, &entity).await.map(|_| ())
     }

@@ -128,7 +128,7 @@ impl LeaseKeeper {
         timing.validate(("lease duration", "lease renew interval"))?;
         let (state_tx, state) = watch::channel(LeaseState::Follower);
         let (commands, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(store, blob, timing, state_tx, rx));
+        let task = crate::tasks::spawn(run(store, blob, timing, state_tx, rx));
         Ok(LeaseKeeper {
             state,
             commands,
@@ -198,6 +198,9 @@ async fn run(
             None => next_acquire,
         };
         let command = tokio::select! {
+            // In order, not at random: a seeded simulation must replay (a command before a
+            // due renew is as good an order as any).
+            biased;
             c = commands.recv() => Some(c.unwrap_or(Command::Stop)),
             _ = tokio::time::sleep_until(wake) => None,
         };

@@ -10,8 +10,10 @@ pub mod error;
 pub mod lease;
 pub mod logging;
 pub mod membership;
+pub mod random;
 pub mod redact;
 pub mod runtime;
+pub mod tasks;
 pub mod storage;
 
 mod jni;

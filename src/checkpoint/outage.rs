@@ -1,7 +1,9 @@
 //! Waiting out storage that cannot be reached: a doubling backoff, and WARN lines that say
 //! what waits (the checkpoint manager's operations fail only on an answer).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::storage::retry::Doubling;

@@ -176,7 +176,7 @@ pub(super) async fn run<S: Storage>(
     metrics.heartbeat_accepted(registered_at);
     tracing::info!(processor = %me, container = %names.container, table = %names.table, "registered");
 
-    let _fence_timer = AbortOnDrop(tokio::spawn(fence_timer(
+    let _fence_timer = AbortOnDrop(crate::tasks::spawn(fence_timer(
         metrics.clone(),
         timing.self_fence(),
     )));
@@ -227,7 +227,7 @@ async fn create_if_absent<S: Storage>(s: &S, blob: &BlobRef) -> Result<()> {
 }
 
 fn new_incarnation() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    format!("{:016x}", crate::random::u64())
 }
 
 impl<S: Storage> Engine<'_, S> {
@@ -238,9 +238,23 @@ impl<S: Storage> Engine<'_, S> {
     /// The main loop. Returns when the processor has left (its container stopped) or must
     /// stop at once (the handle was dropped, or a fatal error).
     async fn run(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Result<()> {
+        // The lease keeper ends when the processor leaves; its closed channel would then be
+        // ready at every turn and the loop would spin until the container stopped.
+        let mut lease_open = true;
         loop {
             let wake = self.next_wake();
             tokio::select! {
+                // In order, not at random, so that a seeded simulation replays: a lease change
+                // first (losing leadership must be acted on before anything a leader would
+                // do), then commands, then due times.
+                biased;
+                changed = self.lease_state.changed(), if lease_open => match changed {
+                    Ok(()) => {
+                        let state = self.lease_state.borrow_and_update().clone();
+                        self.on_lease(state).await?;
+                    }
+                    Err(_) => lease_open = false,
+                },
                 c = commands.recv() => match c {
                     None => return Ok(()),
                     Some(Command::Stop) => self.begin_leaving().await,
@@ -252,12 +266,6 @@ impl<S: Storage> Engine<'_, S> {
                     }
                     Some(c) => self.on_command(c).await?,
                 },
-                changed = self.lease_state.changed() => {
-                    if changed.is_ok() {
-                        let state = self.lease_state.borrow_and_update().clone();
-                        self.on_lease(state).await?;
-                    }
-                }
                 _ = tokio::time::sleep_until(wake) => {}
             }
             self.metrics.wakeups.fetch_add(1, Ordering::Relaxed);

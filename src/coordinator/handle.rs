@@ -103,7 +103,7 @@ impl Coordinator {
         let metrics = Arc::new(Metrics::default());
         let me = processor_id.to_owned();
         let m = metrics.clone();
-        let task = tokio::spawn(async move {
+        let task = crate::tasks::spawn(async move {
             let outcome =
                 engine::run(store, names, config.timing, me, command_rx, &event_tx, m).await;
             let error = outcome.err();

@@ -114,7 +114,7 @@ impl ModelDocument {
                 must_ack,
                 encoding: "json".into(),
                 model_bytes: 0,
-                content: format!("{:016x}", rand::random::<u64>()),
+                content: format!("{:016x}", crate::random::u64()),
             },
             model,
         }

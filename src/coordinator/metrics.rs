@@ -1,7 +1,7 @@
 //! The coordinator's counters for the Java metrics gauges, and the self-fence deadline that
 //! the tasks' processing gate reads on every message (with the timer that notes a pause).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,9 +33,19 @@ pub struct Metrics {
     /// scan interval; a count that races ahead means the loop spins.
     pub wakeups: AtomicU64,
     /// When the last accepted heartbeat was sent, as nanoseconds since [`clock_base`].
-    last_heartbeat_ok_nanos: AtomicU64,
+    last_heartbeat_ok_nanos: NanosSinceBase,
     /// The self-fence bound in nanoseconds.
     pub(super) self_fence_nanos: AtomicU64,
+}
+
+/// An instant as signed nanoseconds since [`clock_base`]; none yet is the earliest.
+#[derive(Debug)]
+struct NanosSinceBase(AtomicI64);
+
+impl Default for NanosSinceBase {
+    fn default() -> Self {
+        NanosSinceBase(AtomicI64::new(i64::MIN))
+    }
 }
 
 /// A fixed point of the monotonic clock shared by all coordinators in the process.
@@ -44,17 +54,21 @@ pub(super) fn clock_base() -> std::time::Instant {
     *BASE.get_or_init(std::time::Instant::now)
 }
 
-fn nanos_since_base(t: Instant) -> u64 {
-    t.into_std()
-        .saturating_duration_since(clock_base())
-        .as_nanos() as u64
+/// Signed: under the simulator's paused clock an instant can precede the base, which is
+/// read from the real clock; saturating there would shift deadlines by the real time elapsed.
+fn nanos_since_base(t: Instant) -> i64 {
+    let (t, base) = (t.into_std(), clock_base());
+    match t.checked_duration_since(base) {
+        Some(after) => after.as_nanos() as i64,
+        None => -(base.duration_since(t).as_nanos() as i64),
+    }
 }
 
 impl Metrics {
     /// Nanoseconds left before this processor must stop processing (negative: past it),
     /// by the monotonic clock. Cheap enough to ask before processing a message.
     pub fn fence_remaining_nanos(&self) -> i64 {
-        let deadline = self.last_heartbeat_ok_nanos.load(Ordering::Acquire) as i128
+        let deadline = self.last_heartbeat_ok_nanos.0.load(Ordering::Acquire) as i128
             + self.self_fence_nanos.load(Ordering::Relaxed) as i128;
         let now = nanos_since_base(Instant::now()) as i128;
         (deadline - now).clamp(i64::MIN as i128, i64::MAX as i128) as i64
@@ -74,6 +88,7 @@ impl Metrics {
 
     pub(super) fn heartbeat_accepted(&self, sent: Instant) {
         self.last_heartbeat_ok_nanos
+            .0
             .fetch_max(nanos_since_base(sent), Ordering::AcqRel);
     }
 }

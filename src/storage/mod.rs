@@ -44,7 +44,7 @@ pub struct LeaseId(pub Uuid);
 
 impl LeaseId {
     pub fn random() -> Self {
-        LeaseId(Uuid::new_v4())
+        LeaseId(crate::random::uuid())
     }
 
     pub fn parse(s: &str) -> Result<Self> {

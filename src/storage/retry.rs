@@ -7,9 +7,10 @@
 //! as a clean conflict: the first attempt may have been the one that won.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::Rng;
+// The runtime's clock, so that the simulator's paused clock governs deadlines too.
+use tokio::time::Instant;
 
 use crate::config::RequestPolicy;
 use crate::error::{Error, ErrorKind, Result};
@@ -31,7 +32,7 @@ pub fn backoff(policy: &RequestPolicy, attempt: u32) -> Duration {
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let cap = exp.min(policy.backoff_max);
     let millis = cap.as_millis() as u64;
-    Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
+    Duration::from_millis(crate::random::in_range(millis / 2..=millis.max(1)))
 }
 
 /// A doubling wait between attempts, from `first` up to `max`, without jitter: for loops that

@@ -243,6 +243,7 @@ impl<S: Storage> Engine<'_, S> {
         match &mut l.phase {
             LeaderPhase::Idle => {
                 let change = decisions::membership_change(&snapshot, &live, &published);
+                tracing::debug!(live = live.len(), may_judge, ?change, "leader scan");
                 match decisions::idle_step(doc_phase, l.recompute, &live, &change, debounce) {
                     IdleStep::Recompute => {
                         l.rebalance_started.get_or_insert(now);

@@ -19,8 +19,12 @@ impl<S: Storage> Engine<'_, S> {
         let gap = self
             .last_ok_sent
             .map(|t| answered.saturating_duration_since(t));
-        if gap.is_none_or(|g| g > self.timing.reachability_gap()) {
-            if self.reachable_since.is_some() {
+        // Not reachable (a membership request failed) counts from this answer too: only a
+        // long gap used to restart the count, so after one failed heartbeat between short
+        // gaps this processor never judged anyone dead again.
+        let long_gap = gap.is_none_or(|g| g > self.timing.reachability_gap());
+        if long_gap || self.reachable_since.is_none() {
+            if long_gap && self.reachable_since.is_some() {
                 tracing::info!(
                     gap_ms = gap.unwrap_or_default().as_millis() as u64,
                     "storage was out of reach for a while; judging nobody dead until it answers \

@@ -1,0 +1,304 @@
+//! The invariants, checked on every request storage applied and on a fine sample of virtual
+//! time:
+//! - no task is processed by two processors at the same instant;
+//! - storage never accepts a leader write under a lease that, by the checker's own account of
+//!   the lease requests storage applied, was no longer active, or was held by someone else;
+//! - each version number names one content, and every processor starts a version with the
+//!   content that was published for it;
+//! - no coordinator ends with an error (a storage outage never ends a processor).
+//!
+//! It also keeps the run's trace: the events that matter, with their virtual time, so that two
+//! runs of one seed can be compared event for event.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use samza_azure_coordinator::coordinator::jobmodel::ModelDocument;
+use samza_azure_coordinator::coordinator::Coordinator;
+use samza_azure_coordinator::error::Result;
+use samza_azure_coordinator::storage::{LeaseDuration, LeaseId};
+
+use crate::freeze::Freeze;
+use crate::memstore::{Answer, Op};
+
+/// A container as the Java side started it: it may process while its gate is open.
+pub struct Container {
+    pub version: u64,
+    pub tasks: Vec<u32>,
+    /// The fence epoch it started under.
+    pub epoch: u64,
+    pub coordinator: Arc<Coordinator>,
+    pub freeze: Arc<Freeze>,
+    /// Containers of a build that ignores the self-fence deadline (a reintroduced bug).
+    pub ignores_deadline: bool,
+}
+
+impl Container {
+    /// What `ProcessingFence.Gate` lets through: not frozen, no fence since it started, and
+    /// before the self-fence deadline.
+    pub fn may_process(&self) -> bool {
+        let m = self.coordinator.metrics();
+        !self.freeze.is_frozen()
+            && m.fences.load(Ordering::Acquire) == self.epoch
+            && (self.ignores_deadline || m.fence_remaining_nanos() > 0)
+    }
+}
+
+/// The lease as storage must see it, rebuilt from the lease requests it applied.
+#[derive(Clone, Debug)]
+struct Lease {
+    id: LeaseId,
+    holder: usize,
+    /// What it was acquired for (None: infinite); a renew extends it by as much.
+    duration: Option<Duration>,
+    /// None: never.
+    expires: Option<Duration>,
+}
+
+#[derive(Default)]
+struct State {
+    containers: BTreeMap<String, Container>,
+    lease: Option<Lease>,
+    /// version -> (content id, model) as published.
+    versions: BTreeMap<u64, (String, String)>,
+    /// client number -> processor id.
+    names: BTreeMap<usize, String>,
+    violations: Vec<String>,
+    trace: Vec<String>,
+    /// Seen at the last sample: task -> holders, to report an overlap once.
+    overlapping: BTreeMap<u32, Vec<String>>,
+}
+
+#[derive(Default)]
+pub struct Checker {
+    state: Mutex<State>,
+    /// Leader writes of the document storage accepted (for the report).
+    pub publishes: std::sync::atomic::AtomicU64,
+}
+
+/// The job model document's blob name (see `coordinator::names`).
+const JOB_MODEL: &str = "jobmodel";
+
+impl Checker {
+    pub fn name(&self, who: usize, id: &str) {
+        self.state.lock().unwrap().names.insert(who, id.to_owned());
+    }
+
+    /// The client number of `id`'s latest start.
+    pub fn client_named(&self, id: &str) -> usize {
+        let s = self.state.lock().unwrap();
+        s.names
+            .iter()
+            .filter(|(_, n)| n.as_str() == id)
+            .map(|(w, _)| *w)
+            .max()
+            .unwrap_or(usize::MAX)
+    }
+
+    pub fn trace(&self, at: Duration, line: impl Into<String>) {
+        let line = line.into();
+        if std::env::var_os("SIM_LIVE").is_some() {
+            // As it happens: a run that never ends shows where it got to.
+            eprintln!("{:>10.3} {line}", at.as_secs_f64());
+        }
+        self.state
+            .lock()
+            .unwrap()
+            .trace
+            .push(format!("{:>10.3} {line}", at.as_secs_f64()));
+    }
+
+    pub fn violation(&self, at: Duration, what: impl Into<String>) {
+        let what = format!("{:>10.3} {}", at.as_secs_f64(), what.into());
+        let mut s = self.state.lock().unwrap();
+        s.trace.push(format!("VIOLATION {what}"));
+        s.violations.push(what);
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
+    }
+
+    pub fn trace_lines(&self) -> Vec<String> {
+        self.state.lock().unwrap().trace.clone()
+    }
+
+    /// A request storage applied, with its answer.
+    pub fn applied(&self, who: usize, op: &Op, answer: &Result<crate::memstore::Answer>, at: Duration) {
+        let Ok(answer) = answer else { return };
+        let mut s = self.state.lock().unwrap();
+        let s = &mut *s;
+        match (op, answer) {
+            (Op::AcquireLease { blob, duration, .. }, Answer::Lease(id)) if blob.blob() == JOB_MODEL => {
+                let duration = lease_length(*duration);
+                s.lease = Some(Lease {
+                    id: *id,
+                    holder: who,
+                    duration,
+                    expires: duration.map(|d| at + d),
+                });
+                let name = s.names.get(&who).cloned().unwrap_or_default();
+                s.trace.push(format!("{:>10.3} lease acquired by {name}", at.as_secs_f64()));
+            }
+            (Op::RenewLease { blob, lease }, Answer::Unit) if blob.blob() == JOB_MODEL => {
+                if let Some(l) = s.lease.as_mut().filter(|l| l.id == *lease) {
+                    l.expires = l.duration.map(|d| at + d);
+                }
+            }
+            (Op::ReleaseLease { blob, lease }, Answer::Unit) if blob.blob() == JOB_MODEL => {
+                if s.lease.as_ref().is_some_and(|l| l.id == *lease) {
+                    s.lease = None;
+                }
+            }
+            (Op::BreakLease { blob, period }, Answer::Duration(_)) if blob.blob() == JOB_MODEL => {
+                // Writes under the broken lease are refused once the break period is over;
+                // during it the lease still counts as the holder's.
+                if let Some(l) = s.lease.as_mut() {
+                    let end = at + *period;
+                    l.expires = Some(l.expires.map_or(end, |e| e.min(end)));
+                }
+            }
+            (Op::ChangeLease { blob, lease, proposed }, Answer::Lease(_)) if blob.blob() == JOB_MODEL => {
+                if let Some(l) = s.lease.as_mut().filter(|l| l.id == *lease) {
+                    l.id = *proposed;
+                }
+            }
+            (
+                Op::ReplaceDocument {
+                    blob, body, lease, ..
+                },
+                Answer::ETag(_),
+            ) if blob.blob() == JOB_MODEL => {
+                let writer = s.names.get(&who).cloned().unwrap_or_default();
+                match (lease, &s.lease) {
+                    (Some(id), Some(l))
+                        if l.id == *id && l.expires.is_none_or(|e| at < e) && l.holder == who => {}
+                    (Some(id), held) => s.violations.push(format!(
+                        "{:>10.3} storage accepted {writer}'s document write under lease {id}, \
+                         but the lease storage had granted was {held:?}",
+                        at.as_secs_f64()
+                    )),
+                    // Unleased writes: only creation of the initial document, which
+                    // `CreateDocument` does; a replace without a lease is not a leader write
+                    // the protocol makes.
+                    (None, _) => s.violations.push(format!(
+                        "{:>10.3} {writer} replaced the document without the lease",
+                        at.as_secs_f64()
+                    )),
+                }
+                self.publishes.fetch_add(1, Ordering::Relaxed);
+                match ModelDocument::decode(body) {
+                    Ok(doc) => {
+                        let v = doc.header.version;
+                        let content = doc.header.content.clone();
+                        s.trace.push(format!(
+                            "{:>10.3} {writer} published v{v} {:?} must_ack={}",
+                            at.as_secs_f64(),
+                            doc.header.phase,
+                            doc.header.must_ack.len()
+                        ));
+                        match s.versions.get(&v) {
+                            Some((c, _)) if *c != content => s.violations.push(format!(
+                                "{:>10.3} version {v} published with content {content}, but it \
+                                 already named content {c}",
+                                at.as_secs_f64()
+                            )),
+                            Some(_) => {}
+                            None => {
+                                s.versions.insert(v, (content, doc.model));
+                            }
+                        }
+                    }
+                    Err(e) => s.violations.push(format!(
+                        "{:>10.3} {writer} published a document that does not decode: {e}",
+                        at.as_secs_f64()
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A container starts (or keeps running) `tasks` of `version`.
+    pub fn start(&self, at: Duration, id: &str, c: Container, model: &str) {
+        let mut s = self.state.lock().unwrap();
+        match s.versions.get(&c.version) {
+            Some((_, published)) if published != model => s.violations.push(format!(
+                "{:>10.3} {id} started v{} with a model other than the one published for it",
+                at.as_secs_f64(),
+                c.version
+            )),
+            None => s.violations.push(format!(
+                "{:>10.3} {id} started v{}, which storage never accepted",
+                at.as_secs_f64(),
+                c.version
+            )),
+            _ => {}
+        }
+        s.trace.push(format!(
+            "{:>10.3} {id} starts v{} with {} tasks",
+            at.as_secs_f64(),
+            c.version,
+            c.tasks.len()
+        ));
+        s.containers.insert(id.to_owned(), c);
+        drop(s);
+        self.sample(at);
+    }
+
+    pub fn stop(&self, at: Duration, id: &str, why: &str) {
+        let mut s = self.state.lock().unwrap();
+        if s.containers.remove(id).is_some() {
+            s.trace
+                .push(format!("{:>10.3} {id} container stopped ({why})", at.as_secs_f64()));
+        }
+    }
+
+    pub fn running(&self, id: &str) -> bool {
+        self.state.lock().unwrap().containers.contains_key(id)
+    }
+
+    /// Which processors may process each task now.
+    pub fn holders(&self) -> BTreeMap<u32, Vec<String>> {
+        let s = self.state.lock().unwrap();
+        let mut holders: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for (id, c) in &s.containers {
+            if c.may_process() {
+                for t in &c.tasks {
+                    holders.entry(*t).or_default().push(id.clone());
+                }
+            }
+        }
+        holders
+    }
+
+    /// Checks that no task has two processors that may process it now.
+    pub fn sample(&self, at: Duration) {
+        let overlaps: BTreeMap<u32, Vec<String>> = self
+            .holders()
+            .into_iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .collect();
+        let mut s = self.state.lock().unwrap();
+        for (task, ids) in &overlaps {
+            if s.overlapping.get(task) != Some(ids) {
+                let what = format!(
+                    "{:>10.3} task {task} may be processed by {ids:?} at once",
+                    at.as_secs_f64()
+                );
+                s.trace.push(format!("VIOLATION {what}"));
+                s.violations.push(what);
+            }
+        }
+        s.overlapping = overlaps;
+    }
+}
+
+fn lease_length(d: LeaseDuration) -> Option<Duration> {
+    match d {
+        LeaseDuration::Seconds(s) => Some(Duration::from_secs(u64::from(s))),
+        LeaseDuration::Infinite => None,
+    }
+}

@@ -1,0 +1,397 @@
+//! One simulated run: N processors on one thread and tokio's paused clock, the seeded fault
+//! schedule, and the checks at the end.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use samza_azure_coordinator::coordinator::names::JobIdentity;
+use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig, Timing};
+use samza_azure_coordinator::tasks;
+use tokio::time::Instant;
+
+use crate::checker::Checker;
+use crate::freeze::Freeze;
+use crate::java::{JavaFaults, JavaSide};
+use crate::net::{Bug, Client, Latency, Net};
+use crate::schedule::{Fault, Slot, Step};
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub processors: usize,
+    pub tasks: u32,
+    pub schedule: Vec<Step>,
+    pub timing: Timing,
+    pub latency: Latency,
+    /// How long a container takes to stop.
+    pub stop_time: Duration,
+    pub compute_time: Duration,
+    /// After the last fault, every task must run on a live processor within this.
+    pub settle_bound: Duration,
+    pub bug: Option<Bug>,
+}
+
+impl SimConfig {
+    /// A run of `processors` with the default timing and a few seconds' container stops.
+    pub fn new(seed: u64, processors: usize, tasks: u32, schedule: Vec<Step>) -> Self {
+        let timing = Timing::default();
+        // A version can wait out one barrier timeout for a stuck Java side and another for
+        // the version after it; then the lease, the liveness timeout and a rebalance.
+        let settle_bound = timing.barrier_timeout * 2 + timing.lease.duration + Duration::from_secs(30);
+        SimConfig {
+            seed,
+            processors,
+            tasks,
+            schedule,
+            timing,
+            latency: Latency::default(),
+            stop_time: Duration::from_millis(1500),
+            compute_time: Duration::from_millis(50),
+            settle_bound,
+            bug: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub violations: Vec<String>,
+    /// From the last fault to every task running on a live processor, all on one version.
+    pub settled_after: Option<Duration>,
+    /// Virtual time the run covered.
+    pub simulated: Duration,
+    pub trace: Vec<String>,
+    pub requests: u64,
+    pub publishes: u64,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty() && self.settled_after.is_some()
+    }
+
+    /// A digest of the trace, to compare two runs event for event.
+    pub fn digest(&self) -> u64 {
+        // FNV-1a: stable across runs and platforms, unlike the std hasher's seed.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.trace.iter().flat_map(|l| l.bytes().chain([b'\n'])) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+}
+
+struct Processor {
+    id: String,
+    freeze: Arc<Freeze>,
+    coordinator: Arc<Coordinator>,
+    java: Arc<Mutex<JavaFaults>>,
+    /// Stopped gracefully, or crashed: not expected to run anything.
+    gone: bool,
+}
+
+struct World {
+    cfg: SimConfig,
+    net: Arc<Net>,
+    checker: Arc<Checker>,
+    procs: Vec<Processor>,
+    /// Client numbers: one per processor start, so a restarted id is told apart.
+    clients: usize,
+    clock: Instant,
+}
+
+/// The processor id of slot `n`.
+fn id_of(slot: Slot) -> String {
+    format!("p{slot:04}")
+}
+
+impl World {
+    fn now(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    fn start(&mut self, slot: Slot) {
+        let id = id_of(slot);
+        let who = self.clients;
+        self.clients += 1;
+        self.checker.name(who, &id);
+        let freeze = Arc::new(Freeze::default());
+        let client = Arc::new(Client {
+            net: self.net.clone(),
+            who,
+        });
+        let config = CoordinatorConfig {
+            job: JobIdentity {
+                name: "simjob".into(),
+                id: "1".into(),
+            },
+            timing: self.cfg.timing.clone(),
+        };
+        let wrapper = freeze.wrapper();
+        let coordinator = Arc::new(
+            tasks::with_wrapper(wrapper.clone(), || Coordinator::start(client, config, &id))
+                .expect("a valid processor id and config"),
+        );
+        let java = Arc::new(Mutex::new(JavaFaults::default()));
+        let side = Arc::new(JavaSide {
+            id: id.clone(),
+            coordinator: coordinator.clone(),
+            freeze: freeze.clone(),
+            checker: self.checker.clone(),
+            faults: java.clone(),
+            tasks: self.cfg.tasks,
+            stop_time: self.cfg.stop_time,
+            compute_time: self.cfg.compute_time,
+            ignores_deadline: self.cfg.bug == Some(Bug::IgnoreFence),
+            acks_before_stop: self.cfg.bug == Some(Bug::AckBeforeStop),
+            clock: self.clock,
+        });
+        tasks::with_wrapper(wrapper, || tasks::spawn(side.drive()));
+        self.checker.trace(self.now(), format!("{id} started"));
+        let p = Processor {
+            id,
+            freeze,
+            coordinator,
+            java,
+            gone: false,
+        };
+        match self.procs.get_mut(slot) {
+            Some(old) => *old = p,
+            None => self.procs.push(p),
+        }
+    }
+
+    fn live(&self, slot: Slot) -> Option<&Processor> {
+        self.procs.get(slot).filter(|p| !p.gone)
+    }
+
+    fn live_count(&self) -> usize {
+        self.procs.iter().filter(|p| !p.gone).count()
+    }
+
+    fn apply(&mut self, fault: &Fault) {
+        let now = Instant::now();
+        let until = |d: &Duration| now + *d;
+        let applied = match fault {
+            Fault::Crash(p) if self.live(*p).is_some() && self.live_count() > 1 => {
+                let proc = &mut self.procs[*p];
+                proc.freeze.kill();
+                proc.gone = true;
+                let id = proc.id.clone();
+                // A dead process processes nothing.
+                self.checker.stop(self.now(), &id, "crashed");
+                true
+            }
+            Fault::Restart(p) if self.procs.get(*p).is_some_and(|x| x.gone) => {
+                self.start(*p);
+                true
+            }
+            Fault::Join => {
+                let slot = self.procs.len();
+                self.start(slot);
+                true
+            }
+            Fault::Leave(p) if self.live(*p).is_some() && self.live_count() > 1 => {
+                let proc = &mut self.procs[*p];
+                proc.coordinator.stop();
+                proc.gone = true;
+                true
+            }
+            Fault::Pause(p, d) if self.live(*p).is_some() => {
+                self.procs[*p].freeze.pause_until(until(d));
+                true
+            }
+            Fault::Stall(p, d) => self.net_fault(*p, |f, w| {
+                f.stalled.insert(w, until(d));
+            }),
+            Fault::StallAll(d) => {
+                self.net.faults.lock().unwrap().stalled_all = Some(until(d));
+                true
+            }
+            Fault::Busy(p, d) => self.net_fault(*p, |f, w| {
+                f.busy.insert(w, until(d));
+            }),
+            Fault::BusyAll(d) => {
+                self.net.faults.lock().unwrap().busy_all = Some(until(d));
+                true
+            }
+            Fault::Ambiguous(p, d) => self.net_fault(*p, |f, w| {
+                f.ambiguous.insert(w, until(d));
+            }),
+            Fault::LostAnswers(p, d) => self.net_fault(*p, |f, w| {
+                f.lost.insert(w, until(d));
+            }),
+            Fault::JavaStuck(p, d) if self.live(*p).is_some() => {
+                self.procs[*p].java.lock().unwrap().stuck_until = Some(until(d));
+                true
+            }
+            _ => false,
+        };
+        if applied {
+            self.checker.trace(self.now(), format!("fault: {fault}"));
+        }
+    }
+
+    /// Network faults are keyed by client number: the processor's current start.
+    fn net_fault(&self, slot: Slot, f: impl FnOnce(&mut crate::net::Faults, usize)) -> bool {
+        if self.live(slot).is_none() {
+            return false;
+        }
+        let who = self.client_of(slot);
+        f(&mut self.net.faults.lock().unwrap(), who);
+        true
+    }
+
+    fn client_of(&self, slot: Slot) -> usize {
+        // Client numbers are handed out in start order; find the last start of this slot.
+        self.checker.client_named(&self.procs[slot].id)
+    }
+
+    /// Each live processor's coordinator as its metrics tell, for a failure report.
+    fn status(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let holders = self.checker.holders();
+        let unheld = (0..self.cfg.tasks).filter(|t| !holders.contains_key(t)).count();
+        let procs: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|p| !p.gone)
+            .map(|p| {
+                let m = p.coordinator.metrics();
+                format!(
+                    "{}{} seen v{} running v{} fences {} paused {} wakeups {}",
+                    p.id,
+                    if m.is_leader.load(Relaxed) { " (leader)" } else { "" },
+                    m.seen_version.load(Relaxed),
+                    m.running_version.load(Relaxed),
+                    m.fences.load(Relaxed),
+                    m.paused.load(Relaxed),
+                    m.wakeups.load(Relaxed),
+                )
+            })
+            .collect();
+        format!("{unheld} tasks unheld; {}", procs.join(", "))
+    }
+
+    /// Every live processor runs the same version and every task has one live holder.
+    fn settled(&self) -> bool {
+        let live: Vec<&Processor> = self.procs.iter().filter(|p| !p.gone).collect();
+        let versions: std::collections::BTreeSet<u64> = live
+            .iter()
+            .map(|p| {
+                p.coordinator
+                    .metrics()
+                    .running_version
+                    .load(std::sync::atomic::Ordering::Acquire)
+            })
+            .collect();
+        if versions.len() != 1 || versions.contains(&0) {
+            return false;
+        }
+        let holders = self.checker.holders();
+        (0..self.cfg.tasks).all(|t| {
+            holders
+                .get(&t)
+                .is_some_and(|h| h.len() == 1 && live.iter().any(|p| p.id == h[0]))
+        })
+    }
+}
+
+thread_local! {
+    static RUN_START: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// When the run on this thread started, by its virtual clock (for log lines).
+pub fn run_start() -> Option<Instant> {
+    RUN_START.with(|s| s.get())
+}
+
+/// Runs one simulation to its end on a fresh paused runtime on this thread.
+pub fn run(cfg: SimConfig) -> Outcome {
+    samza_azure_coordinator::random::seed_thread(cfg.seed);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(simulate(cfg))
+}
+
+async fn simulate(cfg: SimConfig) -> Outcome {
+    RUN_START.with(|s| s.set(Some(Instant::now())));
+    let checker = Arc::new(Checker::default());
+    let net = Arc::new(Net::new(cfg.seed, cfg.latency.clone(), checker.clone(), cfg.bug));
+    let mut world = World {
+        net: net.clone(),
+        checker: checker.clone(),
+        procs: Vec::new(),
+        clients: 0,
+        clock: Instant::now(),
+        cfg,
+    };
+    for slot in 0..world.cfg.processors {
+        world.start(slot);
+    }
+    // The ownership check, on a fine grid of virtual time.
+    let sampler = {
+        let checker = checker.clone();
+        let clock = world.clock;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tick.tick().await;
+                checker.sample(clock.elapsed());
+            }
+        })
+    };
+    let schedule = world.cfg.schedule.clone();
+    for step in &schedule {
+        tokio::time::sleep_until(world.clock + step.at).await;
+        world.apply(&step.fault);
+    }
+    // Stalls, pauses and stuck threads run out by themselves: the settling time counts from
+    // when the last of them ended.
+    let quiet_from = world.clock + schedule.iter().map(Step::end).max().unwrap_or_default();
+    tokio::time::sleep_until(quiet_from).await;
+    let bound = world.cfg.settle_bound;
+    let mut settled_after = None;
+    let deadline = quiet_from + bound;
+    while Instant::now() < deadline {
+        if world.settled() {
+            settled_after = Some(Instant::now() - quiet_from);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if settled_after.is_none() {
+        checker.violation(
+            world.now(),
+            format!(
+                "not every task ran on a live processor within {bound:?} of the last fault; {}",
+                world.status()
+            ),
+        );
+    }
+    for p in &world.procs {
+        if p.freeze.spun() {
+            checker.violation(
+                world.now(),
+                format!("{} spun: its tasks ran without waiting, and virtual time stood still", p.id),
+            );
+        }
+    }
+    sampler.abort();
+    for p in world.procs.iter().filter(|p| !p.gone) {
+        p.coordinator.stop();
+    }
+    let requests = net.load.lock().unwrap().total;
+    Outcome {
+        violations: checker.violations(),
+        settled_after,
+        simulated: world.now(),
+        trace: checker.trace_lines(),
+        requests,
+        publishes: checker.publishes.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
