@@ -118,6 +118,21 @@ pub(super) fn config_and_id(
     Ok((map, string(env, id, what)?))
 }
 
+/// What a processor's handle opens from: its config as `read` takes it, the job's storage
+/// client and the processor id. The config is read before the storage client is built, so a bad
+/// setting is reported first.
+pub(super) fn processor_config<C>(
+    env: &mut Env<'_>,
+    keys: &JObjectArray<'_, JString<'_>>,
+    values: &JObjectArray<'_, JString<'_>>,
+    id: &JString<'_>,
+    read: impl FnOnce(&HashMap<String, String>) -> crate::Result<C>,
+) -> BridgeResult<(C, std::sync::Arc<AzureStorage>, String)> {
+    let (map, id) = config_and_id(env, keys, values, id, "processor id")?;
+    let config = read(&map)?;
+    Ok((config, open_storage(&map)?, id))
+}
+
 /// A Java `String[]` of `items`, freeing each local reference as it goes (a long array can
 /// exceed the JNI frame's capacity).
 pub(super) fn string_array<'l>(
