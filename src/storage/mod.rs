@@ -39,12 +39,9 @@ impl LeaseId {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Uuid::parse_str(s).map(LeaseId).map_err(|_| {
-            Error::new(
-                ErrorKind::BadRequest,
-                format!("lease id must be a UUID, found '{s}'"),
-            )
-        })
+        Uuid::parse_str(s)
+            .map(LeaseId)
+            .map_err(|_| Error::bad_request(format!("lease id must be a UUID, found '{s}'")))
     }
 }
 
@@ -73,10 +70,9 @@ impl LeaseDuration {
         if (15..=60).contains(&secs) {
             Ok(LeaseDuration::Seconds(secs as u8))
         } else {
-            Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("lease duration must be 15-60 seconds or infinite, found {secs}"),
-            ))
+            Err(Error::bad_request(format!(
+                "lease duration must be 15-60 seconds or infinite, found {secs}"
+            )))
         }
     }
 
@@ -85,10 +81,9 @@ impl LeaseDuration {
         if secs == -1 {
             Ok(LeaseDuration::Infinite)
         } else if secs < 0 {
-            Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("lease duration must be 15-60 seconds or -1 (infinite), found {secs}"),
-            ))
+            Err(Error::bad_request(format!(
+                "lease duration must be 15-60 seconds or -1 (infinite), found {secs}"
+            )))
         } else {
             LeaseDuration::seconds(secs as u64)
         }
