@@ -11,7 +11,8 @@ use super::azure::{classify, from_status, AzureStorage};
 use super::names::{validate_key, validate_table};
 use super::retry::Idempotency;
 use super::{
-    BatchOp, Continuation, ETag, Entity, IfMatch, Page, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
+    BatchOp, Continuation, ETag, Entity, IfMatch, Page, PageQuery, TableStore, WriteMode,
+    MAX_BATCH_OPERATIONS,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -219,10 +220,13 @@ impl TableStore for AzureStorage {
         &self,
         table: &str,
         partition_key: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
+        query: PageQuery<'_>,
     ) -> Result<Page> {
+        let PageQuery {
+            filter,
+            page_size,
+            continuation,
+        } = query;
         validate_table(table)?;
         let mut expr = format!("PartitionKey eq {}", quote(partition_key));
         if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
