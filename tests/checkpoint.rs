@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use common::recording::{Inject, Recording};
 use common::{azurite, unique};
 use samza_azure_coordinator::checkpoint::{self, CheckpointStore, MAX_CHECKPOINT_BYTES};
-use samza_azure_coordinator::storage::{AzureStorage, Entity, IfMatch, TableStore, WriteMode};
+use samza_azure_coordinator::storage::{
+    AzureStorage, Entity, IfMatch, PageQuery, TableStore, WriteMode,
+};
 use samza_azure_coordinator::ErrorKind;
 
 async fn store(table: &str, processor: &str) -> CheckpointStore<AzureStorage> {
@@ -33,7 +35,7 @@ async fn recorded_store(
 async fn row_keys(table: &str, task: &str) -> Vec<String> {
     let raw = azurite()
         .storage()
-        .query_partition(table, checkpoint::PARTITION, None, None, None)
+        .query_partition(table, checkpoint::PARTITION, PageQuery::default())
         .await
         .unwrap();
     let prefix = format!("{}|", checkpoint::task_key(task));

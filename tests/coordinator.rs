@@ -13,7 +13,7 @@ use common::azurite;
 use common::cluster::{timing, Cluster, ComputeFault, Control};
 use samza_azure_coordinator::coordinator::names::JobIdentity;
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig};
-use samza_azure_coordinator::storage::{DocumentStore, LeaseStore};
+use samza_azure_coordinator::storage::{DocumentStore, LeaseStore, PageQuery};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_leave_crash_and_leader_failover_keep_one_owner_per_partition() {
@@ -831,9 +831,10 @@ async fn notification_rows_of_processors_that_are_gone_are_collected() {
             .query_partition(
                 &table,
                 PARTITION,
-                Some("RowKey ge '~probe~ghost' and RowKey lt '~probe~ghosu'"),
-                None,
-                None,
+                PageQuery {
+                    filter: Some("RowKey ge '~probe~ghost' and RowKey lt '~probe~ghosu'"),
+                    ..PageQuery::default()
+                },
             )
             .await
             .unwrap()

@@ -13,8 +13,8 @@ use azure_faithful::{BurstError, Latency, OutageMode, Outcome, Scope, Target, Tr
 use bytes::Bytes;
 use common::{azurite, eventually, faithful, lease_blob, unique};
 use samza_azure_coordinator::storage::{
-    BatchOp, BlobRef, DocumentStore, ETag, Entity, IfMatch, LeaseDuration, LeaseStore, TableStore,
-    WriteMode,
+    BatchOp, BlobRef, DocumentStore, ETag, Entity, IfMatch, LeaseDuration, LeaseStore, PageQuery,
+    TableStore, WriteMode,
 };
 use samza_azure_coordinator::ErrorKind;
 
@@ -222,7 +222,10 @@ async fn table_etags_have_100ns_precision_and_conditions_hold_through_the_proxy(
     assert_eq!(stale.kind(), ErrorKind::PreconditionFailed, "{stale}");
 
     // Query pages carry the same ETags.
-    let page = s.query_partition(&t, "p", None, None, None).await.unwrap();
+    let page = s
+        .query_partition(&t, "p", PageQuery::default())
+        .await
+        .unwrap();
     assert_eq!(page.entities[0].etag.as_ref(), Some(&e2));
 
     // In an entity-group transaction: the current ETag wins, a stale one fails the batch.
@@ -364,7 +367,7 @@ async fn a_503_burst_on_one_partition_leaves_another_alone() {
     );
     let e = proxy
         .storage(1)
-        .query_partition(&t, "hot", None, None, None)
+        .query_partition(&t, "hot", PageQuery::default())
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("ServerBusy"), "{e}");

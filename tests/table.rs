@@ -4,7 +4,7 @@ mod common;
 
 use common::{azurite, unique};
 use samza_azure_coordinator::storage::{
-    AzureStorage, BatchOp, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
+    AzureStorage, BatchOp, Entity, IfMatch, PageQuery, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
 };
 use samza_azure_coordinator::ErrorKind;
 
@@ -160,7 +160,15 @@ async fn query_partition_with_filter_and_continuation() {
     let mut cont = None;
     loop {
         let page = s
-            .query_partition(&t, "members", None, Some(10), cont)
+            .query_partition(
+                &t,
+                "members",
+                PageQuery {
+                    page_size: Some(10),
+                    continuation: cont,
+                    ..PageQuery::default()
+                },
+            )
             .await
             .unwrap();
         pages += 1;
@@ -183,7 +191,14 @@ async fn query_partition_with_filter_and_continuation() {
     assert!(pages >= 3, "continuation was exercised ({pages} pages)");
 
     let alive = s
-        .query_partition(&t, "members", Some("alive eq true"), None, None)
+        .query_partition(
+            &t,
+            "members",
+            PageQuery {
+                filter: Some("alive eq true"),
+                ..PageQuery::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(alive.entities.len(), 20);
@@ -335,6 +350,9 @@ async fn keys_with_quotes_are_addressed_exactly() {
     let gone = s.get_entity(&t, pk, "other'").await.unwrap_err();
     assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone}");
     s.delete_entity(&t, pk, rk, &IfMatch::Any).await.unwrap();
-    let page = s.query_partition(&t, pk, None, None, None).await.unwrap();
+    let page = s
+        .query_partition(&t, pk, PageQuery::default())
+        .await
+        .unwrap();
     assert!(page.entities.is_empty(), "{:?}", page.entities);
 }

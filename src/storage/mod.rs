@@ -39,12 +39,9 @@ impl LeaseId {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Uuid::parse_str(s).map(LeaseId).map_err(|_| {
-            Error::new(
-                ErrorKind::BadRequest,
-                format!("lease id must be a UUID, found '{s}'"),
-            )
-        })
+        Uuid::parse_str(s)
+            .map(LeaseId)
+            .map_err(|_| Error::bad_request(format!("lease id must be a UUID, found '{s}'")))
     }
 }
 
@@ -73,10 +70,9 @@ impl LeaseDuration {
         if (15..=60).contains(&secs) {
             Ok(LeaseDuration::Seconds(secs as u8))
         } else {
-            Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("lease duration must be 15-60 seconds or infinite, found {secs}"),
-            ))
+            Err(Error::bad_request(format!(
+                "lease duration must be 15-60 seconds or infinite, found {secs}"
+            )))
         }
     }
 
@@ -85,10 +81,9 @@ impl LeaseDuration {
         if secs == -1 {
             Ok(LeaseDuration::Infinite)
         } else if secs < 0 {
-            Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("lease duration must be 15-60 seconds or -1 (infinite), found {secs}"),
-            ))
+            Err(Error::bad_request(format!(
+                "lease duration must be 15-60 seconds or -1 (infinite), found {secs}"
+            )))
         } else {
             LeaseDuration::seconds(secs as u64)
         }
@@ -248,6 +243,16 @@ pub struct Continuation {
     pub next_row_key: Option<String>,
 }
 
+/// Which page of a partition to read: the rows matching `filter` (an OData `$filter`, ANDed
+/// with the partition), at most `page_size` (1-1000) of them, from where `continuation` stopped.
+/// The default is the first page of the whole partition, at the service's page size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageQuery<'a> {
+    pub filter: Option<&'a str>,
+    pub page_size: Option<u32>,
+    pub continuation: Option<Continuation>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page {
     pub entities: Vec<Entity>,
@@ -278,15 +283,12 @@ pub trait TableStore: Send + Sync {
         mode: WriteMode,
     ) -> Result<ETag>;
     async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity>;
-    /// One page of a partition, optionally narrowed by an OData `$filter` (ANDed with the
-    /// partition), at most `page_size` rows.
+    /// One page of a partition, as `query` says.
     async fn query_partition(
         &self,
         table: &str,
         partition_key: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
+        query: PageQuery<'_>,
     ) -> Result<Page>;
     /// Every row of a partition matching `filter`, following continuations, 1,000 a page,
     /// kept page by page and in order (a page was read after every row of the pages before
@@ -300,9 +302,12 @@ pub trait TableStore: Send + Sync {
         let mut pages = Vec::new();
         let mut continuation = None;
         loop {
-            let page = self
-                .query_partition(table, partition_key, filter, Some(1000), continuation)
-                .await?;
+            let query = PageQuery {
+                filter,
+                page_size: Some(1000),
+                continuation,
+            };
+            let page = self.query_partition(table, partition_key, query).await?;
             pages.push(page.entities);
             continuation = page.continuation;
             if continuation.is_none() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use samza_azure_coordinator::storage::{
-    AzureStorage, BatchOp, BlobRef, Continuation, Document, DocumentStore, ETag, Entity, IfMatch,
-    LeaseDuration, LeaseId, LeaseStore, Page, TableStore, WriteMode,
+    AzureStorage, BatchOp, BlobRef, Document, DocumentStore, ETag, Entity, IfMatch, LeaseDuration,
+    LeaseId, LeaseStore, Page, PageQuery, TableStore, WriteMode,
 };
 use samza_azure_coordinator::{ErrorKind, Result};
 use std::time::Instant;
@@ -410,19 +410,11 @@ impl TableStore for Recording {
         self.gated("get_entity", rk, self.inner.get_entity(table, pk, rk))
             .await
     }
-    async fn query_partition(
-        &self,
-        table: &str,
-        pk: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
-    ) -> Result<Page> {
+    async fn query_partition(&self, table: &str, pk: &str, query: PageQuery<'_>) -> Result<Page> {
         self.through(
             "query_partition",
             pk,
-            self.inner
-                .query_partition(table, pk, filter, page_size, continuation),
+            self.inner.query_partition(table, pk, query),
         )
         .await
     }
