@@ -10,7 +10,7 @@ use common::recording::{Inject, Recording};
 use common::{azurite, unique};
 use samza_azure_coordinator::checkpoint::{self, CheckpointStore, MAX_CHECKPOINT_BYTES};
 use samza_azure_coordinator::storage::{
-    AzureStorage, Entity, IfMatch, PageQuery, TableStore, WriteMode,
+    AzureStorage, Entity, IfMatch, PageQuery, TableStore, Update,
 };
 use samza_azure_coordinator::ErrorKind;
 
@@ -214,8 +214,7 @@ async fn a_moved_etag_with_the_same_owner_is_retried_not_failed() {
     az.update_entity(
         &table,
         &touch,
-        &IfMatch::ETag(row.etag.unwrap()),
-        WriteMode::Merge,
+        Update::merge(IfMatch::ETag(row.etag.unwrap())),
     )
     .await
     .unwrap();
@@ -501,7 +500,7 @@ async fn a_malformed_owner_row_is_taken_over_not_a_crash_loop() {
     let broken = Entity::new(checkpoint::PARTITION, "t|owner")
         .with("processor", "p0")
         .with("generation", "not a number");
-    az.update_entity(&table, &broken, &IfMatch::Any, WriteMode::Merge)
+    az.update_entity(&table, &broken, Update::merge(IfMatch::Any))
         .await
         .unwrap();
     let r = store(&table, "p2").await;
@@ -525,7 +524,7 @@ async fn an_incomplete_checkpoint_version_is_left_out_not_a_crash_loop() {
     s.write("t", 2, "v2 text").await.unwrap();
     let az = azurite().storage();
     let broken = Entity::new(checkpoint::PARTITION, "t|owner").with("v2bytes", 1000i64);
-    az.update_entity(&table, &broken, &IfMatch::Any, WriteMode::Merge)
+    az.update_entity(&table, &broken, Update::merge(IfMatch::Any))
         .await
         .unwrap();
     let r = store(&table, "p2").await;

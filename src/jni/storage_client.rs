@@ -9,7 +9,7 @@ use jni::Env;
 use samza_azure_coordinator_macros::natives;
 
 use super::convert::{
-    blob, block, bytes, config_map, etag, lease_id, long_array, opt_etag, opt_lease_id, string,
+    blob, block, bytes, config_map, etag, guard, lease_id, long_array, opt_lease_id, string,
 };
 use super::error::BridgeResult;
 use super::handle::{self, HandleType};
@@ -181,9 +181,8 @@ impl Natives {
         lease: JString,
     ) -> JString {
         let (blob, body) = (blob(env, &container, &name)?, bytes(env, &body, "body")?);
-        let if_match = opt_etag(env, &if_match)?;
-        let lease = opt_lease_id(env, &lease)?;
-        let etag = block(storage(h)?.replace_document(&blob, body, if_match.as_ref(), lease))?;
+        let guard = guard(env, &if_match, &lease)?;
+        let etag = block(storage(h)?.replace_document(&blob, body, guard))?;
         Ok(env.new_string(etag.0)?)
     }
 
@@ -196,8 +195,7 @@ impl Natives {
         lease: JString,
     ) {
         let blob = blob(env, &container, &name)?;
-        let if_match = opt_etag(env, &if_match)?;
-        let lease = opt_lease_id(env, &lease)?;
-        block(storage(h)?.delete_document(&blob, if_match.as_ref(), lease))
+        let guard = guard(env, &if_match, &lease)?;
+        block(storage(h)?.delete_document(&blob, guard))
     }
 }

@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use super::azure::{classify, AzureStorage};
 use super::retry::Idempotency;
-use super::{BlobRef, Change, Document, DocumentStore, ETag, LeaseId};
+use super::{BlobRef, Change, Document, DocumentStore, ETag, Guard};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A block blob written in one Put Blob call may be at most this large (service limit for a
@@ -118,15 +118,9 @@ impl DocumentStore for AzureStorage {
         .await
     }
 
-    async fn replace_document(
-        &self,
-        blob: &BlobRef,
-        body: Bytes,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<ETag> {
+    async fn replace_document(&self, blob: &BlobRef, body: Bytes, guard: Guard) -> Result<ETag> {
         check_body(blob, &body)?;
-        let idempotency = if if_match.is_some() {
+        let idempotency = if guard.if_match.is_some() {
             Idempotency::Conditional
         } else {
             Idempotency::Idempotent
@@ -134,8 +128,8 @@ impl DocumentStore for AzureStorage {
         self.run_on(
             format!("replace document {blob}"),
             idempotency,
-            (self.blob_client(blob), body, if_match.cloned()),
-            |(client, body, if_match)| async move {
+            (self.blob_client(blob), body, guard),
+            |(client, body, Guard { if_match, lease })| async move {
                 let mut put = client
                     .put_block_blob(body)
                     .content_type("application/octet-stream");
@@ -152,17 +146,12 @@ impl DocumentStore for AzureStorage {
         .await
     }
 
-    async fn delete_document(
-        &self,
-        blob: &BlobRef,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<()> {
+    async fn delete_document(&self, blob: &BlobRef, guard: Guard) -> Result<()> {
         self.run_on(
             format!("delete document {blob}"),
             Idempotency::Conditional,
-            (self.blob_client(blob), if_match.cloned()),
-            |(client, if_match)| async move {
+            (self.blob_client(blob), guard),
+            |(client, Guard { if_match, lease })| async move {
                 let mut del = client.delete();
                 if let Some(etag) = if_match {
                     del = del.if_match(IfMatchCondition::Match(etag.0));

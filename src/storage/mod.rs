@@ -107,6 +107,51 @@ impl fmt::Debug for ETag {
     }
 }
 
+/// What a blob write is conditioned on; storage applies it only if every part holds, and
+/// leaves the blob untouched otherwise. The default is [`Guard::NONE`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// The blob must still be at this ETag (`If-Match`: a compare-and-swap); at another version
+    /// storage refuses the write with [`ErrorKind::PreconditionFailed`].
+    pub if_match: Option<ETag>,
+    /// This must be the blob's active lease (a fenced write); storage refuses the write with
+    /// [`ErrorKind::LeaseLost`] otherwise, and also without one if someone holds the blob leased.
+    pub lease: Option<LeaseId>,
+}
+
+impl Guard {
+    /// No condition: the write applies at whatever version the blob is (unless it is leased).
+    pub const NONE: Guard = Guard {
+        if_match: None,
+        lease: None,
+    };
+
+    /// Only while the blob is at `etag`.
+    pub fn if_match(etag: ETag) -> Self {
+        Guard {
+            if_match: Some(etag),
+            lease: None,
+        }
+    }
+
+    /// Only under `lease`.
+    pub fn lease(lease: LeaseId) -> Self {
+        Guard {
+            if_match: None,
+            lease: Some(lease),
+        }
+    }
+
+    /// A leader's write: only while the blob is at `etag` and under `lease`, so it neither
+    /// overwrites a version it has not seen nor lands once the lease is lost.
+    pub fn leader(etag: ETag, lease: LeaseId) -> Self {
+        Guard {
+            if_match: Some(etag),
+            lease: Some(lease),
+        }
+    }
+}
+
 /// A document's bytes and the version they were read at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
@@ -176,21 +221,12 @@ pub trait DocumentStore: Send + Sync {
     ) -> Result<Option<Document>>;
     /// HEAD with If-None-Match: the cheapest way to learn whether a new version exists.
     async fn check_document(&self, blob: &BlobRef, known: &ETag) -> Result<Change>;
-    /// Replaces the document. `if_match` makes it a compare-and-swap; `lease` fences it: storage
-    /// rejects it with [`ErrorKind::LeaseLost`] unless `lease` is the blob's active lease.
-    async fn replace_document(
-        &self,
-        blob: &BlobRef,
-        body: Bytes,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<ETag>;
-    async fn delete_document(
-        &self,
-        blob: &BlobRef,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<()>;
+    /// Replaces the document if `guard` holds: its `if_match` makes it a compare-and-swap, its
+    /// `lease` fences it (storage rejects it with [`ErrorKind::LeaseLost`] unless that is the
+    /// blob's active lease; so too without a lease if the blob is leased).
+    async fn replace_document(&self, blob: &BlobRef, body: Bytes, guard: Guard) -> Result<ETag>;
+    /// Deletes the blob if `guard` holds, as [`replace_document`](Self::replace_document).
+    async fn delete_document(&self, blob: &BlobRef, guard: Guard) -> Result<()>;
 }
 
 /// A table row. Property values are JSON in the Table service's wire form: typed values other
@@ -236,6 +272,30 @@ pub enum WriteMode {
     Merge,
 }
 
+/// How an update writes an entity that exists (unlike an upsert): only if it matches
+/// `if_match`, replacing its properties or merging into them as `mode` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub if_match: IfMatch,
+    pub mode: WriteMode,
+}
+
+impl Update {
+    pub fn replace(if_match: IfMatch) -> Self {
+        Update {
+            if_match,
+            mode: WriteMode::Replace,
+        }
+    }
+
+    pub fn merge(if_match: IfMatch) -> Self {
+        Update {
+            if_match,
+            mode: WriteMode::Merge,
+        }
+    }
+}
+
 /// Where a partition query stopped; pass back to continue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Continuation {
@@ -264,7 +324,7 @@ pub struct Page {
 pub enum BatchOp {
     Insert(Entity),
     Upsert(Entity, WriteMode),
-    Update(Entity, IfMatch, WriteMode),
+    Update(Entity, Update),
     Delete { row_key: String, if_match: IfMatch },
 }
 
@@ -275,13 +335,7 @@ pub trait TableStore: Send + Sync {
     async fn delete_table(&self, table: &str) -> Result<()>;
     async fn insert_entity(&self, table: &str, entity: &Entity) -> Result<ETag>;
     async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag>;
-    async fn update_entity(
-        &self,
-        table: &str,
-        entity: &Entity,
-        if_match: &IfMatch,
-        mode: WriteMode,
-    ) -> Result<ETag>;
+    async fn update_entity(&self, table: &str, entity: &Entity, update: Update) -> Result<ETag>;
     async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity>;
     /// One page of a partition, as `query` says.
     async fn query_partition(
@@ -336,11 +390,7 @@ pub trait TableStore: Send + Sync {
         partition_key: &str,
         ops: Vec<BatchOp>,
     ) -> Result<Vec<Option<ETag>>>;
-    async fn delete_entity(
-        &self,
-        table: &str,
-        partition_key: &str,
-        row_key: &str,
-        if_match: &IfMatch,
-    ) -> Result<()>;
+    /// Deletes the row of `entity`'s keys (its properties are not looked at) if it matches
+    /// `if_match`.
+    async fn delete_entity(&self, table: &str, entity: &Entity, if_match: &IfMatch) -> Result<()>;
 }

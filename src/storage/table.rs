@@ -1,5 +1,7 @@
 //! Table Storage on the Azure backend.
 
+use std::future::IntoFuture;
+
 use async_trait::async_trait;
 use azure_core::Continuable;
 use azure_data_tables::prelude::{EntityClient, Filter, Top};
@@ -11,7 +13,7 @@ use super::azure::{classify, from_status, AzureStorage};
 use super::names::{validate_key, validate_table};
 use super::retry::Idempotency;
 use super::{
-    BatchOp, Continuation, ETag, Entity, IfMatch, Page, PageQuery, TableStore, WriteMode,
+    BatchOp, Continuation, ETag, Entity, IfMatch, Page, PageQuery, TableStore, Update, WriteMode,
     MAX_BATCH_OPERATIONS,
 };
 use crate::error::{Error, ErrorKind, Result};
@@ -108,6 +110,54 @@ impl AzureStorage {
             .partition_key_client(url_key(partition_key))
             .entity_client(url_key(row_key))
     }
+
+    /// Writes `entity` at its keys, its properties replacing the row's or merged into them as
+    /// `mode` says: without `if_match` an upsert (the row need not exist), with it an update
+    /// (the row must exist and match).
+    async fn put_entity(
+        &self,
+        table: &str,
+        entity: &Entity,
+        mode: WriteMode,
+        if_match: Option<&IfMatch>,
+    ) -> Result<ETag> {
+        let json = to_json(table, entity)?;
+        let verb = if if_match.is_some() {
+            "update"
+        } else {
+            "upsert"
+        };
+        self.run_on(
+            format!("{verb} {table}/{}/{}", entity.partition_key, entity.row_key),
+            if_match.map_or(Idempotency::Idempotent, idempotency),
+            (
+                self.entity_client(table, &entity.partition_key, &entity.row_key),
+                json,
+                if_match.map(sdk_if_match),
+            ),
+            |(client, json, cond)| async move {
+                // The two kinds of request are built apart but sent and answered alike.
+                let request = match (cond, mode) {
+                    (None, WriteMode::Replace) => {
+                        client.insert_or_replace(json).map(IntoFuture::into_future)
+                    }
+                    (None, WriteMode::Merge) => {
+                        client.insert_or_merge(json).map(IntoFuture::into_future)
+                    }
+                    (Some(cond), WriteMode::Replace) => {
+                        client.update(json, cond).map(IntoFuture::into_future)
+                    }
+                    (Some(cond), WriteMode::Merge) => {
+                        client.merge(json, cond).map(IntoFuture::into_future)
+                    }
+                }
+                .map_err(sdk_err("entity"))?;
+                let resp = request.await.map_err(classify)?;
+                Ok(ETag(resp.etag.to_string()))
+            },
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -152,54 +202,12 @@ impl TableStore for AzureStorage {
     }
 
     async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag> {
-        let json = to_json(table, entity)?;
-        self.run_on(
-            format!("upsert {table}/{}/{}", entity.partition_key, entity.row_key),
-            Idempotency::Idempotent,
-            (
-                self.entity_client(table, &entity.partition_key, &entity.row_key),
-                json,
-            ),
-            |(client, json)| async move {
-                let builder = match mode {
-                    WriteMode::Replace => client.insert_or_replace(json),
-                    WriteMode::Merge => client.insert_or_merge(json),
-                }
-                .map_err(sdk_err("entity"))?;
-                let resp = builder.await.map_err(classify)?;
-                Ok(ETag(resp.etag.to_string()))
-            },
-        )
-        .await
+        self.put_entity(table, entity, mode, None).await
     }
 
-    async fn update_entity(
-        &self,
-        table: &str,
-        entity: &Entity,
-        if_match: &IfMatch,
-        mode: WriteMode,
-    ) -> Result<ETag> {
-        let json = to_json(table, entity)?;
-        self.run_on(
-            format!("update {table}/{}/{}", entity.partition_key, entity.row_key),
-            idempotency(if_match),
-            (
-                self.entity_client(table, &entity.partition_key, &entity.row_key),
-                json,
-                sdk_if_match(if_match),
-            ),
-            |(client, json, cond)| async move {
-                let builder = match mode {
-                    WriteMode::Replace => client.update(json, cond),
-                    WriteMode::Merge => client.merge(json, cond),
-                }
-                .map_err(sdk_err("entity"))?;
-                let resp = builder.await.map_err(classify)?;
-                Ok(ETag(resp.etag.to_string()))
-            },
-        )
-        .await
+    async fn update_entity(&self, table: &str, entity: &Entity, update: Update) -> Result<ETag> {
+        self.put_entity(table, entity, update.mode, Some(&update.if_match))
+            .await
     }
 
     async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity> {
@@ -306,7 +314,7 @@ impl TableStore for AzureStorage {
         let mut encoded = Vec::with_capacity(ops.len());
         for op in &ops {
             let entity = match op {
-                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _, _) => Some(e),
+                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _) => Some(e),
                 BatchOp::Delete { .. } => None,
             };
             if let Some(e) = entity {
@@ -320,15 +328,13 @@ impl TableStore for AzureStorage {
             } else {
                 encoded.push(None);
             }
-            conditional |= matches!(
-                op,
-                BatchOp::Insert(_)
-                    | BatchOp::Update(_, IfMatch::ETag(_), _)
-                    | BatchOp::Delete {
-                        if_match: IfMatch::ETag(_),
-                        ..
-                    }
-            );
+            conditional |= match op {
+                BatchOp::Insert(_) => true,
+                BatchOp::Upsert(..) => false,
+                BatchOp::Update(_, Update { if_match, .. }) | BatchOp::Delete { if_match, .. } => {
+                    matches!(if_match, IfMatch::ETag(_))
+                }
+            };
         }
         let idempotency = if conditional {
             Idempotency::Conditional
@@ -356,11 +362,13 @@ impl TableStore for AzureStorage {
                         (BatchOp::Upsert(e, WriteMode::Merge), Some(j)) => {
                             tx.insert_or_merge(url_key(&e.row_key), j)
                         }
-                        (BatchOp::Update(e, m, WriteMode::Replace), Some(j)) => {
-                            tx.update(url_key(&e.row_key), j, Some(sdk_if_match(m)))
-                        }
-                        (BatchOp::Update(e, m, WriteMode::Merge), Some(j)) => {
-                            tx.merge(url_key(&e.row_key), j, Some(sdk_if_match(m)))
+                        (BatchOp::Update(e, u), Some(j)) => {
+                            let (row_key, cond) =
+                                (url_key(&e.row_key), Some(sdk_if_match(&u.if_match)));
+                            match u.mode {
+                                WriteMode::Replace => tx.update(row_key, j, cond),
+                                WriteMode::Merge => tx.merge(row_key, j, cond),
+                            }
                         }
                         (BatchOp::Delete { row_key, if_match }, None) => {
                             tx.delete(url_key(row_key), Some(sdk_if_match(if_match)))
@@ -406,13 +414,8 @@ impl TableStore for AzureStorage {
         .await
     }
 
-    async fn delete_entity(
-        &self,
-        table: &str,
-        partition_key: &str,
-        row_key: &str,
-        if_match: &IfMatch,
-    ) -> Result<()> {
+    async fn delete_entity(&self, table: &str, entity: &Entity, if_match: &IfMatch) -> Result<()> {
+        let (partition_key, row_key) = (&entity.partition_key, &entity.row_key);
         validate_keys(partition_key, row_key)?;
         self.run_on(
             format!("delete {table}/{partition_key}/{row_key}"),
