@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use samza_azure_coordinator::checkpoint::CheckpointStore;
 use samza_azure_coordinator::storage::{
-    AzureStorage, BatchOp, BlobRef, Change, DocumentStore, ETag, Entity, IfMatch, LeaseDuration,
-    LeaseStore, TableStore, WriteMode,
+    AzureStorage, BatchOp, BlobRef, Change, DocumentStore, ETag, Entity, Guard, IfMatch,
+    LeaseDuration, LeaseStore, TableStore, Update, WriteMode,
 };
 use samza_azure_coordinator::ErrorKind;
 
@@ -110,7 +110,7 @@ async fn run(s: &Arc<AzureStorage>, ops: usize) -> Vec<Row> {
         measure("blob put 10 KiB (If-Match)", ops, || async {
             let known = etag.borrow().clone();
             let next = s
-                .replace_document(&doc, body.clone(), Some(&known), None)
+                .replace_document(&doc, body.clone(), Guard::if_match(known))
                 .await
                 .expect("conditional put");
             *etag.borrow_mut() = next;
@@ -259,7 +259,7 @@ async fn throughput(s: &Arc<AzureStorage>) -> Vec<(&'static str, f64)> {
                 .iter()
                 .map(|row| {
                     let e = Entity::new("group", row).with("v1c0", text.as_str());
-                    BatchOp::Update(e, IfMatch::Any, WriteMode::Merge)
+                    BatchOp::Update(e, Update::merge(IfMatch::Any))
                 })
                 .collect();
             s.batch(table, "group", ops).await.expect("transaction");

@@ -325,23 +325,14 @@ impl StorageConfig {
             })?;
         let connection = ConnectionInfo::parse(key, value)?;
         let d = RequestPolicy::default();
-        let ms = |k: &str, default: Duration, min: u64, max: u64| -> Result<Duration> {
-            Ok(Duration::from_millis(read_u64(
-                config,
-                k,
-                default.as_millis() as u64,
-                min,
-                max,
-            )?))
-        };
+        let keys = Keys(config);
         let policy = RequestPolicy {
-            request_timeout: ms(KEY_REQUEST_TIMEOUT_MS, d.request_timeout, 100, 60_000)?,
-            connect_timeout: ms(KEY_CONNECT_TIMEOUT_MS, d.connect_timeout, 100, 30_000)?,
-            max_attempts: read_u64(config, KEY_RETRY_MAX_ATTEMPTS, d.max_attempts as u64, 1, 10)?
-                as u32,
-            backoff_base: ms(KEY_RETRY_BACKOFF_BASE_MS, d.backoff_base, 1, 10_000)?,
-            backoff_max: ms(KEY_RETRY_BACKOFF_MAX_MS, d.backoff_max, 1, 30_000)?,
-            deadline: ms(KEY_RETRY_DEADLINE_MS, d.deadline, 100, 120_000)?,
+            request_timeout: keys.ms(KEY_REQUEST_TIMEOUT_MS, d.request_timeout, 100, 60_000)?,
+            connect_timeout: keys.ms(KEY_CONNECT_TIMEOUT_MS, d.connect_timeout, 100, 30_000)?,
+            max_attempts: keys.u64(KEY_RETRY_MAX_ATTEMPTS, d.max_attempts as u64, 1, 10)? as u32,
+            backoff_base: keys.ms(KEY_RETRY_BACKOFF_BASE_MS, d.backoff_base, 1, 10_000)?,
+            backoff_max: keys.ms(KEY_RETRY_BACKOFF_MAX_MS, d.backoff_max, 1, 30_000)?,
+            deadline: keys.ms(KEY_RETRY_DEADLINE_MS, d.deadline, 100, 120_000)?,
         };
         if policy.backoff_max < policy.backoff_base {
             return Err(Error::config(
@@ -364,30 +355,36 @@ impl StorageConfig {
     }
 }
 
-/// Reads an integer key with bounds; absent means `default`.
-pub fn read_u64(
-    config: &HashMap<String, String>,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64> {
-    let Some(raw) = config.get(key) else {
-        return Ok(default);
-    };
-    let value: u64 = raw.trim().parse().map_err(|_| {
-        Error::config(
-            key,
-            format!("expected an integer in [{min}, {max}], found '{raw}'"),
-        )
-    })?;
-    if value < min || value > max {
-        return Err(Error::config(
-            key,
-            format!("expected an integer in [{min}, {max}], found {value}"),
-        ));
+/// A Samza config map read key by key with bounds: an absent key means its default, and a
+/// value out of bounds is an error naming the key.
+#[derive(Clone, Copy)]
+pub struct Keys<'a>(pub &'a HashMap<String, String>);
+
+impl Keys<'_> {
+    pub fn u64(self, key: &str, default: u64, min: u64, max: u64) -> Result<u64> {
+        let Some(raw) = self.0.get(key) else {
+            return Ok(default);
+        };
+        let value: u64 = raw.trim().parse().map_err(|_| {
+            Error::config(
+                key,
+                format!("expected an integer in [{min}, {max}], found '{raw}'"),
+            )
+        })?;
+        if value < min || value > max {
+            return Err(Error::config(
+                key,
+                format!("expected an integer in [{min}, {max}], found {value}"),
+            ));
+        }
+        Ok(value)
     }
-    Ok(value)
+
+    /// A duration in milliseconds, bounds included.
+    pub fn ms(self, key: &str, default: Duration, min: u64, max: u64) -> Result<Duration> {
+        self.u64(key, default.as_millis() as u64, min, max)
+            .map(Duration::from_millis)
+    }
 }
 
 #[cfg(test)]
@@ -401,6 +398,11 @@ mod tests {
         ConnectionInfo::parse(KEY_CONNECT, s)
     }
 
+    /// The blob and table endpoints, in that order.
+    fn endpoints(c: &ConnectionInfo) -> (&str, &str) {
+        (c.blob_endpoint.as_str(), c.table_endpoint.as_str())
+    }
+
     #[test]
     fn account_key_form_derives_public_endpoints() {
         let c = parse(&format!(
@@ -409,12 +411,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.account, "acct");
         assert_eq!(
-            c.blob_endpoint.as_str(),
-            "https://acct.blob.core.windows.net/"
-        );
-        assert_eq!(
-            c.table_endpoint.as_str(),
-            "https://acct.table.core.windows.net/"
+            endpoints(&c),
+            (
+                "https://acct.blob.core.windows.net/",
+                "https://acct.table.core.windows.net/"
+            )
         );
         assert!(matches!(c.credential, Credential::AccountKey(_)));
         assert!(!format!("{c:?}").contains(KEY));
@@ -425,12 +426,11 @@ mod tests {
         let c = parse("UseDevelopmentStorage=true").unwrap();
         assert_eq!(c.account, DEV_ACCOUNT);
         assert_eq!(
-            c.blob_endpoint.as_str(),
-            "http://127.0.0.1:10000/devstoreaccount1"
-        );
-        assert_eq!(
-            c.table_endpoint.as_str(),
-            "http://127.0.0.1:10002/devstoreaccount1"
+            endpoints(&c),
+            (
+                "http://127.0.0.1:10000/devstoreaccount1",
+                "http://127.0.0.1:10002/devstoreaccount1"
+            )
         );
     }
 

@@ -128,6 +128,10 @@ impl Error {
         Error::new(ErrorKind::Internal, message)
     }
 
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::BadRequest, message)
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

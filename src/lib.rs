@@ -13,8 +13,8 @@ pub mod membership;
 pub mod random;
 pub mod redact;
 pub mod runtime;
-pub mod tasks;
 pub mod storage;
+pub mod tasks;
 
 mod jni;
 

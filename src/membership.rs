@@ -15,7 +15,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS};
+use crate::storage::{
+    BatchOp, ETag, Entity, IfMatch, TableStore, Update, WriteMode, MAX_BATCH_OPERATIONS,
+};
 
 /// The partition holding membership rows.
 pub const PARTITION: &str = "members";
@@ -261,12 +263,12 @@ impl<'a> Membership<'a> {
         let probe = Entity::new(self.partition.clone(), probe_key(&self.processor_id));
         if let Some(etag) = known {
             let row = match self.row_etag.clone() {
-                Some(mine) => BatchOp::Update(self.row(), IfMatch::ETag(mine), WriteMode::Replace),
+                Some(mine) => BatchOp::Update(self.row(), Update::replace(IfMatch::ETag(mine))),
                 None => BatchOp::Upsert(self.row(), WriteMode::Replace),
             };
             let ops = vec![
                 row,
-                BatchOp::Update(probe.clone(), IfMatch::ETag(etag.clone()), WriteMode::Merge),
+                BatchOp::Update(probe.clone(), Update::merge(IfMatch::ETag(etag.clone()))),
             ];
             match self.store.batch(&self.table, &self.partition, ops).await {
                 Ok(etags) => {
@@ -325,9 +327,8 @@ impl<'a> Membership<'a> {
 
     /// Deletes one row of this partition: a member's or its notification row.
     async fn delete_row(&self, row_key: &str, if_match: &IfMatch) -> Result<()> {
-        self.store
-            .delete_entity(&self.table, &self.partition, row_key, if_match)
-            .await
+        let row = Entity::new(&self.partition, row_key);
+        self.store.delete_entity(&self.table, &row, if_match).await
     }
 
     /// Graceful leave: the row goes at once, so the leader need not wait for a timeout.

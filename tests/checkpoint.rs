@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use common::recording::{Inject, Recording};
 use common::{azurite, unique};
 use samza_azure_coordinator::checkpoint::{self, CheckpointStore, MAX_CHECKPOINT_BYTES};
-use samza_azure_coordinator::storage::{AzureStorage, Entity, IfMatch, TableStore, WriteMode};
+use samza_azure_coordinator::storage::{
+    AzureStorage, Entity, IfMatch, PageQuery, TableStore, Update,
+};
 use samza_azure_coordinator::ErrorKind;
 
 async fn store(table: &str, processor: &str) -> CheckpointStore<AzureStorage> {
@@ -33,7 +35,7 @@ async fn recorded_store(
 async fn row_keys(table: &str, task: &str) -> Vec<String> {
     let raw = azurite()
         .storage()
-        .query_partition(table, checkpoint::PARTITION, None, None, None)
+        .query_partition(table, checkpoint::PARTITION, PageQuery::default())
         .await
         .unwrap();
     let prefix = format!("{}|", checkpoint::task_key(task));
@@ -212,8 +214,7 @@ async fn a_moved_etag_with_the_same_owner_is_retried_not_failed() {
     az.update_entity(
         &table,
         &touch,
-        &IfMatch::ETag(row.etag.unwrap()),
-        WriteMode::Merge,
+        Update::merge(IfMatch::ETag(row.etag.unwrap())),
     )
     .await
     .unwrap();
@@ -499,7 +500,7 @@ async fn a_malformed_owner_row_is_taken_over_not_a_crash_loop() {
     let broken = Entity::new(checkpoint::PARTITION, "t|owner")
         .with("processor", "p0")
         .with("generation", "not a number");
-    az.update_entity(&table, &broken, &IfMatch::Any, WriteMode::Merge)
+    az.update_entity(&table, &broken, Update::merge(IfMatch::Any))
         .await
         .unwrap();
     let r = store(&table, "p2").await;
@@ -523,7 +524,7 @@ async fn an_incomplete_checkpoint_version_is_left_out_not_a_crash_loop() {
     s.write("t", 2, "v2 text").await.unwrap();
     let az = azurite().storage();
     let broken = Entity::new(checkpoint::PARTITION, "t|owner").with("v2bytes", 1000i64);
-    az.update_entity(&table, &broken, &IfMatch::Any, WriteMode::Merge)
+    az.update_entity(&table, &broken, Update::merge(IfMatch::Any))
         .await
         .unwrap();
     let r = store(&table, "p2").await;

@@ -13,7 +13,7 @@ use common::azurite;
 use common::cluster::{timing, Cluster, ComputeFault, Control};
 use samza_azure_coordinator::coordinator::names::JobIdentity;
 use samza_azure_coordinator::coordinator::{Coordinator, CoordinatorConfig};
-use samza_azure_coordinator::storage::{DocumentStore, LeaseStore};
+use samza_azure_coordinator::storage::{DocumentStore, Guard, LeaseStore, PageQuery};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_leave_crash_and_leader_failover_keep_one_owner_per_partition() {
@@ -335,8 +335,7 @@ async fn a_leader_paused_past_its_lease_is_fenced_by_storage_and_steps_down() {
         .replace_document(
             &blob,
             bytes::Bytes::from_static(b"stale"),
-            None,
-            Some(lease),
+            Guard::lease(lease),
         )
         .await
         .unwrap_err();
@@ -726,8 +725,7 @@ impl Cluster {
             .replace_document(
                 &self.names().job_model_blob(),
                 bytes::Bytes::from_static(body),
-                None,
-                Some(lease),
+                Guard::lease(lease),
             )
             .await
             .unwrap();
@@ -776,7 +774,7 @@ async fn a_recreated_job_model_document_does_not_skip_the_barrier() {
     let blob = c.names().job_model_blob();
     let storage = azurite().storage();
     storage.break_lease(&blob, Duration::ZERO).await.unwrap();
-    storage.delete_document(&blob, None, None).await.unwrap();
+    storage.delete_document(&blob, Guard::NONE).await.unwrap();
     let leader = c.leader().expect("a leader");
     c.crash(&leader);
     c.spawn("p4");
@@ -831,9 +829,10 @@ async fn notification_rows_of_processors_that_are_gone_are_collected() {
             .query_partition(
                 &table,
                 PARTITION,
-                Some("RowKey ge '~probe~ghost' and RowKey lt '~probe~ghosu'"),
-                None,
-                None,
+                PageQuery {
+                    filter: Some("RowKey ge '~probe~ghost' and RowKey lt '~probe~ghosu'"),
+                    ..PageQuery::default()
+                },
             )
             .await
             .unwrap()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{azurite, unique};
 use samza_azure_coordinator::storage::{
-    AzureStorage, BlobRef, Change, DocumentStore, LeaseDuration, LeaseId, LeaseStore,
+    AzureStorage, BlobRef, Change, DocumentStore, Guard, LeaseDuration, LeaseId, LeaseStore,
 };
 use samza_azure_coordinator::ErrorKind;
 
@@ -43,12 +43,12 @@ async fn compare_and_swap_on_etag() {
     let blob = doc(&s).await;
     let v1 = s.create_document(&blob, kib10(1)).await.unwrap();
     let v2 = s
-        .replace_document(&blob, kib10(2), Some(&v1), None)
+        .replace_document(&blob, kib10(2), Guard::if_match(v1.clone()))
         .await
         .unwrap();
     assert_ne!(v1, v2);
     let e = s
-        .replace_document(&blob, kib10(3), Some(&v1), None)
+        .replace_document(&blob, kib10(3), Guard::if_match(v1))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
@@ -66,7 +66,7 @@ async fn change_checks_answer_unchanged_without_a_body() {
     );
     assert_eq!(s.read_document_if_changed(&blob, &v1).await.unwrap(), None);
     let v2 = s
-        .replace_document(&blob, kib10(2), Some(&v1), None)
+        .replace_document(&blob, kib10(2), Guard::if_match(v1.clone()))
         .await
         .unwrap();
     assert_eq!(
@@ -92,7 +92,7 @@ async fn lease_fences_writes_including_a_paused_ex_leader() {
         .unwrap();
 
     let e = rival
-        .replace_document(&blob, kib10(9), None, None)
+        .replace_document(&blob, kib10(9), Guard::NONE)
         .await
         .unwrap_err();
     assert_eq!(
@@ -101,7 +101,11 @@ async fn lease_fences_writes_including_a_paused_ex_leader() {
         "write without the lease: {e}"
     );
     let e = rival
-        .replace_document(&blob, kib10(9), Some(&v1), Some(LeaseId::random()))
+        .replace_document(
+            &blob,
+            kib10(9),
+            Guard::leader(v1.clone(), LeaseId::random()),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -110,7 +114,7 @@ async fn lease_fences_writes_including_a_paused_ex_leader() {
         "write with a wrong lease: {e}"
     );
     let v2 = leader
-        .replace_document(&blob, kib10(2), Some(&v1), Some(lease))
+        .replace_document(&blob, kib10(2), Guard::leader(v1, lease))
         .await
         .unwrap();
 
@@ -122,17 +126,17 @@ async fn lease_fences_writes_including_a_paused_ex_leader() {
         .unwrap();
     // The ex-leader wakes with the ETag it last wrote: storage rejects it on the lease alone.
     let e = leader
-        .replace_document(&blob, kib10(3), Some(&v2), Some(lease))
+        .replace_document(&blob, kib10(3), Guard::leader(v2.clone(), lease))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost, "ex-leader write: {e}");
     let e = leader
-        .delete_document(&blob, None, Some(lease))
+        .delete_document(&blob, Guard::lease(lease))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost, "ex-leader delete: {e}");
     rival
-        .replace_document(&blob, kib10(4), Some(&v2), Some(rival_lease))
+        .replace_document(&blob, kib10(4), Guard::leader(v2, rival_lease))
         .await
         .unwrap();
     assert_eq!(rival.read_document(&blob).await.unwrap().body, kib10(4));
@@ -166,7 +170,7 @@ async fn errors_name_what_failed() {
     let e = BlobRef::new("Bad_Name", "x").unwrap_err();
     assert!(e.message().contains("Bad_Name"), "{e}");
     s.create_document(&blob, kib10(1)).await.unwrap();
-    s.delete_document(&blob, None, None).await.unwrap();
+    s.delete_document(&blob, Guard::NONE).await.unwrap();
     assert_eq!(
         s.read_document(&blob).await.unwrap_err().kind(),
         ErrorKind::NotFound

@@ -13,8 +13,8 @@ use azure_faithful::{BurstError, Latency, OutageMode, Outcome, Scope, Target, Tr
 use bytes::Bytes;
 use common::{azurite, eventually, faithful, lease_blob, unique};
 use samza_azure_coordinator::storage::{
-    BatchOp, BlobRef, DocumentStore, ETag, Entity, IfMatch, LeaseDuration, LeaseStore, TableStore,
-    WriteMode,
+    BatchOp, BlobRef, DocumentStore, ETag, Entity, Guard, IfMatch, LeaseDuration, LeaseStore,
+    PageQuery, TableStore, Update,
 };
 use samza_azure_coordinator::ErrorKind;
 
@@ -76,7 +76,7 @@ async fn other_writes_to_a_leased_blob_without_the_lease_are_lease_id_missing_on
         .unwrap();
     for storage in [proxy.storage(0), azurite().direct_storage()] {
         let e = storage
-            .replace_document(&blob, Bytes::from_static(b"y"), None, None)
+            .replace_document(&blob, Bytes::from_static(b"y"), Guard::NONE)
             .await
             .unwrap_err();
         assert_eq!(
@@ -85,7 +85,7 @@ async fn other_writes_to_a_leased_blob_without_the_lease_are_lease_id_missing_on
             "{e}"
         );
         let e = storage
-            .delete_document(&blob, None, None)
+            .delete_document(&blob, Guard::NONE)
             .await
             .unwrap_err();
         assert_eq!(e.storage_code(), Some("LeaseIdMissing"), "{e}");
@@ -103,7 +103,7 @@ async fn write_once_expired(s: &impl DocumentStore, blob: &BlobRef) {
         "the 15 s lease to expire",
         Duration::from_secs(40),
         || async {
-            s.replace_document(blob, Bytes::from_static(b"other"), None, None)
+            s.replace_document(blob, Bytes::from_static(b"other"), Guard::NONE)
                 .await
                 .is_ok()
         },
@@ -164,7 +164,7 @@ async fn renew_of_a_live_lease_and_writes_with_it_pass() {
         .acquire_lease(&blob, LeaseDuration::seconds(15).unwrap(), None)
         .await
         .unwrap();
-    s.replace_document(&blob, Bytes::from_static(b"mine"), None, Some(lease))
+    s.replace_document(&blob, Bytes::from_static(b"mine"), Guard::lease(lease))
         .await
         .unwrap();
     s.renew_lease(&blob, lease, None).await.unwrap();
@@ -203,8 +203,7 @@ async fn table_etags_have_100ns_precision_and_conditions_hold_through_the_proxy(
         .update_entity(
             &t,
             &Entity::new("p", "a").with("v", 2),
-            &IfMatch::ETag(e1.clone()),
-            WriteMode::Replace,
+            Update::replace(IfMatch::ETag(e1.clone())),
         )
         .await
         .unwrap();
@@ -214,15 +213,17 @@ async fn table_etags_have_100ns_precision_and_conditions_hold_through_the_proxy(
         .update_entity(
             &t,
             &Entity::new("p", "a").with("v", 3),
-            &IfMatch::ETag(e1.clone()),
-            WriteMode::Merge,
+            Update::merge(IfMatch::ETag(e1.clone())),
         )
         .await
         .unwrap_err();
     assert_eq!(stale.kind(), ErrorKind::PreconditionFailed, "{stale}");
 
     // Query pages carry the same ETags.
-    let page = s.query_partition(&t, "p", None, None, None).await.unwrap();
+    let page = s
+        .query_partition(&t, "p", PageQuery::default())
+        .await
+        .unwrap();
     assert_eq!(page.entities[0].etag.as_ref(), Some(&e2));
 
     // In an entity-group transaction: the current ETag wins, a stale one fails the batch.
@@ -233,8 +234,7 @@ async fn table_etags_have_100ns_precision_and_conditions_hold_through_the_proxy(
             vec![
                 BatchOp::Update(
                     Entity::new("p", "a").with("v", 4),
-                    IfMatch::ETag(e2.clone()),
-                    WriteMode::Replace,
+                    Update::replace(IfMatch::ETag(e2.clone())),
                 ),
                 BatchOp::Insert(Entity::new("p", "b").with("v", 1)),
             ],
@@ -250,8 +250,7 @@ async fn table_etags_have_100ns_precision_and_conditions_hold_through_the_proxy(
             "p",
             vec![BatchOp::Update(
                 Entity::new("p", "a").with("v", 5),
-                IfMatch::ETag(e2),
-                WriteMode::Replace,
+                Update::replace(IfMatch::ETag(e2)),
             )],
         )
         .await
@@ -364,7 +363,7 @@ async fn a_503_burst_on_one_partition_leaves_another_alone() {
     );
     let e = proxy
         .storage(1)
-        .query_partition(&t, "hot", None, None, None)
+        .query_partition(&t, "hot", PageQuery::default())
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("ServerBusy"), "{e}");

@@ -11,7 +11,7 @@ use common::{azurite, lease_blob};
 use samza_azure_coordinator::config::{StorageConfig, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 use samza_azure_coordinator::lease::{LeaseKeeper, LeaseState, LeaseTiming};
 use samza_azure_coordinator::storage::{
-    AzureStorage, BlobRef, DocumentStore, LeaseDuration, LeaseStore,
+    AzureStorage, BlobRef, DocumentStore, Guard, LeaseDuration, LeaseStore,
 };
 use samza_azure_coordinator::ErrorKind;
 use tokio::net::{TcpListener, TcpStream};
@@ -68,7 +68,7 @@ async fn one_leader_among_three_and_its_lease_fences_writes() {
     let leader = await_one_leader(&keepers, Duration::from_secs(10)).await;
     let lease = keepers[leader].state().lease().unwrap();
     let s = azurite().storage();
-    s.replace_document(&blob, Bytes::from_static(b"v1"), None, Some(lease))
+    s.replace_document(&blob, Bytes::from_static(b"v1"), Guard::lease(lease))
         .await
         .unwrap();
     let e = s
@@ -120,7 +120,7 @@ async fn a_leader_whose_lease_is_taken_steps_down() {
     })
     .await;
     let e = rival
-        .replace_document(&blob, Bytes::from_static(b"x"), None, Some(lease))
+        .replace_document(&blob, Bytes::from_static(b"x"), Guard::lease(lease))
         .await
         .unwrap_err();
     assert_eq!(

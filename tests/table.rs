@@ -4,7 +4,8 @@ mod common;
 
 use common::{azurite, unique};
 use samza_azure_coordinator::storage::{
-    AzureStorage, BatchOp, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
+    AzureStorage, BatchOp, Entity, IfMatch, PageQuery, TableStore, Update, WriteMode,
+    MAX_BATCH_OPERATIONS,
 };
 use samza_azure_coordinator::ErrorKind;
 
@@ -40,8 +41,7 @@ async fn insert_read_conditional_update_merge_delete() {
         .update_entity(
             &t,
             &Entity::new("job", "p1").with("host", "b"),
-            &IfMatch::ETag(v1.clone()),
-            WriteMode::Replace,
+            Update::replace(IfMatch::ETag(v1.clone())),
         )
         .await
         .unwrap();
@@ -49,8 +49,7 @@ async fn insert_read_conditional_update_merge_delete() {
         .update_entity(
             &t,
             &Entity::new("job", "p1").with("host", "c"),
-            &IfMatch::ETag(v1.clone()),
-            WriteMode::Replace,
+            Update::replace(IfMatch::ETag(v1.clone())),
         )
         .await
         .unwrap_err();
@@ -65,8 +64,7 @@ async fn insert_read_conditional_update_merge_delete() {
     s.update_entity(
         &t,
         &Entity::new("job", "p1").with("gen", 7),
-        &IfMatch::ETag(v2.clone()),
-        WriteMode::Merge,
+        Update::merge(IfMatch::ETag(v2.clone())),
     )
     .await
     .unwrap();
@@ -80,11 +78,11 @@ async fn insert_read_conditional_update_merge_delete() {
     );
 
     let err = s
-        .delete_entity(&t, "job", "p1", &IfMatch::ETag(v2))
+        .delete_entity(&t, &Entity::new("job", "p1"), &IfMatch::ETag(v2))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PreconditionFailed, "{err}");
-    s.delete_entity(&t, "job", "p1", &IfMatch::Any)
+    s.delete_entity(&t, &Entity::new("job", "p1"), &IfMatch::Any)
         .await
         .unwrap();
     assert_eq!(
@@ -160,7 +158,15 @@ async fn query_partition_with_filter_and_continuation() {
     let mut cont = None;
     loop {
         let page = s
-            .query_partition(&t, "members", None, Some(10), cont)
+            .query_partition(
+                &t,
+                "members",
+                PageQuery {
+                    page_size: Some(10),
+                    continuation: cont,
+                    ..PageQuery::default()
+                },
+            )
             .await
             .unwrap();
         pages += 1;
@@ -183,7 +189,14 @@ async fn query_partition_with_filter_and_continuation() {
     assert!(pages >= 3, "continuation was exercised ({pages} pages)");
 
     let alive = s
-        .query_partition(&t, "members", Some("alive eq true"), None, None)
+        .query_partition(
+            &t,
+            "members",
+            PageQuery {
+                filter: Some("alive eq true"),
+                ..PageQuery::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(alive.entities.len(), 20);
@@ -233,8 +246,7 @@ async fn batch_of_100_is_atomic_and_failures_are_errors() {
         BatchOp::Upsert(Entity::new("b", "fresh2"), WriteMode::Replace),
         BatchOp::Update(
             Entity::new("b", "r001").with("x", 2),
-            IfMatch::ETag(current.etag.unwrap()),
-            WriteMode::Replace,
+            Update::replace(IfMatch::ETag(current.etag.unwrap())),
         ),
         BatchOp::Delete {
             row_key: "r002".into(),
@@ -295,8 +307,7 @@ async fn keys_with_quotes_are_addressed_exactly() {
         .update_entity(
             &t,
             &Entity::new(pk, rk).with("m", 2),
-            &IfMatch::ETag(inserted),
-            WriteMode::Merge,
+            Update::merge(IfMatch::ETag(inserted)),
         )
         .await
         .unwrap();
@@ -314,8 +325,7 @@ async fn keys_with_quotes_are_addressed_exactly() {
             vec![
                 BatchOp::Update(
                     Entity::new(pk, rk).with("m", 4),
-                    IfMatch::ETag(merged),
-                    WriteMode::Merge,
+                    Update::merge(IfMatch::ETag(merged)),
                 ),
                 BatchOp::Delete {
                     row_key: "other'".into(),
@@ -334,7 +344,12 @@ async fn keys_with_quotes_are_addressed_exactly() {
     );
     let gone = s.get_entity(&t, pk, "other'").await.unwrap_err();
     assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone}");
-    s.delete_entity(&t, pk, rk, &IfMatch::Any).await.unwrap();
-    let page = s.query_partition(&t, pk, None, None, None).await.unwrap();
+    s.delete_entity(&t, &Entity::new(pk, rk), &IfMatch::Any)
+        .await
+        .unwrap();
+    let page = s
+        .query_partition(&t, pk, PageQuery::default())
+        .await
+        .unwrap();
     assert!(page.entities.is_empty(), "{:?}", page.entities);
 }

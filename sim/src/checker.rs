@@ -126,12 +126,20 @@ impl Checker {
     }
 
     /// A request storage applied, with its answer.
-    pub fn applied(&self, who: usize, op: &Op, answer: &Result<crate::memstore::Answer>, at: Duration) {
+    pub fn applied(
+        &self,
+        who: usize,
+        op: &Op,
+        answer: &Result<crate::memstore::Answer>,
+        at: Duration,
+    ) {
         let Ok(answer) = answer else { return };
         let mut s = self.state.lock().unwrap();
         let s = &mut *s;
         match (op, answer) {
-            (Op::AcquireLease { blob, duration, .. }, Answer::Lease(id)) if blob.blob() == JOB_MODEL => {
+            (Op::AcquireLease { blob, duration, .. }, Answer::Lease(id))
+                if blob.blob() == JOB_MODEL =>
+            {
                 let duration = lease_length(*duration);
                 s.lease = Some(Lease {
                     id: *id,
@@ -140,17 +148,20 @@ impl Checker {
                     expires: duration.map(|d| at + d),
                 });
                 let name = s.names.get(&who).cloned().unwrap_or_default();
-                s.trace.push(format!("{:>10.3} lease acquired by {name}", at.as_secs_f64()));
+                s.trace.push(format!(
+                    "{:>10.3} lease acquired by {name}",
+                    at.as_secs_f64()
+                ));
             }
             (Op::RenewLease { blob, lease }, Answer::Unit) if blob.blob() == JOB_MODEL => {
                 if let Some(l) = s.lease.as_mut().filter(|l| l.id == *lease) {
                     l.expires = l.duration.map(|d| at + d);
                 }
             }
-            (Op::ReleaseLease { blob, lease }, Answer::Unit) if blob.blob() == JOB_MODEL => {
-                if s.lease.as_ref().is_some_and(|l| l.id == *lease) {
-                    s.lease = None;
-                }
+            (Op::ReleaseLease { blob, lease }, Answer::Unit)
+                if blob.blob() == JOB_MODEL && s.lease.as_ref().is_some_and(|l| l.id == *lease) =>
+            {
+                s.lease = None;
             }
             (Op::BreakLease { blob, period }, Answer::Duration(_)) if blob.blob() == JOB_MODEL => {
                 // Writes under the broken lease are refused once the break period is over;
@@ -160,7 +171,14 @@ impl Checker {
                     l.expires = Some(l.expires.map_or(end, |e| e.min(end)));
                 }
             }
-            (Op::ChangeLease { blob, lease, proposed }, Answer::Lease(_)) if blob.blob() == JOB_MODEL => {
+            (
+                Op::ChangeLease {
+                    blob,
+                    lease,
+                    proposed,
+                },
+                Answer::Lease(_),
+            ) if blob.blob() == JOB_MODEL => {
                 if let Some(l) = s.lease.as_mut().filter(|l| l.id == *lease) {
                     l.id = *proposed;
                 }
@@ -251,8 +269,10 @@ impl Checker {
     pub fn stop(&self, at: Duration, id: &str, why: &str) {
         let mut s = self.state.lock().unwrap();
         if s.containers.remove(id).is_some() {
-            s.trace
-                .push(format!("{:>10.3} {id} container stopped ({why})", at.as_secs_f64()));
+            s.trace.push(format!(
+                "{:>10.3} {id} container stopped ({why})",
+                at.as_secs_f64()
+            ));
         }
     }
 

@@ -42,7 +42,9 @@ pub fn compute(tasks: u32, members: &[String], previous: &str) -> String {
                 .min_by_key(|m| (model[*m].len(), **m))
                 .copied()
                 .unwrap_or_default();
-            model.get_mut(least).map(|l| l.push(t));
+            if let Some(list) = model.get_mut(least) {
+                list.push(t);
+            }
         }
     }
     for list in model.values_mut() {

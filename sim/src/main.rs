@@ -46,9 +46,7 @@ fn bug(args: &[String]) -> Option<Bug> {
         Some("ignore-fence") => Some(Bug::IgnoreFence),
         Some("ack-before-stop") => Some(Bug::AckBeforeStop),
         Some(other) => {
-            eprintln!(
-                "--bug takes no-if-match, ignore-fence or ack-before-stop, found '{other}'"
-            );
+            eprintln!("--bug takes no-if-match, ignore-fence or ack-before-stop, found '{other}'");
             std::process::exit(2)
         }
     }
@@ -58,7 +56,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(filter) = std::env::var_os("SIM_LOG") {
         // The engine's own log, stamped with virtual time: SIM_LOG=info (or debug).
-        let level = filter.to_string_lossy().parse().unwrap_or(tracing::Level::INFO);
+        let level = filter
+            .to_string_lossy()
+            .parse()
+            .unwrap_or(tracing::Level::INFO);
         tracing_subscriber::fmt()
             .with_max_level(level)
             .with_timer(VirtualTime)
@@ -117,6 +118,47 @@ fn main() {
             }
             for v in run(small).violations {
                 println!("  {v}");
+            }
+        }
+        Some("scale") => {
+            let n = number(&args, "--processors", 10) as usize;
+            let tasks = number(&args, "--tasks", 10 * n as u64) as u32;
+            let started = Instant::now();
+            let r = samza_azure_sim::world::scale(n, tasks, number(&args, "--seed", 1));
+            let s = |d: Option<std::time::Duration>| {
+                d.map_or("not within 120 s".to_owned(), |d| {
+                    format!("{:.1} s", d.as_secs_f64())
+                })
+            };
+            println!(
+                "N = {}, {} tasks ({:.0} s of real time)",
+                r.processors,
+                r.tasks,
+                started.elapsed().as_secs_f64()
+            );
+            println!("  cold start        {}", s(r.cold_start));
+            println!("  follower kill -9  {}", s(r.follower_crash));
+            println!("  leader kill -9    {}", s(r.leader_crash));
+            println!("  graceful leave    {}", s(r.graceful_leave));
+            println!("  peak per second, steady / during rebalances:");
+            println!(
+                "    table partition entities {} / {}",
+                r.partition_entities.0, r.partition_entities.1
+            );
+            println!(
+                "    table partition requests {} / {}",
+                r.partition_requests.0, r.partition_requests.1
+            );
+            println!(
+                "    blob requests            {} / {}",
+                r.blob_requests.0, r.blob_requests.1
+            );
+            println!(
+                "    account requests         {} / {}",
+                r.account_requests.0, r.account_requests.1
+            );
+            for v in &r.violations {
+                println!("  VIOLATION {v}");
             }
         }
         Some("seeds") => {

@@ -11,21 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use samza_azure_coordinator::config::RequestPolicy;
 use samza_azure_coordinator::error::{Error, ErrorKind, Result};
 use samza_azure_coordinator::storage::retry::{with_retry, Idempotency};
-use samza_azure_coordinator::storage::{
-    classify_answer, BatchOp, BlobRef, Change, Continuation, Document, DocumentStore, ETag,
-    Entity, IfMatch, LeaseDuration, LeaseId, LeaseStore, Page, TableStore, WriteMode,
-};
+use samza_azure_coordinator::storage::{classify_answer, BatchOp, IfMatch, Update};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::checker::Checker;
-use crate::memstore::{Answer, MemStore, Op};
+use crate::memstore::{Answer, MemStore, Op, Requests};
 
 /// Round-trip times of Azure Storage in the same region: p50 about 10 ms, p99 about 50 ms,
 /// and now and then a stall of a second or more.
@@ -90,33 +86,43 @@ pub enum Bug {
     AckBeforeStop,
 }
 
-/// Requests per resource and virtual second, for the scale report.
+/// Requests, and entities read or written, per resource and virtual second, for the scale
+/// report (Azure's targets: about 2,000 entities/s per table partition, 500 requests/s per
+/// blob, 20,000 requests/s per account).
 #[derive(Default, Debug)]
 pub struct Load {
     /// (resource, second) -> requests.
-    pub per_second: BTreeMap<(String, u64), u32>,
+    pub requests: BTreeMap<(String, u64), u32>,
+    /// (table partition, second) -> entities read or written.
+    pub entities: BTreeMap<(String, u64), u32>,
     pub total: u64,
 }
 
 impl Load {
-    fn count(&mut self, op: &Op, at: Duration) {
+    fn count(&mut self, op: &Op, answer: &Result<Answer>, at: Duration) {
         let second = at.as_secs();
         self.total += 1;
+        let resource = resource(op);
+        *self.requests.entry((resource.clone(), second)).or_default() += 1;
         *self
-            .per_second
-            .entry((resource(op), second))
-            .or_default() += 1;
-        *self
-            .per_second
+            .requests
             .entry(("account".to_owned(), second))
             .or_default() += 1;
+        let entities = match (op, answer) {
+            (Op::QueryPartition { .. }, Ok(Answer::Page(p))) => p.entities.len(),
+            (Op::Batch { ops, .. }, _) => ops.len(),
+            _ if resource.starts_with("table:") && resource.contains('/') => 1,
+            _ => 0,
+        };
+        if entities > 0 {
+            *self.entities.entry((resource, second)).or_default() += entities as u32;
+        }
     }
 
-    /// The highest requests per second of any resource whose name starts with `prefix`, in
+    /// The highest count per second of any resource whose name starts with `prefix`, in
     /// seconds `from..to`.
-    pub fn peak(&self, prefix: &str, from: u64, to: u64) -> u32 {
-        self.per_second
-            .iter()
+    pub fn peak(map: &BTreeMap<(String, u64), u32>, prefix: &str, from: u64, to: u64) -> u32 {
+        map.iter()
             .filter(|((r, s), _)| r.starts_with(prefix) && (from..to).contains(s))
             .map(|(_, n)| *n)
             .max()
@@ -183,7 +189,13 @@ fn idempotency(op: &Op) -> Idempotency {
             matches!(
                 o,
                 BatchOp::Insert(_)
-                    | BatchOp::Update(_, IfMatch::ETag(_), _)
+                    | BatchOp::Update(
+                        _,
+                        Update {
+                            if_match: IfMatch::ETag(_),
+                            ..
+                        }
+                    )
                     | BatchOp::Delete {
                         if_match: IfMatch::ETag(_),
                         ..
@@ -262,8 +274,8 @@ impl Net {
                 )));
                 return;
             }
-            net.load.lock().unwrap().count(&op, net.elapsed());
             let answer = net.store.apply(&op);
+            net.load.lock().unwrap().count(&op, &answer, net.elapsed());
             if std::env::var_os("SIM_REQUESTS").is_some() {
                 let outcome = match &answer {
                     Ok(_) => "ok".to_owned(),
@@ -308,7 +320,12 @@ impl Net {
     }
 
     /// `op` as the adapter runs it: per-attempt timeout, retries with backoff, deadline.
-    async fn request(self: &Arc<Self>, who: usize, op: Op, deadline: Option<Duration>) -> Result<Answer> {
+    async fn request(
+        self: &Arc<Self>,
+        who: usize,
+        op: Op,
+        deadline: Option<Duration>,
+    ) -> Result<Answer> {
         let idem = idempotency(&op);
         let timeout = self.policy.request_timeout;
         with_retry(&self.policy, deadline, idem, || {
@@ -327,237 +344,20 @@ impl Net {
     }
 }
 
-/// One processor's storage client.
+/// One processor's storage client: the storage traits over it are [`Endpoint`]'s.
 pub struct Client {
     pub net: Arc<Net>,
     pub who: usize,
 }
 
-fn unexpected(a: Answer) -> Error {
-    Error::internal(format!("the simulated storage answered {a:?}"))
-}
-
-macro_rules! answer {
-    ($self:ident, $op:expr, $pat:pat => $v:expr) => {
-        match $self.net.request($self.who, $op, None).await? {
-            $pat => Ok($v),
-            other => Err(unexpected(other)),
+#[async_trait]
+impl Requests for Client {
+    async fn request(&self, mut op: Op, deadline: Option<Duration>) -> Result<Answer> {
+        if let (Some(Bug::NoIfMatch), Op::ReplaceDocument { if_match, .. }) =
+            (self.net.bug(), &mut op)
+        {
+            *if_match = None;
         }
-    };
-}
-
-#[async_trait]
-impl LeaseStore for Client {
-    async fn acquire_lease(
-        &self,
-        blob: &BlobRef,
-        duration: LeaseDuration,
-        proposed: Option<LeaseId>,
-    ) -> Result<LeaseId> {
-        let op = Op::AcquireLease {
-            blob: blob.clone(),
-            duration,
-            proposed,
-        };
-        answer!(self, op, Answer::Lease(l) => l)
-    }
-
-    async fn renew_lease(
-        &self,
-        blob: &BlobRef,
-        lease: LeaseId,
-        deadline: Option<Duration>,
-    ) -> Result<()> {
-        let op = Op::RenewLease {
-            blob: blob.clone(),
-            lease,
-        };
-        match self.net.request(self.who, op, deadline).await? {
-            Answer::Unit => Ok(()),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()> {
-        let op = Op::ReleaseLease {
-            blob: blob.clone(),
-            lease,
-        };
-        answer!(self, op, Answer::Unit => ())
-    }
-
-    async fn break_lease(&self, blob: &BlobRef, period: Duration) -> Result<Duration> {
-        let op = Op::BreakLease {
-            blob: blob.clone(),
-            period,
-        };
-        answer!(self, op, Answer::Duration(d) => d)
-    }
-
-    async fn change_lease(&self, blob: &BlobRef, lease: LeaseId, proposed: LeaseId) -> Result<LeaseId> {
-        let op = Op::ChangeLease {
-            blob: blob.clone(),
-            lease,
-            proposed,
-        };
-        answer!(self, op, Answer::Lease(l) => l)
-    }
-}
-
-#[async_trait]
-impl DocumentStore for Client {
-    async fn ensure_container(&self, container: &str) -> Result<bool> {
-        let op = Op::EnsureContainer {
-            container: container.to_owned(),
-        };
-        answer!(self, op, Answer::Bool(b) => b)
-    }
-
-    async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
-        let op = Op::CreateDocument {
-            blob: blob.clone(),
-            body,
-        };
-        answer!(self, op, Answer::ETag(e) => e)
-    }
-
-    async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
-        let op = Op::ReadDocument { blob: blob.clone() };
-        answer!(self, op, Answer::Document(d) => d)
-    }
-
-    async fn read_document_if_changed(&self, blob: &BlobRef, known: &ETag) -> Result<Option<Document>> {
-        let op = Op::ReadDocumentIfChanged {
-            blob: blob.clone(),
-            known: known.clone(),
-        };
-        answer!(self, op, Answer::MaybeDocument(d) => d)
-    }
-
-    async fn check_document(&self, blob: &BlobRef, known: &ETag) -> Result<Change> {
-        let op = Op::CheckDocument {
-            blob: blob.clone(),
-            known: known.clone(),
-        };
-        answer!(self, op, Answer::Change(c) => c)
-    }
-
-    async fn replace_document(
-        &self,
-        blob: &BlobRef,
-        body: Bytes,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<ETag> {
-        let if_match = match self.net.bug() {
-            Some(Bug::NoIfMatch) => None,
-            _ => if_match.cloned(),
-        };
-        let op = Op::ReplaceDocument {
-            blob: blob.clone(),
-            body,
-            if_match,
-            lease,
-        };
-        answer!(self, op, Answer::ETag(e) => e)
-    }
-
-    async fn delete_document(&self, blob: &BlobRef, if_match: Option<&ETag>, lease: Option<LeaseId>) -> Result<()> {
-        let op = Op::DeleteDocument {
-            blob: blob.clone(),
-            if_match: if_match.cloned(),
-            lease,
-        };
-        answer!(self, op, Answer::Unit => ())
-    }
-}
-
-#[async_trait]
-impl TableStore for Client {
-    async fn ensure_table(&self, table: &str) -> Result<bool> {
-        let op = Op::EnsureTable {
-            table: table.to_owned(),
-        };
-        answer!(self, op, Answer::Bool(b) => b)
-    }
-
-    async fn delete_table(&self, table: &str) -> Result<()> {
-        let op = Op::DeleteTable {
-            table: table.to_owned(),
-        };
-        answer!(self, op, Answer::Unit => ())
-    }
-
-    async fn insert_entity(&self, table: &str, entity: &Entity) -> Result<ETag> {
-        let op = Op::InsertEntity {
-            table: table.to_owned(),
-            entity: entity.clone(),
-        };
-        answer!(self, op, Answer::ETag(e) => e)
-    }
-
-    async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag> {
-        let op = Op::UpsertEntity {
-            table: table.to_owned(),
-            entity: entity.clone(),
-            mode,
-        };
-        answer!(self, op, Answer::ETag(e) => e)
-    }
-
-    async fn update_entity(&self, table: &str, entity: &Entity, if_match: &IfMatch, mode: WriteMode) -> Result<ETag> {
-        let op = Op::UpdateEntity {
-            table: table.to_owned(),
-            entity: entity.clone(),
-            if_match: if_match.clone(),
-            mode,
-        };
-        answer!(self, op, Answer::ETag(e) => e)
-    }
-
-    async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity> {
-        let op = Op::GetEntity {
-            table: table.to_owned(),
-            partition_key: partition_key.to_owned(),
-            row_key: row_key.to_owned(),
-        };
-        answer!(self, op, Answer::Entity(e) => e)
-    }
-
-    async fn query_partition(
-        &self,
-        table: &str,
-        partition_key: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
-    ) -> Result<Page> {
-        let op = Op::QueryPartition {
-            table: table.to_owned(),
-            partition_key: partition_key.to_owned(),
-            filter: filter.map(str::to_owned),
-            page_size,
-            continuation,
-        };
-        answer!(self, op, Answer::Page(p) => p)
-    }
-
-    async fn batch(&self, table: &str, partition_key: &str, ops: Vec<BatchOp>) -> Result<Vec<Option<ETag>>> {
-        let op = Op::Batch {
-            table: table.to_owned(),
-            partition_key: partition_key.to_owned(),
-            ops,
-        };
-        answer!(self, op, Answer::Batch(b) => b)
-    }
-
-    async fn delete_entity(&self, table: &str, partition_key: &str, row_key: &str, if_match: &IfMatch) -> Result<()> {
-        let op = Op::DeleteEntity {
-            table: table.to_owned(),
-            partition_key: partition_key.to_owned(),
-            row_key: row_key.to_owned(),
-            if_match: if_match.clone(),
-        };
-        answer!(self, op, Answer::Unit => ())
+        self.net.request(self.who, op, deadline).await
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::checker::Checker;
 use crate::freeze::Freeze;
 use crate::java::{JavaFaults, JavaSide};
+use crate::memstore::Endpoint;
 use crate::net::{Bug, Client, Latency, Net};
 use crate::schedule::{Fault, Slot, Step};
 
@@ -37,7 +38,8 @@ impl SimConfig {
         let timing = Timing::default();
         // A version can wait out one barrier timeout for a stuck Java side and another for
         // the version after it; then the lease, the liveness timeout and a rebalance.
-        let settle_bound = timing.barrier_timeout * 2 + timing.lease.duration + Duration::from_secs(30);
+        let settle_bound =
+            timing.barrier_timeout * 2 + timing.lease.duration + Duration::from_secs(30);
         SimConfig {
             seed,
             processors,
@@ -117,10 +119,10 @@ impl World {
         self.clients += 1;
         self.checker.name(who, &id);
         let freeze = Arc::new(Freeze::default());
-        let client = Arc::new(Client {
+        let client = Arc::new(Endpoint(Client {
             net: self.net.clone(),
             who,
-        });
+        }));
         let config = CoordinatorConfig {
             job: JobIdentity {
                 name: "simjob".into(),
@@ -248,11 +250,36 @@ impl World {
         self.checker.client_named(&self.procs[slot].id)
     }
 
+    fn leader(&self) -> Option<Slot> {
+        self.procs.iter().position(|p| {
+            !p.gone
+                && p.coordinator
+                    .metrics()
+                    .is_leader
+                    .load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
+
+    /// How long until every task runs on one live processor, all on one version, looking
+    /// every 10 ms; `None` if not within `bound`.
+    async fn await_settled(&self, bound: Duration) -> Option<Duration> {
+        let from = Instant::now();
+        while Instant::now() < from + bound {
+            if self.settled() {
+                return Some(Instant::now() - from);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
     /// Each live processor's coordinator as its metrics tell, for a failure report.
     fn status(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let holders = self.checker.holders();
-        let unheld = (0..self.cfg.tasks).filter(|t| !holders.contains_key(t)).count();
+        let unheld = (0..self.cfg.tasks)
+            .filter(|t| !holders.contains_key(t))
+            .count();
         let procs: Vec<String> = self
             .procs
             .iter()
@@ -262,7 +289,11 @@ impl World {
                 format!(
                     "{}{} seen v{} running v{} fences {} paused {} wakeups {}",
                     p.id,
-                    if m.is_leader.load(Relaxed) { " (leader)" } else { "" },
+                    if m.is_leader.load(Relaxed) {
+                        " (leader)"
+                    } else {
+                        ""
+                    },
                     m.seen_version.load(Relaxed),
                     m.running_version.load(Relaxed),
                     m.fences.load(Relaxed),
@@ -321,7 +352,12 @@ pub fn run(cfg: SimConfig) -> Outcome {
 async fn simulate(cfg: SimConfig) -> Outcome {
     RUN_START.with(|s| s.set(Some(Instant::now())));
     let checker = Arc::new(Checker::default());
-    let net = Arc::new(Net::new(cfg.seed, cfg.latency.clone(), checker.clone(), cfg.bug));
+    let net = Arc::new(Net::new(
+        cfg.seed,
+        cfg.latency.clone(),
+        checker.clone(),
+        cfg.bug,
+    ));
     let mut world = World {
         net: net.clone(),
         checker: checker.clone(),
@@ -353,17 +389,9 @@ async fn simulate(cfg: SimConfig) -> Outcome {
     // Stalls, pauses and stuck threads run out by themselves: the settling time counts from
     // when the last of them ended.
     let quiet_from = world.clock + schedule.iter().map(Step::end).max().unwrap_or_default();
-    tokio::time::sleep_until(quiet_from).await;
     let bound = world.cfg.settle_bound;
-    let mut settled_after = None;
-    let deadline = quiet_from + bound;
-    while Instant::now() < deadline {
-        if world.settled() {
-            settled_after = Some(Instant::now() - quiet_from);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tokio::time::sleep_until(quiet_from).await;
+    let settled_after = world.await_settled(bound).await;
     if settled_after.is_none() {
         checker.violation(
             world.now(),
@@ -377,7 +405,10 @@ async fn simulate(cfg: SimConfig) -> Outcome {
         if p.freeze.spun() {
             checker.violation(
                 world.now(),
-                format!("{} spun: its tasks ran without waiting, and virtual time stood still", p.id),
+                format!(
+                    "{} spun: its tasks ran without waiting, and virtual time stood still",
+                    p.id
+                ),
             );
         }
     }
@@ -393,5 +424,118 @@ async fn simulate(cfg: SimConfig) -> Outcome {
         trace: checker.trace_lines(),
         requests,
         publishes: checker.publishes.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// What the scale runs measure (docs/benchmarks.md, "Scale in the simulator").
+#[derive(Debug)]
+pub struct ScaleReport {
+    pub processors: usize,
+    pub tasks: u32,
+    /// Start to every task running.
+    pub cold_start: Option<Duration>,
+    /// A follower's kill -9 to every task running again.
+    pub follower_crash: Option<Duration>,
+    /// The leader's kill -9 to every task running again.
+    pub leader_crash: Option<Duration>,
+    /// A graceful stop to every task running again.
+    pub graceful_leave: Option<Duration>,
+    /// Peaks per second: (steady, during the rebalances).
+    pub partition_entities: (u32, u32),
+    pub partition_requests: (u32, u32),
+    pub blob_requests: (u32, u32),
+    pub account_requests: (u32, u32),
+    pub violations: Vec<String>,
+}
+
+/// Cold start, then 30 s steady, a follower crash, the leader's crash and a graceful leave,
+/// each measured until every task runs again; no other faults.
+pub fn scale(processors: usize, tasks: u32, seed: u64) -> ScaleReport {
+    samza_azure_coordinator::random::seed_thread(seed);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(scale_run(SimConfig::new(
+        seed,
+        processors,
+        tasks,
+        Vec::new(),
+    )))
+}
+
+async fn scale_run(cfg: SimConfig) -> ScaleReport {
+    RUN_START.with(|s| s.set(Some(Instant::now())));
+    let checker = Arc::new(Checker::default());
+    let net = Arc::new(Net::new(
+        cfg.seed,
+        cfg.latency.clone(),
+        checker.clone(),
+        None,
+    ));
+    let bound = Duration::from_secs(120);
+    let mut world = World {
+        net: net.clone(),
+        checker: checker.clone(),
+        procs: Vec::new(),
+        clients: 0,
+        clock: Instant::now(),
+        cfg,
+    };
+    let sampler = {
+        let (checker, clock) = (checker.clone(), world.clock);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                checker.sample(clock.elapsed());
+            }
+        })
+    };
+    for slot in 0..world.cfg.processors {
+        world.start(slot);
+    }
+    let cold_start = world.await_settled(bound).await;
+    let steady_from = world.now().as_secs() + 5;
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let steady_to = world.now().as_secs();
+    let leader_slot = world.leader().unwrap_or(0);
+    let follower = (0..world.procs.len())
+        .find(|s| *s != leader_slot && !world.procs[*s].gone)
+        .unwrap_or(1);
+    let busy_from = world.now().as_secs();
+    world.apply(&Fault::Crash(follower));
+    let follower_crash = world.await_settled(bound).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    world.apply(&Fault::Crash(leader_slot));
+    let leader_crash = world.await_settled(bound).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let leaving = (0..world.procs.len())
+        .find(|s| !world.procs[*s].gone && Some(*s) != world.leader())
+        .unwrap_or(0);
+    world.apply(&Fault::Leave(leaving));
+    let graceful_leave = world.await_settled(bound).await;
+    let busy_to = world.now().as_secs() + 1;
+    sampler.abort();
+    let load = net.load.lock().unwrap();
+    let both = |map: &std::collections::BTreeMap<(String, u64), u32>, prefix: &str| {
+        (
+            crate::net::Load::peak(map, prefix, steady_from, steady_to),
+            crate::net::Load::peak(map, prefix, busy_from, busy_to),
+        )
+    };
+    ScaleReport {
+        processors: world.cfg.processors,
+        tasks: world.cfg.tasks,
+        cold_start,
+        follower_crash,
+        leader_crash,
+        graceful_leave,
+        partition_entities: both(&load.entities, "table:"),
+        partition_requests: both(&load.requests, "table:"),
+        blob_requests: both(&load.requests, "blob:"),
+        account_requests: both(&load.requests, "account"),
+        violations: checker.violations(),
     }
 }

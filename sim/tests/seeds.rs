@@ -15,7 +15,10 @@ fn a_thousand_seeded_fault_schedules_keep_every_invariant() {
         let command = replay_command(&cfg);
         let out = run(cfg);
         if !out.ok() {
-            failures.push(format!("seed {seed}: {:?}\n  replay: {command}", out.violations));
+            failures.push(format!(
+                "seed {seed}: {:?}\n  replay: {command}",
+                out.violations
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

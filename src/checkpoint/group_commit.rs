@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS};
+use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, Update, MAX_BATCH_OPERATIONS};
 
 /// What became of a merge handed to the group.
 #[derive(Debug)]
@@ -143,7 +143,7 @@ impl<S: TableStore + 'static> GroupCommit<S> {
                 let p = group.into_iter().next().expect("one");
                 let result = self
                     .store
-                    .update_entity(&self.table, &p.entity, &p.if_match, WriteMode::Merge)
+                    .update_entity(&self.table, &p.entity, Update::merge(p.if_match))
                     .await;
                 let _ = p.reply.send(Outcome::Done(result));
             }
@@ -153,7 +153,7 @@ impl<S: TableStore + 'static> GroupCommit<S> {
                     .into_iter()
                     .map(|p| {
                         replies.push(p.reply);
-                        BatchOp::Update(p.entity, p.if_match, WriteMode::Merge)
+                        BatchOp::Update(p.entity, Update::merge(p.if_match))
                     })
                     .collect();
                 match self.store.batch(&self.table, &self.partition, ops).await {

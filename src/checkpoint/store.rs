@@ -14,7 +14,7 @@ use super::rows::{
 };
 use super::upstream::read_upstream;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, WriteMode, MAX_BATCH_OPERATIONS};
+use crate::storage::{BatchOp, ETag, Entity, IfMatch, TableStore, Update, MAX_BATCH_OPERATIONS};
 
 /// What is known about one claimed task.
 struct TaskState {
@@ -321,12 +321,7 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
                 // A merge: the checkpoints in the row stay for the new owner.
                 let etag = self
                     .store
-                    .update_entity(
-                        &self.table,
-                        &owner_entity(key, me),
-                        &if_match,
-                        WriteMode::Merge,
-                    )
+                    .update_entity(&self.table, &owner_entity(key, me), Update::merge(if_match))
                     .await?;
                 tracing::info!(task, from = %o.processor, from_generation = o.generation, generation, "took over task checkpoints");
                 etag
@@ -427,13 +422,13 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
                     Outcome::Done(result) => result,
                     Outcome::Alone => {
                         self.store
-                            .update_entity(&self.table, &head, &if_match, WriteMode::Merge)
+                            .update_entity(&self.table, &head, Update::merge(if_match))
                             .await
                     }
                 }
             } else {
                 let mut ops = Vec::with_capacity(1 + extra.len());
-                ops.push(BatchOp::Update(head, if_match, WriteMode::Merge));
+                ops.push(BatchOp::Update(head, Update::merge(if_match)));
                 ops.extend(extra);
                 self.store
                     .batch(&self.table, PARTITION, ops)

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::config::{read_u64, RequestPolicy, KEY_REQUEST_TIMEOUT_MS};
+use crate::config::{Keys, RequestPolicy, KEY_REQUEST_TIMEOUT_MS};
 use crate::error::{Error, Result};
 use crate::lease::LeaseTiming;
 
@@ -110,22 +110,13 @@ pub struct CoordinatorConfig {
     pub timing: Timing,
 }
 
-fn ms(
-    config: &HashMap<String, String>,
-    key: &str,
-    default: Duration,
-    min: u64,
-    max: u64,
-) -> Result<Duration> {
-    read_u64(config, key, default.as_millis() as u64, min, max).map(Duration::from_millis)
-}
-
 impl CoordinatorConfig {
     pub fn from_map(config: &HashMap<String, String>) -> Result<Self> {
         let job = JobIdentity::from_map(config)?;
         let d = Timing::default();
-        let heartbeat = ms(config, KEY_HEARTBEAT_MS, d.heartbeat, 100, 60_000)?;
-        let liveness = ms(config, KEY_LIVENESS_MS, d.liveness, 1_000, 600_000)?;
+        let keys = Keys(config);
+        let heartbeat = keys.ms(KEY_HEARTBEAT_MS, d.heartbeat, 100, 60_000)?;
+        let liveness = keys.ms(KEY_LIVENESS_MS, d.liveness, 1_000, 600_000)?;
         if liveness < heartbeat * 2 {
             return Err(Error::config(
                 KEY_LIVENESS_MS,
@@ -136,9 +127,9 @@ impl CoordinatorConfig {
                 ),
             ));
         }
-        let poll = ms(config, KEY_POLL_MS, d.poll, 20, 600_000)?;
-        let scan = ms(config, KEY_SCAN_MS, d.scan, 20, 60_000)?;
-        let rebalance_poll = ms(config, KEY_REBALANCE_POLL_MS, d.rebalance_poll, 20, 60_000)?;
+        let poll = keys.ms(KEY_POLL_MS, d.poll, 20, 600_000)?;
+        let scan = keys.ms(KEY_SCAN_MS, d.scan, 20, 60_000)?;
+        let rebalance_poll = keys.ms(KEY_REBALANCE_POLL_MS, d.rebalance_poll, 20, 60_000)?;
         if rebalance_poll > poll {
             return Err(Error::config(
                 KEY_REBALANCE_POLL_MS,
@@ -149,40 +140,17 @@ impl CoordinatorConfig {
                 ),
             ));
         }
-        let debounce = ms(config, KEY_DEBOUNCE_MS, d.debounce, 0, 60_000)?;
-        let barrier_timeout = ms(
-            config,
-            KEY_BARRIER_TIMEOUT_MS,
-            d.barrier_timeout,
-            1_000,
-            3_600_000,
-        )?;
+        let debounce = keys.ms(KEY_DEBOUNCE_MS, d.debounce, 0, 60_000)?;
+        let barrier_timeout =
+            keys.ms(KEY_BARRIER_TIMEOUT_MS, d.barrier_timeout, 1_000, 3_600_000)?;
         let lease = LeaseTiming {
-            duration: ms(config, KEY_LEASE_MS, d.lease.duration, 15_000, 60_000)?,
-            renew_interval: ms(
-                config,
-                KEY_LEASE_RENEW_MS,
-                d.lease.renew_interval,
-                100,
-                20_000,
-            )?,
-            acquire_interval: ms(
-                config,
-                KEY_ACQUIRE_MS,
-                d.lease.acquire_interval,
-                100,
-                600_000,
-            )?,
+            duration: keys.ms(KEY_LEASE_MS, d.lease.duration, 15_000, 60_000)?,
+            renew_interval: keys.ms(KEY_LEASE_RENEW_MS, d.lease.renew_interval, 100, 20_000)?,
+            acquire_interval: keys.ms(KEY_ACQUIRE_MS, d.lease.acquire_interval, 100, 600_000)?,
             safety_margin: d.lease.safety_margin,
         };
         lease.validate((KEY_LEASE_MS, KEY_LEASE_RENEW_MS))?;
-        let shutdown = ms(
-            config,
-            KEY_TASK_SHUTDOWN_MS,
-            DEFAULT_TASK_SHUTDOWN,
-            0,
-            u64::MAX / 2,
-        )?;
+        let shutdown = keys.ms(KEY_TASK_SHUTDOWN_MS, DEFAULT_TASK_SHUTDOWN, 0, u64::MAX / 2)?;
         if barrier_timeout <= shutdown {
             return Err(Error::config(
                 KEY_BARRIER_TIMEOUT_MS,
@@ -199,8 +167,7 @@ impl CoordinatorConfig {
             ..Timing::default()
         }
         .self_fence();
-        let request_timeout = ms(
-            config,
+        let request_timeout = keys.ms(
             KEY_REQUEST_TIMEOUT_MS,
             RequestPolicy::default().request_timeout,
             0,

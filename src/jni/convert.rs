@@ -15,7 +15,7 @@ use super::handle::{self, HandleType};
 use super::payloads::StringRecord;
 use crate::error::{Error, ErrorKind};
 use crate::runtime;
-use crate::storage::{AzureStorage, BlobRef, ETag, LeaseId};
+use crate::storage::{AzureStorage, BlobRef, ETag, Guard, LeaseId};
 
 pub(super) fn null_argument(what: &str) -> BridgeError {
     Error::new(ErrorKind::BadRequest, format!("{what} must not be null")).into()
@@ -82,8 +82,17 @@ pub(super) fn etag(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<E
     Ok(ETag(string(env, s, what)?))
 }
 
-pub(super) fn opt_etag(env: &Env<'_>, s: &JString<'_>) -> BridgeResult<Option<ETag>> {
-    Ok(opt_string(env, s)?.map(ETag))
+/// The [`Guard`] of a blob write from its Java parts, an ETag and a lease id (each null for
+/// none).
+pub(super) fn guard(
+    env: &Env<'_>,
+    if_match: &JString<'_>,
+    lease: &JString<'_>,
+) -> BridgeResult<Guard> {
+    Ok(Guard {
+        if_match: opt_string(env, if_match)?.map(ETag),
+        lease: opt_lease_id(env, lease)?,
+    })
 }
 
 /// A Java timeout in milliseconds; a negative one is no wait.
@@ -116,6 +125,21 @@ pub(super) fn config_and_id(
 ) -> BridgeResult<(HashMap<String, String>, String)> {
     let map = config_map(env, keys, values)?;
     Ok((map, string(env, id, what)?))
+}
+
+/// What a processor's handle opens from: its config as `read` takes it, the job's storage
+/// client and the processor id. The config is read before the storage client is built, so a bad
+/// setting is reported first.
+pub(super) fn processor_config<C>(
+    env: &mut Env<'_>,
+    keys: &JObjectArray<'_, JString<'_>>,
+    values: &JObjectArray<'_, JString<'_>>,
+    id: &JString<'_>,
+    read: impl FnOnce(&HashMap<String, String>) -> crate::Result<C>,
+) -> BridgeResult<(C, std::sync::Arc<AzureStorage>, String)> {
+    let (map, id) = config_and_id(env, keys, values, id, "processor id")?;
+    let config = read(&map)?;
+    Ok((config, open_storage(&map)?, id))
 }
 
 /// A Java `String[]` of `items`, freeing each local reference as it goes (a long array can

@@ -1,7 +1,8 @@
 //! The JNI boundary: the only module that knows about the JVM.
 //!
-//! - [`registry`]: the contract with `Native.java` (every native method declared once, bound by
-//!   `RegisterNatives` when the library loads, checked from both sides).
+//! - [`registry`]: the contract with `Native.java` (every native method written once, as a fn of
+//!   a `#[natives]` block, bound by `RegisterNatives` when the library loads, checked from both
+//!   sides).
 //! - One file per Java wrapper, holding its natives: [`storage_client`] (`AzureStorageClient`),
 //!   [`coordinator`] (`NativeCoordinator`), [`checkpoints`] (`NativeCheckpoints`),
 //!   [`coordination_utils`] (`NativeGroup`, `NativeLease`), [`diagnostics`] (runtime, logging,

@@ -7,12 +7,15 @@
 //! Arrays, not Java objects built from Rust, keep the boundary free of class and constructor
 //! lookups.
 
-use jni::objects::{JClass, JObjectArray, JString};
-use jni::{Env, NativeMethod};
+use jni::objects::JString;
+use jni::Env;
+use samza_azure_coordinator_macros::natives;
 
 use super::convert::string_array;
-use super::error::{BridgeResult, Throw};
-use super::registry::native;
+
+/// The natives of `Native.java` this file implements, in the `#[natives]` block below (see
+/// `registry.rs`).
+pub(super) struct Natives;
 
 /// A payload's fields: `head` once, then `each` repeated to the end of the array.
 pub struct Layout {
@@ -259,22 +262,19 @@ pub const LAYOUTS: &[Layout] = &[
     event::STOPPED,
 ];
 
-/// The natives of `Native.java` this file implements (see `registry.rs`).
-pub(super) const NATIVES: &[NativeMethod<'static>] = &[native!(fn payload_layouts() -> JString[])];
-
-/// What `PayloadContractTest` compares `Payloads.java` with.
-fn payload_layouts<'l>(
-    env: &mut Env<'l>,
-    _class: JClass<'l>,
-) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-    string_array(
-        env,
-        LAYOUTS
-            .iter()
-            .map(Layout::describe)
-            .collect::<Vec<_>>()
-            .into_iter(),
-    )
+#[natives]
+impl Natives {
+    /// What `PayloadContractTest` compares `Payloads.java` with.
+    fn payload_layouts(env: Env) -> [JString] {
+        string_array(
+            env,
+            LAYOUTS
+                .iter()
+                .map(Layout::describe)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -1,56 +1,55 @@
 //! The contract with `Native.java`: which Rust function implements which `static native`
 //! method, checked at both ends.
 //!
-//! Each file declares its methods in a `NATIVES` table with [`native!`]. The `jni` crate's
-//! `native_method!` behind it derives the JNI name and descriptor from the declared signature
-//! and fails to compile when the Rust function's parameters or result do not match it. When the
-//! JVM loads the library, [`register`] binds every entry with `RegisterNatives`, which refuses a
-//! name or descriptor that `Native.java` does not declare; the library exports no
-//! `Java_…` symbols, so nothing links by name alone. Java then compares its own `native`
-//! declarations with [`registered_natives`] both ways (`NativeContract.java`), so a method
-//! declared in Java but missing here fails at load too, instead of at its first call.
+//! Each file writes its methods once, as the fns of a `#[natives] impl Natives` block (the
+//! `macros/` crate): a fn's name and parameters are the Java method's, in the `jni` crate's
+//! signature syntax (`fn storage_stats(env: Env, h: jlong) -> [jlong]` is `long[]
+//! storageStats(long)`; `[T]` is an array, no result is `void`, and `env: Env`, which Java does
+//! not pass, is there only when the body needs it). The attribute completes each fn into its JNI
+//! form, returning `BridgeResult<…>` under the one error policy, [`Throw`], and lists it in
+//! `Natives::TABLE` through `jni`'s `native_method!`, which derives the JNI name and descriptor
+//! and type-checks the completed fn against them. When the JVM loads the library, [`register`]
+//! binds every entry with `RegisterNatives`, which refuses a name or descriptor that
+//! `Native.java` does not declare; the library exports no `Java_…` symbols, so nothing links by
+//! name alone. Java then compares its own `native` declarations with `registeredNatives()` both
+//! ways (`NativeContract.java`), so a method declared in Java but missing here fails at load
+//! too, instead of at its first call.
+//!
+//! [`Throw`]: super::error::Throw
 
 use std::ffi::CStr;
 
-use jni::objects::{JClass, JObjectArray, JString};
+use jni::objects::JString;
 use jni::strings::JNIString;
 use jni::{Env, NativeMethod};
+use samza_azure_coordinator_macros::natives;
 
 use super::convert::string_array;
-use super::error::{BridgeResult, Throw};
+
+/// The natives of `Native.java` this file implements: the contract's own.
+pub(super) struct Natives;
 
 /// The Java class whose `static native` methods the tables implement.
 pub const NATIVE_CLASS: &str = "org/apache/samza/azure/jni/Native";
 
-/// Declares one `static native` method of `Native.java`, implemented by the Rust function of the
-/// same name: `native!(fn storage_stats(h: jlong) -> jlong[])` is `long[] storageStats(long)`,
-/// implemented by `fn storage_stats(env, class, h: jlong) -> BridgeResult<JLongArray>`. Errors
-/// and panics go through the one policy, [`Throw`].
-macro_rules! native {
-    ($($decl:tt)*) => {
-        ::jni::native_method! {
-            jni = ::jni,
-            error_policy = Throw,
-            static $($decl)*
-        }
-    };
+#[natives]
+impl Natives {
+    /// What Java checks its own declarations against.
+    fn registered_natives(env: Env) -> [JString] {
+        string_array(env, described().into_iter())
+    }
 }
-pub(super) use native;
-
-/// The natives of `Native.java` this file implements: the contract's own.
-pub(super) const NATIVES: &[NativeMethod<'static>] =
-    &[native!(fn registered_natives() -> JString[])];
 
 /// Every table, in the order of `Native.java`'s sections.
 fn tables() -> [&'static [NativeMethod<'static>]; 7] {
     [
-        NATIVES,
-        super::payloads::NATIVES,
-        super::diagnostics::NATIVES,
-        super::storage_client::NATIVES,
-        super::coordinator::NATIVES,
-        super::checkpoints::NATIVES,
-        super::coordination_utils::NATIVES,
+        Natives::TABLE,
+        super::payloads::Natives::TABLE,
+        super::diagnostics::Natives::TABLE,
+        super::storage_client::Natives::TABLE,
+        super::coordinator::Natives::TABLE,
+        super::checkpoints::Natives::TABLE,
+        super::coordination_utils::Natives::TABLE,
     ]
 }
 
@@ -100,14 +99,6 @@ pub fn register(env: &mut Env<'_>) -> Result<(), String> {
             refused.join("; ")
         ))
     }
-}
-
-/// What Java checks its own declarations against.
-fn registered_natives<'l>(
-    env: &mut Env<'l>,
-    _class: JClass<'l>,
-) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
-    string_array(env, described().into_iter())
 }
 
 #[cfg(test)]

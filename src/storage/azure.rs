@@ -142,13 +142,13 @@ impl AzureStorage {
         self.tables.table_client(table)
     }
 
-    /// [`Self::run`] with one SDK client: its request builders take the client by value, so
-    /// each attempt gets its own clone.
+    /// [`Self::run`] within the policy's deadline, with one SDK client: its request builders
+    /// take the client by value, so each attempt gets its own clone. `client` may be a tuple
+    /// that carries the request's owned inputs (a body, an entity) along with the client.
     pub(super) async fn run_on<C, T, F, Fut>(
         &self,
         what: impl std::fmt::Display,
         idempotency: Idempotency,
-        deadline: Option<Duration>,
         client: C,
         mut op: F,
     ) -> Result<T>
@@ -157,8 +157,31 @@ impl AzureStorage {
         F: FnMut(C) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        self.run(what, idempotency, deadline, || op(client.clone()))
+        self.run(what, idempotency, None, || op(client.clone()))
             .await
+    }
+
+    /// [`Self::run_on`] for a create, answered as the `ensure_*` calls report it: `false` when
+    /// it existed already.
+    pub(super) async fn run_create<C, F, Fut>(
+        &self,
+        what: impl std::fmt::Display,
+        client: C,
+        create: F,
+    ) -> Result<bool>
+    where
+        C: Clone,
+        F: FnMut(C) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        match self
+            .run_on(what, Idempotency::Idempotent, client, create)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs one logical operation with our retry policy, counting it, and labelling any error
@@ -193,15 +216,6 @@ impl AzureStorage {
                 Err(e)
             }
         }
-    }
-}
-
-/// A create's outcome as the `ensure_*` calls report it: `false` when it existed already.
-pub(super) fn created(r: Result<()>) -> Result<bool> {
-    match r {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

@@ -5,9 +5,9 @@ use azure_core::request_options::{IfMatchCondition, LeaseId as SdkLeaseId};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::azure::{classify, created, AzureStorage};
+use super::azure::{classify, AzureStorage};
 use super::retry::Idempotency;
-use super::{BlobRef, Change, Document, DocumentStore, ETag, LeaseId};
+use super::{BlobRef, Change, Document, DocumentStore, ETag, Guard};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A block blob written in one Put Blob call may be at most this large (service limit for a
@@ -18,15 +18,12 @@ fn check_body(blob: &BlobRef, body: &Bytes) -> Result<()> {
     // The SDK's GET always sends a Range header, which storage answers with 416 for an empty
     // blob; so empty documents are refused on write rather than unreadable later.
     if body.is_empty() {
-        return Err(Error::new(
-            ErrorKind::BadRequest,
-            format!("document {blob}: body must not be empty"),
-        ));
+        return Err(Error::bad_request(format!(
+            "document {blob}: body must not be empty"
+        )));
     }
     if body.len() > MAX_DOCUMENT_BYTES {
-        return Err(Error::new(
-            ErrorKind::BadRequest,
-            format!(
+        return Err(Error::bad_request(format!(
                 "document {blob}: {} bytes exceeds the single-write limit of {MAX_DOCUMENT_BYTES} bytes",
                 body.len()
             ),
@@ -43,16 +40,12 @@ fn is_not_modified(e: &Error) -> bool {
 impl DocumentStore for AzureStorage {
     async fn ensure_container(&self, container: &str) -> Result<bool> {
         super::names::validate_container(container)?;
-        created(
-            self.run_on(
-                format!("create container {container}"),
-                Idempotency::Idempotent,
-                None,
-                self.container_client(container),
-                |client| async move { client.create().await.map(|_| ()).map_err(classify) },
-            )
-            .await,
+        self.run_create(
+            format!("create container {container}"),
+            self.container_client(container),
+            |client| async move { client.create().await.map(|_| ()).map_err(classify) },
         )
+        .await
     }
 
     async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
@@ -60,19 +53,15 @@ impl DocumentStore for AzureStorage {
         self.run_on(
             format!("create document {blob}"),
             Idempotency::Conditional,
-            None,
-            self.blob_client(blob),
-            |client| {
-                let body = body.clone();
-                async move {
-                    let resp = client
-                        .put_block_blob(body)
-                        .content_type("application/octet-stream")
-                        .if_match(IfMatchCondition::NotMatch("*".to_owned()))
-                        .await
-                        .map_err(classify)?;
-                    Ok(ETag(resp.etag))
-                }
+            (self.blob_client(blob), body),
+            |(client, body)| async move {
+                let resp = client
+                    .put_block_blob(body)
+                    .content_type("application/octet-stream")
+                    .if_match(IfMatchCondition::NotMatch("*".to_owned()))
+                    .await
+                    .map_err(classify)?;
+                Ok(ETag(resp.etag))
             },
         )
         .await
@@ -82,7 +71,6 @@ impl DocumentStore for AzureStorage {
         self.run_on(
             format!("read document {blob}"),
             Idempotency::Idempotent,
-            None,
             self.blob_client(blob),
             |client| async move {
                 read(client, None)
@@ -101,7 +89,6 @@ impl DocumentStore for AzureStorage {
         self.run_on(
             format!("poll document {blob}"),
             Idempotency::Idempotent,
-            None,
             self.blob_client(blob),
             |client| read(client, Some(known.clone())),
         )
@@ -112,38 +99,28 @@ impl DocumentStore for AzureStorage {
         self.run_on(
             format!("check document {blob}"),
             Idempotency::Idempotent,
-            None,
-            self.blob_client(blob),
-            |client| {
-                let known = known.clone();
-                async move {
-                    match client
-                        .get_properties()
-                        .if_match(IfMatchCondition::NotMatch(known.0))
-                        .await
-                        .map_err(classify)
-                    {
-                        Ok(props) => Ok(Change::Changed(ETag(
-                            props.blob.properties.etag.to_string(),
-                        ))),
-                        Err(e) if is_not_modified(&e) => Ok(Change::Unchanged),
-                        Err(e) => Err(e),
-                    }
+            (self.blob_client(blob), known.clone()),
+            |(client, known)| async move {
+                match client
+                    .get_properties()
+                    .if_match(IfMatchCondition::NotMatch(known.0))
+                    .await
+                    .map_err(classify)
+                {
+                    Ok(props) => Ok(Change::Changed(ETag(
+                        props.blob.properties.etag.to_string(),
+                    ))),
+                    Err(e) if is_not_modified(&e) => Ok(Change::Unchanged),
+                    Err(e) => Err(e),
                 }
             },
         )
         .await
     }
 
-    async fn replace_document(
-        &self,
-        blob: &BlobRef,
-        body: Bytes,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<ETag> {
+    async fn replace_document(&self, blob: &BlobRef, body: Bytes, guard: Guard) -> Result<ETag> {
         check_body(blob, &body)?;
-        let idempotency = if if_match.is_some() {
+        let idempotency = if guard.if_match.is_some() {
             Idempotency::Conditional
         } else {
             Idempotency::Idempotent
@@ -151,52 +128,38 @@ impl DocumentStore for AzureStorage {
         self.run_on(
             format!("replace document {blob}"),
             idempotency,
-            None,
-            self.blob_client(blob),
-            |client| {
-                let body = body.clone();
-                let if_match = if_match.cloned();
-                async move {
-                    let mut put = client
-                        .put_block_blob(body)
-                        .content_type("application/octet-stream");
-                    if let Some(etag) = if_match {
-                        put = put.if_match(IfMatchCondition::Match(etag.0));
-                    }
-                    if let Some(lease) = lease {
-                        put = put.lease_id(SdkLeaseId::from(lease.0));
-                    }
-                    let resp = put.await.map_err(classify)?;
-                    Ok(ETag(resp.etag))
+            (self.blob_client(blob), body, guard),
+            |(client, body, Guard { if_match, lease })| async move {
+                let mut put = client
+                    .put_block_blob(body)
+                    .content_type("application/octet-stream");
+                if let Some(etag) = if_match {
+                    put = put.if_match(IfMatchCondition::Match(etag.0));
                 }
+                if let Some(lease) = lease {
+                    put = put.lease_id(SdkLeaseId::from(lease.0));
+                }
+                let resp = put.await.map_err(classify)?;
+                Ok(ETag(resp.etag))
             },
         )
         .await
     }
 
-    async fn delete_document(
-        &self,
-        blob: &BlobRef,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<()> {
+    async fn delete_document(&self, blob: &BlobRef, guard: Guard) -> Result<()> {
         self.run_on(
             format!("delete document {blob}"),
             Idempotency::Conditional,
-            None,
-            self.blob_client(blob),
-            |client| {
-                let if_match = if_match.cloned();
-                async move {
-                    let mut del = client.delete();
-                    if let Some(etag) = if_match {
-                        del = del.if_match(IfMatchCondition::Match(etag.0));
-                    }
-                    if let Some(lease) = lease {
-                        del = del.lease_id(SdkLeaseId::from(lease.0));
-                    }
-                    del.await.map(|_| ()).map_err(classify)
+            (self.blob_client(blob), guard),
+            |(client, Guard { if_match, lease })| async move {
+                let mut del = client.delete();
+                if let Some(etag) = if_match {
+                    del = del.if_match(IfMatchCondition::Match(etag.0));
                 }
+                if let Some(lease) = lease {
+                    del = del.lease_id(SdkLeaseId::from(lease.0));
+                }
+                del.await.map(|_| ()).map_err(classify)
             },
         )
         .await

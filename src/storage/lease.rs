@@ -16,6 +16,13 @@ fn to_sdk(lease: LeaseId) -> SdkLeaseId {
     SdkLeaseId::from(lease.0)
 }
 
+fn sdk_duration(duration: LeaseDuration) -> SdkDuration {
+    match duration {
+        LeaseDuration::Seconds(s) => SdkDuration::Seconds(s),
+        LeaseDuration::Infinite => SdkDuration::Infinite,
+    }
+}
+
 fn from_sdk(lease: &SdkLeaseId) -> Result<LeaseId> {
     LeaseId::parse(&lease.to_string())
         .map_err(|_| Error::internal(format!("storage returned a non-UUID lease id '{lease}'")))
@@ -32,25 +39,17 @@ impl LeaseStore for AzureStorage {
         // Proposing our own id makes a retry after a lost response idempotent: re-acquiring
         // with the same id while we hold it succeeds.
         let proposed = proposed.unwrap_or_else(LeaseId::random);
-        let duration = match duration {
-            LeaseDuration::Seconds(s) => SdkDuration::Seconds(s),
-            LeaseDuration::Infinite => SdkDuration::Infinite,
-        };
         self.run_on(
             format!("acquire lease on {blob}"),
             Idempotency::Idempotent,
-            None,
             self.blob_client(blob),
-            |client| {
-                let duration = duration.clone();
-                async move {
-                    let resp = client
-                        .acquire_lease(duration)
-                        .proposed_lease_id(ProposedLeaseId::from(to_sdk(proposed)))
-                        .await
-                        .map_err(classify)?;
-                    from_sdk(&resp.lease_id)
-                }
+            |client| async move {
+                let resp = client
+                    .acquire_lease(sdk_duration(duration))
+                    .proposed_lease_id(ProposedLeaseId::from(to_sdk(proposed)))
+                    .await
+                    .map_err(classify)?;
+                from_sdk(&resp.lease_id)
             },
         )
         .await
@@ -62,12 +61,16 @@ impl LeaseStore for AzureStorage {
         lease: LeaseId,
         deadline: Option<Duration>,
     ) -> Result<()> {
-        self.run_on(
+        // The one call with a deadline of its own, so it goes through `run` itself.
+        let client = self.blob_client(blob).blob_lease_client(to_sdk(lease));
+        self.run(
             format!("renew lease on {blob}"),
             Idempotency::Idempotent,
             deadline,
-            self.blob_client(blob).blob_lease_client(to_sdk(lease)),
-            |client| async move { client.renew().await.map(|_| ()).map_err(classify) },
+            || {
+                let renew = client.renew();
+                async move { renew.await.map(|_| ()).map_err(classify) }
+            },
         )
         .await
     }
@@ -76,7 +79,6 @@ impl LeaseStore for AzureStorage {
         self.run_on(
             format!("release lease on {blob}"),
             Idempotency::Idempotent,
-            None,
             self.blob_client(blob).blob_lease_client(to_sdk(lease)),
             |client| async move { client.release().await.map(|_| ()).map_err(classify) },
         )
@@ -85,18 +87,14 @@ impl LeaseStore for AzureStorage {
 
     async fn break_lease(&self, blob: &BlobRef, break_period: Duration) -> Result<Duration> {
         if break_period > Duration::from_secs(60) {
-            return Err(Error::new(
-                crate::error::ErrorKind::BadRequest,
-                format!(
-                    "lease break period must be 0-60 seconds, found {} s",
-                    break_period.as_secs()
-                ),
-            ));
+            return Err(Error::bad_request(format!(
+                "lease break period must be 0-60 seconds, found {} s",
+                break_period.as_secs()
+            )));
         }
         self.run_on(
             format!("break lease on {blob}"),
             Idempotency::Idempotent,
-            None,
             self.blob_client(blob),
             |client| async move {
                 let resp = client
@@ -121,7 +119,6 @@ impl LeaseStore for AzureStorage {
         self.run_on(
             format!("change lease on {blob}"),
             Idempotency::Conditional,
-            None,
             self.blob_client(blob).blob_lease_client(to_sdk(lease)),
             |client| async move {
                 let resp = client

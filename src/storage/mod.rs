@@ -48,12 +48,9 @@ impl LeaseId {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Uuid::parse_str(s).map(LeaseId).map_err(|_| {
-            Error::new(
-                ErrorKind::BadRequest,
-                format!("lease id must be a UUID, found '{s}'"),
-            )
-        })
+        Uuid::parse_str(s)
+            .map(LeaseId)
+            .map_err(|_| Error::bad_request(format!("lease id must be a UUID, found '{s}'")))
     }
 }
 
@@ -82,10 +79,9 @@ impl LeaseDuration {
         if (15..=60).contains(&secs) {
             Ok(LeaseDuration::Seconds(secs as u8))
         } else {
-            Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("lease duration must be 15-60 seconds or infinite, found {secs}"),
-            ))
+            Err(Error::bad_request(format!(
+                "lease duration must be 15-60 seconds or infinite, found {secs}"
+            )))
         }
     }
 
@@ -94,10 +90,9 @@ impl LeaseDuration {
         if secs == -1 {
             Ok(LeaseDuration::Infinite)
         } else if secs < 0 {
-            Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("lease duration must be 15-60 seconds or -1 (infinite), found {secs}"),
-            ))
+            Err(Error::bad_request(format!(
+                "lease duration must be 15-60 seconds or -1 (infinite), found {secs}"
+            )))
         } else {
             LeaseDuration::seconds(secs as u64)
         }
@@ -118,6 +113,51 @@ impl fmt::Display for ETag {
 impl fmt::Debug for ETag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ETag({})", self.0)
+    }
+}
+
+/// What a blob write is conditioned on; storage applies it only if every part holds, and
+/// leaves the blob untouched otherwise. The default is [`Guard::NONE`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// The blob must still be at this ETag (`If-Match`: a compare-and-swap); at another version
+    /// storage refuses the write with [`ErrorKind::PreconditionFailed`].
+    pub if_match: Option<ETag>,
+    /// This must be the blob's active lease (a fenced write); storage refuses the write with
+    /// [`ErrorKind::LeaseLost`] otherwise, and also without one if someone holds the blob leased.
+    pub lease: Option<LeaseId>,
+}
+
+impl Guard {
+    /// No condition: the write applies at whatever version the blob is (unless it is leased).
+    pub const NONE: Guard = Guard {
+        if_match: None,
+        lease: None,
+    };
+
+    /// Only while the blob is at `etag`.
+    pub fn if_match(etag: ETag) -> Self {
+        Guard {
+            if_match: Some(etag),
+            lease: None,
+        }
+    }
+
+    /// Only under `lease`.
+    pub fn lease(lease: LeaseId) -> Self {
+        Guard {
+            if_match: None,
+            lease: Some(lease),
+        }
+    }
+
+    /// A leader's write: only while the blob is at `etag` and under `lease`, so it neither
+    /// overwrites a version it has not seen nor lands once the lease is lost.
+    pub fn leader(etag: ETag, lease: LeaseId) -> Self {
+        Guard {
+            if_match: Some(etag),
+            lease: Some(lease),
+        }
     }
 }
 
@@ -190,21 +230,12 @@ pub trait DocumentStore: Send + Sync {
     ) -> Result<Option<Document>>;
     /// HEAD with If-None-Match: the cheapest way to learn whether a new version exists.
     async fn check_document(&self, blob: &BlobRef, known: &ETag) -> Result<Change>;
-    /// Replaces the document. `if_match` makes it a compare-and-swap; `lease` fences it: storage
-    /// rejects it with [`ErrorKind::LeaseLost`] unless `lease` is the blob's active lease.
-    async fn replace_document(
-        &self,
-        blob: &BlobRef,
-        body: Bytes,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<ETag>;
-    async fn delete_document(
-        &self,
-        blob: &BlobRef,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<()>;
+    /// Replaces the document if `guard` holds: its `if_match` makes it a compare-and-swap, its
+    /// `lease` fences it (storage rejects it with [`ErrorKind::LeaseLost`] unless that is the
+    /// blob's active lease; so too without a lease if the blob is leased).
+    async fn replace_document(&self, blob: &BlobRef, body: Bytes, guard: Guard) -> Result<ETag>;
+    /// Deletes the blob if `guard` holds, as [`replace_document`](Self::replace_document).
+    async fn delete_document(&self, blob: &BlobRef, guard: Guard) -> Result<()>;
 }
 
 /// A table row. Property values are JSON in the Table service's wire form: typed values other
@@ -250,11 +281,45 @@ pub enum WriteMode {
     Merge,
 }
 
+/// How an update writes an entity that exists (unlike an upsert): only if it matches
+/// `if_match`, replacing its properties or merging into them as `mode` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub if_match: IfMatch,
+    pub mode: WriteMode,
+}
+
+impl Update {
+    pub fn replace(if_match: IfMatch) -> Self {
+        Update {
+            if_match,
+            mode: WriteMode::Replace,
+        }
+    }
+
+    pub fn merge(if_match: IfMatch) -> Self {
+        Update {
+            if_match,
+            mode: WriteMode::Merge,
+        }
+    }
+}
+
 /// Where a partition query stopped; pass back to continue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Continuation {
     pub next_partition_key: String,
     pub next_row_key: Option<String>,
+}
+
+/// Which page of a partition to read: the rows matching `filter` (an OData `$filter`, ANDed
+/// with the partition), at most `page_size` (1-1000) of them, from where `continuation` stopped.
+/// The default is the first page of the whole partition, at the service's page size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageQuery<'a> {
+    pub filter: Option<&'a str>,
+    pub page_size: Option<u32>,
+    pub continuation: Option<Continuation>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -268,7 +333,7 @@ pub struct Page {
 pub enum BatchOp {
     Insert(Entity),
     Upsert(Entity, WriteMode),
-    Update(Entity, IfMatch, WriteMode),
+    Update(Entity, Update),
     Delete { row_key: String, if_match: IfMatch },
 }
 
@@ -279,23 +344,14 @@ pub trait TableStore: Send + Sync {
     async fn delete_table(&self, table: &str) -> Result<()>;
     async fn insert_entity(&self, table: &str, entity: &Entity) -> Result<ETag>;
     async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag>;
-    async fn update_entity(
-        &self,
-        table: &str,
-        entity: &Entity,
-        if_match: &IfMatch,
-        mode: WriteMode,
-    ) -> Result<ETag>;
+    async fn update_entity(&self, table: &str, entity: &Entity, update: Update) -> Result<ETag>;
     async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity>;
-    /// One page of a partition, optionally narrowed by an OData `$filter` (ANDed with the
-    /// partition), at most `page_size` rows.
+    /// One page of a partition, as `query` says.
     async fn query_partition(
         &self,
         table: &str,
         partition_key: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
+        query: PageQuery<'_>,
     ) -> Result<Page>;
     /// Every row of a partition matching `filter`, following continuations, 1,000 a page,
     /// kept page by page and in order (a page was read after every row of the pages before
@@ -309,9 +365,12 @@ pub trait TableStore: Send + Sync {
         let mut pages = Vec::new();
         let mut continuation = None;
         loop {
-            let page = self
-                .query_partition(table, partition_key, filter, Some(1000), continuation)
-                .await?;
+            let query = PageQuery {
+                filter,
+                page_size: Some(1000),
+                continuation,
+            };
+            let page = self.query_partition(table, partition_key, query).await?;
             pages.push(page.entities);
             continuation = page.continuation;
             if continuation.is_none() {
@@ -340,11 +399,7 @@ pub trait TableStore: Send + Sync {
         partition_key: &str,
         ops: Vec<BatchOp>,
     ) -> Result<Vec<Option<ETag>>>;
-    async fn delete_entity(
-        &self,
-        table: &str,
-        partition_key: &str,
-        row_key: &str,
-        if_match: &IfMatch,
-    ) -> Result<()>;
+    /// Deletes the row of `entity`'s keys (its properties are not looked at) if it matches
+    /// `if_match`.
+    async fn delete_entity(&self, table: &str, entity: &Entity, if_match: &IfMatch) -> Result<()>;
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// A validated container + blob name.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -15,11 +15,10 @@ pub struct BlobRef {
 impl BlobRef {
     pub fn new(container: &str, blob: &str) -> Result<Self> {
         validate_container(container)?;
-        if blob.is_empty() || blob.len() > 1024 || blob.ends_with('.') || blob.ends_with('/') {
-            return Err(bad(format!(
-                "blob name must be 1-1024 characters not ending in '.' or '/', found '{blob}'"
-            )));
-        }
+        let ok = !blob.is_empty() && blob.len() <= 1024 && !blob.ends_with(['.', '/']);
+        require(ok, || {
+            format!("blob name must be 1-1024 characters not ending in '.' or '/', found '{blob}'")
+        })?;
         Ok(BlobRef {
             container: container.to_owned(),
             blob: blob.to_owned(),
@@ -47,8 +46,13 @@ impl fmt::Debug for BlobRef {
     }
 }
 
-fn bad(message: String) -> Error {
-    Error::new(ErrorKind::BadRequest, message)
+/// `Ok` when `ok`, else a bad request saying `message()`.
+fn require(ok: bool, message: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request(message()))
+    }
 }
 
 /// 3-63 characters of lowercase letters, digits and single hyphens, starting and ending with a
@@ -61,13 +65,9 @@ pub fn validate_container(name: &str) -> Result<()> {
         && !name.starts_with('-')
         && !name.ends_with('-')
         && !name.contains("--");
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(format!(
-            "container name must be 3-63 lowercase letters, digits or single hyphens, found '{name}'"
-        )))
-    }
+    require(ok, || {
+        format!("container name must be 3-63 lowercase letters, digits or single hyphens, found '{name}'")
+    })
 }
 
 /// 3-63 letters and digits, starting with a letter; `tables` is reserved.
@@ -76,27 +76,20 @@ pub fn validate_table(name: &str) -> Result<()> {
         && name.bytes().all(|b| b.is_ascii_alphanumeric())
         && name.as_bytes()[0].is_ascii_alphabetic()
         && !name.eq_ignore_ascii_case("tables");
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(format!(
-            "table name must be 3-63 letters or digits starting with a letter, found '{name}'"
-        )))
-    }
+    require(ok, || {
+        format!("table name must be 3-63 letters or digits starting with a letter, found '{name}'")
+    })
 }
 
 /// Characters the Table service forbids in PartitionKey and RowKey.
 pub fn validate_key(what: &str, key: &str) -> Result<()> {
-    if key.len() > 1024
-        || key
+    let ok = key.len() <= 1024
+        && !key
             .chars()
-            .any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control())
-    {
-        return Err(bad(format!(
-            "{what} must be at most 1 KiB without '/', '\\', '#', '?' or control characters, found '{key}'"
-        )));
-    }
-    Ok(())
+            .any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control());
+    require(ok, || {
+        format!("{what} must be at most 1 KiB without '/', '\\', '#', '?' or control characters, found '{key}'")
+    })
 }
 
 #[cfg(test)]

@@ -152,74 +152,65 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn transient_errors_retry_up_to_max_attempts() {
+    /// Runs [`with_retry`] over attempts that fail with `fail(n)` (`n` counts from 0); returns
+    /// how many attempts it made and the kind of error it gave up with.
+    async fn retried(idempotency: Idempotency, fail: impl Fn(u32) -> Error) -> (u32, ErrorKind) {
         let calls = AtomicU32::new(0);
-        let r: Result<()> = with_retry(&policy(), None, Idempotency::Idempotent, || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(Error::new(ErrorKind::Transient, "503"))
+        let r: Result<()> = with_retry(&policy(), None, idempotency, || async {
+            Err(fail(calls.fetch_add(1, Ordering::SeqCst)))
         })
         .await;
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
-        assert_eq!(r.unwrap_err().kind(), ErrorKind::Transient);
+        (calls.load(Ordering::SeqCst), r.unwrap_err().kind())
+    }
+
+    fn transient(_: u32) -> Error {
+        Error::new(ErrorKind::Transient, "503")
+    }
+
+    fn not_sent(_: u32) -> Error {
+        Error::new(ErrorKind::Transient, "connection refused").mark_not_sent()
+    }
+
+    fn conflict(_: u32) -> Error {
+        Error::new(ErrorKind::PreconditionFailed, "412")
+    }
+
+    /// `first` on the first attempt, then conflicts.
+    fn then_conflict(first: fn(u32) -> Error) -> impl Fn(u32) -> Error {
+        move |n| if n == 0 { first(n) } else { conflict(n) }
+    }
+
+    #[tokio::test]
+    async fn transient_errors_retry_up_to_max_attempts() {
+        let r = retried(Idempotency::Idempotent, transient).await;
+        assert_eq!(r, (4, ErrorKind::Transient));
     }
 
     #[tokio::test]
     async fn permanent_errors_do_not_retry() {
-        let calls = AtomicU32::new(0);
-        let r: Result<()> = with_retry(&policy(), None, Idempotency::Idempotent, || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(Error::new(ErrorKind::PreconditionFailed, "412"))
-        })
-        .await;
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(r.unwrap_err().kind(), ErrorKind::PreconditionFailed);
+        let r = retried(Idempotency::Idempotent, conflict).await;
+        assert_eq!(r, (1, ErrorKind::PreconditionFailed));
     }
 
     #[tokio::test]
     async fn conflict_after_ambiguous_failure_is_outcome_unknown() {
-        let calls = AtomicU32::new(0);
-        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(Error::new(ErrorKind::Transient, "timeout"))
-            } else {
-                Err(Error::new(ErrorKind::PreconditionFailed, "412"))
-            }
-        })
-        .await;
-        assert_eq!(r.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
+        let timeout = |_| Error::new(ErrorKind::Transient, "timeout");
+        let r = retried(Idempotency::Conditional, then_conflict(timeout)).await;
+        assert_eq!(r.1, ErrorKind::OutcomeUnknown);
     }
 
     #[tokio::test]
     async fn failures_before_sending_are_not_ambiguous() {
-        let calls = AtomicU32::new(0);
-        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(Error::new(ErrorKind::Transient, "connection refused").mark_not_sent())
-            } else {
-                Err(Error::new(ErrorKind::PreconditionFailed, "412"))
-            }
-        })
-        .await;
-        assert_eq!(r.unwrap_err().kind(), ErrorKind::PreconditionFailed);
-        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
-            Err(Error::new(ErrorKind::Transient, "connection refused").mark_not_sent())
-        })
-        .await;
-        assert_eq!(
-            r.unwrap_err().kind(),
-            ErrorKind::Transient,
-            "never sent: not applied"
-        );
+        let r = retried(Idempotency::Conditional, then_conflict(not_sent)).await;
+        assert_eq!(r.1, ErrorKind::PreconditionFailed);
+        let r = retried(Idempotency::Conditional, not_sent).await;
+        assert_eq!(r.1, ErrorKind::Transient, "never sent: not applied");
     }
 
     #[tokio::test]
     async fn exhausted_conditional_write_is_outcome_unknown() {
-        let r: Result<()> = with_retry(&policy(), None, Idempotency::Conditional, || async {
-            Err(Error::new(ErrorKind::Transient, "503"))
-        })
-        .await;
-        assert_eq!(r.unwrap_err().kind(), ErrorKind::OutcomeUnknown);
+        let r = retried(Idempotency::Conditional, transient).await;
+        assert_eq!(r.1, ErrorKind::OutcomeUnknown);
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! Table Storage on the Azure backend.
 
+use std::future::IntoFuture;
+
 use async_trait::async_trait;
 use azure_core::Continuable;
 use azure_data_tables::prelude::{EntityClient, Filter, Top};
@@ -7,11 +9,12 @@ use azure_data_tables::IfMatchCondition;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
-use super::azure::{classify, created, from_status, AzureStorage};
+use super::azure::{classify, from_status, AzureStorage};
 use super::names::{validate_key, validate_table};
 use super::retry::Idempotency;
 use super::{
-    BatchOp, Continuation, ETag, Entity, IfMatch, Page, TableStore, WriteMode, MAX_BATCH_OPERATIONS,
+    BatchOp, Continuation, ETag, Entity, IfMatch, Page, PageQuery, TableStore, Update, WriteMode,
+    MAX_BATCH_OPERATIONS,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -41,13 +44,10 @@ fn to_json(table: &str, entity: &Entity) -> Result<Json> {
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
     if size > MAX_ENTITY_BYTES {
-        return Err(Error::new(
-            ErrorKind::BadRequest,
-            format!(
-                "entity {table}/{}/{} is {size} bytes; the limit is {MAX_ENTITY_BYTES}",
-                entity.partition_key, entity.row_key
-            ),
-        ));
+        return Err(Error::bad_request(format!(
+            "entity {table}/{}/{} is {size} bytes; the limit is {MAX_ENTITY_BYTES}",
+            entity.partition_key, entity.row_key
+        )));
     }
     Ok(json)
 }
@@ -100,12 +100,7 @@ fn url_key(key: &str) -> String {
 }
 
 fn sdk_err(what: &str) -> impl Fn(azure_core::Error) -> Error + '_ {
-    move |e| {
-        Error::new(
-            ErrorKind::BadRequest,
-            format!("cannot encode {what}: {}", e.kind()),
-        )
-    }
+    move |e| Error::bad_request(format!("cannot encode {what}: {}", e.kind()))
 }
 
 impl AzureStorage {
@@ -115,22 +110,66 @@ impl AzureStorage {
             .partition_key_client(url_key(partition_key))
             .entity_client(url_key(row_key))
     }
+
+    /// Writes `entity` at its keys, its properties replacing the row's or merged into them as
+    /// `mode` says: without `if_match` an upsert (the row need not exist), with it an update
+    /// (the row must exist and match).
+    async fn put_entity(
+        &self,
+        table: &str,
+        entity: &Entity,
+        mode: WriteMode,
+        if_match: Option<&IfMatch>,
+    ) -> Result<ETag> {
+        let json = to_json(table, entity)?;
+        let verb = if if_match.is_some() {
+            "update"
+        } else {
+            "upsert"
+        };
+        self.run_on(
+            format!("{verb} {table}/{}/{}", entity.partition_key, entity.row_key),
+            if_match.map_or(Idempotency::Idempotent, idempotency),
+            (
+                self.entity_client(table, &entity.partition_key, &entity.row_key),
+                json,
+                if_match.map(sdk_if_match),
+            ),
+            |(client, json, cond)| async move {
+                // The two kinds of request are built apart but sent and answered alike.
+                let request = match (cond, mode) {
+                    (None, WriteMode::Replace) => {
+                        client.insert_or_replace(json).map(IntoFuture::into_future)
+                    }
+                    (None, WriteMode::Merge) => {
+                        client.insert_or_merge(json).map(IntoFuture::into_future)
+                    }
+                    (Some(cond), WriteMode::Replace) => {
+                        client.update(json, cond).map(IntoFuture::into_future)
+                    }
+                    (Some(cond), WriteMode::Merge) => {
+                        client.merge(json, cond).map(IntoFuture::into_future)
+                    }
+                }
+                .map_err(sdk_err("entity"))?;
+                let resp = request.await.map_err(classify)?;
+                Ok(ETag(resp.etag.to_string()))
+            },
+        )
+        .await
+    }
 }
 
 #[async_trait]
 impl TableStore for AzureStorage {
     async fn ensure_table(&self, table: &str) -> Result<bool> {
         validate_table(table)?;
-        created(
-            self.run_on(
-                format!("create table {table}"),
-                Idempotency::Idempotent,
-                None,
-                self.table_client(table),
-                |client| async move { client.create().await.map(|_| ()).map_err(classify) },
-            )
-            .await,
+        self.run_create(
+            format!("create table {table}"),
+            self.table_client(table),
+            |client| async move { client.create().await.map(|_| ()).map_err(classify) },
         )
+        .await
     }
 
     async fn delete_table(&self, table: &str) -> Result<()> {
@@ -138,7 +177,6 @@ impl TableStore for AzureStorage {
         self.run_on(
             format!("delete table {table}"),
             Idempotency::Idempotent,
-            None,
             self.table_client(table),
             |client| async move { client.delete().await.map(|_| ()).map_err(classify) },
         )
@@ -150,74 +188,26 @@ impl TableStore for AzureStorage {
         self.run_on(
             format!("insert {table}/{}/{}", entity.partition_key, entity.row_key),
             Idempotency::Conditional,
-            None,
-            self.table_client(table),
-            |client| {
-                let json = json.clone();
-                async move {
-                    let resp = client
-                        .insert::<_, Json>(json)
-                        .map_err(sdk_err("entity"))?
-                        .await
-                        .map_err(classify)?;
-                    Ok(ETag(resp.etag.to_string()))
-                }
+            (self.table_client(table), json),
+            |(client, json)| async move {
+                let resp = client
+                    .insert::<_, Json>(json)
+                    .map_err(sdk_err("entity"))?
+                    .await
+                    .map_err(classify)?;
+                Ok(ETag(resp.etag.to_string()))
             },
         )
         .await
     }
 
     async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag> {
-        let json = to_json(table, entity)?;
-        self.run_on(
-            format!("upsert {table}/{}/{}", entity.partition_key, entity.row_key),
-            Idempotency::Idempotent,
-            None,
-            self.entity_client(table, &entity.partition_key, &entity.row_key),
-            |client| {
-                let json = json.clone();
-                async move {
-                    let builder = match mode {
-                        WriteMode::Replace => client.insert_or_replace(json),
-                        WriteMode::Merge => client.insert_or_merge(json),
-                    }
-                    .map_err(sdk_err("entity"))?;
-                    let resp = builder.await.map_err(classify)?;
-                    Ok(ETag(resp.etag.to_string()))
-                }
-            },
-        )
-        .await
+        self.put_entity(table, entity, mode, None).await
     }
 
-    async fn update_entity(
-        &self,
-        table: &str,
-        entity: &Entity,
-        if_match: &IfMatch,
-        mode: WriteMode,
-    ) -> Result<ETag> {
-        let json = to_json(table, entity)?;
-        self.run_on(
-            format!("update {table}/{}/{}", entity.partition_key, entity.row_key),
-            idempotency(if_match),
-            None,
-            self.entity_client(table, &entity.partition_key, &entity.row_key),
-            |client| {
-                let json = json.clone();
-                let cond = sdk_if_match(if_match);
-                async move {
-                    let builder = match mode {
-                        WriteMode::Replace => client.update(json, cond),
-                        WriteMode::Merge => client.merge(json, cond),
-                    }
-                    .map_err(sdk_err("entity"))?;
-                    let resp = builder.await.map_err(classify)?;
-                    Ok(ETag(resp.etag.to_string()))
-                }
-            },
-        )
-        .await
+    async fn update_entity(&self, table: &str, entity: &Entity, update: Update) -> Result<ETag> {
+        self.put_entity(table, entity, update.mode, Some(&update.if_match))
+            .await
     }
 
     async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity> {
@@ -225,7 +215,6 @@ impl TableStore for AzureStorage {
         self.run_on(
             format!("read {table}/{partition_key}/{row_key}"),
             Idempotency::Idempotent,
-            None,
             self.entity_client(table, partition_key, row_key),
             |client| async move {
                 let resp = client.get::<Json>().await.map_err(classify)?;
@@ -239,10 +228,13 @@ impl TableStore for AzureStorage {
         &self,
         table: &str,
         partition_key: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
+        query: PageQuery<'_>,
     ) -> Result<Page> {
+        let PageQuery {
+            filter,
+            page_size,
+            continuation,
+        } = query;
         validate_table(table)?;
         let mut expr = format!("PartitionKey eq {}", quote(partition_key));
         if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
@@ -250,10 +242,9 @@ impl TableStore for AzureStorage {
         }
         if let Some(n) = page_size {
             if n == 0 || n > 1000 {
-                return Err(Error::new(
-                    ErrorKind::BadRequest,
-                    format!("query page size must be 1-1000, found {n}"),
-                ));
+                return Err(Error::bad_request(format!(
+                    "query page size must be 1-1000, found {n}"
+                )));
             }
         }
         let client = self.table_client(table);
@@ -312,9 +303,7 @@ impl TableStore for AzureStorage {
             return Ok(Vec::new());
         }
         if ops.len() > MAX_BATCH_OPERATIONS {
-            return Err(Error::new(
-                ErrorKind::BadRequest,
-                format!(
+            return Err(Error::bad_request(format!(
                     "batch on {table}/{partition_key} has {} operations; the limit is {MAX_BATCH_OPERATIONS}",
                     ops.len()
                 ),
@@ -325,32 +314,27 @@ impl TableStore for AzureStorage {
         let mut encoded = Vec::with_capacity(ops.len());
         for op in &ops {
             let entity = match op {
-                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _, _) => Some(e),
+                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _) => Some(e),
                 BatchOp::Delete { .. } => None,
             };
             if let Some(e) = entity {
                 if e.partition_key != partition_key {
-                    return Err(Error::new(
-                        ErrorKind::BadRequest,
-                        format!(
-                            "batch on partition '{partition_key}' contains an entity of partition '{}'",
-                            e.partition_key
-                        ),
-                    ));
+                    return Err(Error::bad_request(format!(
+                        "batch on partition '{partition_key}' contains an entity of partition '{}'",
+                        e.partition_key
+                    )));
                 }
                 encoded.push(Some(to_json(table, e)?));
             } else {
                 encoded.push(None);
             }
-            conditional |= matches!(
-                op,
-                BatchOp::Insert(_)
-                    | BatchOp::Update(_, IfMatch::ETag(_), _)
-                    | BatchOp::Delete {
-                        if_match: IfMatch::ETag(_),
-                        ..
-                    }
-            );
+            conditional |= match op {
+                BatchOp::Insert(_) => true,
+                BatchOp::Upsert(..) => false,
+                BatchOp::Update(_, Update { if_match, .. }) | BatchOp::Delete { if_match, .. } => {
+                    matches!(if_match, IfMatch::ETag(_))
+                }
+            };
         }
         let idempotency = if conditional {
             Idempotency::Conditional
@@ -361,99 +345,92 @@ impl TableStore for AzureStorage {
         self.run_on(
             format!("batch of {count} on {table}/{partition_key}"),
             idempotency,
-            None,
-            self.table_client(table)
-                .partition_key_client(url_key(partition_key)),
-            |client| {
-                let ops = ops.clone();
-                let encoded = encoded.clone();
-                async move {
-                    let mut tx = client.transaction();
-                    for (op, json) in ops.iter().zip(encoded) {
-                        tx = match (op, json) {
-                            (BatchOp::Insert(_), Some(j)) => tx.insert(j),
-                            (BatchOp::Upsert(e, WriteMode::Replace), Some(j)) => {
-                                tx.insert_or_replace(url_key(&e.row_key), j)
-                            }
-                            (BatchOp::Upsert(e, WriteMode::Merge), Some(j)) => {
-                                tx.insert_or_merge(url_key(&e.row_key), j)
-                            }
-                            (BatchOp::Update(e, m, WriteMode::Replace), Some(j)) => {
-                                tx.update(url_key(&e.row_key), j, Some(sdk_if_match(m)))
-                            }
-                            (BatchOp::Update(e, m, WriteMode::Merge), Some(j)) => {
-                                tx.merge(url_key(&e.row_key), j, Some(sdk_if_match(m)))
-                            }
-                            (BatchOp::Delete { row_key, if_match }, None) => {
-                                tx.delete(url_key(row_key), Some(sdk_if_match(if_match)))
-                            }
-                            _ => {
-                                return Err(Error::internal(
-                                    "batch operation and encoding out of step",
-                                ))
+            (
+                self.table_client(table)
+                    .partition_key_client(url_key(partition_key)),
+                ops,
+                encoded,
+            ),
+            |(client, ops, encoded)| async move {
+                let mut tx = client.transaction();
+                for (op, json) in ops.iter().zip(encoded) {
+                    tx = match (op, json) {
+                        (BatchOp::Insert(_), Some(j)) => tx.insert(j),
+                        (BatchOp::Upsert(e, WriteMode::Replace), Some(j)) => {
+                            tx.insert_or_replace(url_key(&e.row_key), j)
+                        }
+                        (BatchOp::Upsert(e, WriteMode::Merge), Some(j)) => {
+                            tx.insert_or_merge(url_key(&e.row_key), j)
+                        }
+                        (BatchOp::Update(e, u), Some(j)) => {
+                            let (row_key, cond) =
+                                (url_key(&e.row_key), Some(sdk_if_match(&u.if_match)));
+                            match u.mode {
+                                WriteMode::Replace => tx.update(row_key, j, cond),
+                                WriteMode::Merge => tx.merge(row_key, j, cond),
                             }
                         }
-                        .map_err(sdk_err("batch operation"))?;
+                        (BatchOp::Delete { row_key, if_match }, None) => {
+                            tx.delete(url_key(row_key), Some(sdk_if_match(if_match)))
+                        }
+                        _ => {
+                            return Err(Error::internal("batch operation and encoding out of step"))
+                        }
                     }
-                    let resp = tx.await.map_err(classify)?;
-                    // The SDK returns Ok for a failed changeset: the failure is in the parts.
-                    if let Some(failed) = resp
-                        .operation_responses
-                        .iter()
-                        .find(|r| u16::from(r.status_code) >= 400)
-                    {
-                        let e = from_status(
-                            failed.status_code,
-                            None,
-                            Some("batch rejected as a whole; no operation was applied"),
-                        );
-                        // A 409 in a batch is an insert that found its row.
-                        return Err(if u16::from(failed.status_code) == 409 {
-                            e.with_kind(ErrorKind::AlreadyExists)
-                        } else {
-                            e
-                        });
-                    }
-                    if resp.operation_responses.len() != count {
-                        return Err(Error::internal(format!(
-                            "batch of {count} operations answered with {} results",
-                            resp.operation_responses.len()
-                        )));
-                    }
-                    Ok(resp
-                        .operation_responses
-                        .into_iter()
-                        .map(|r| r.etag.map(|e| ETag(e.to_string())))
-                        .collect())
+                    .map_err(sdk_err("batch operation"))?;
                 }
+                let resp = tx.await.map_err(classify)?;
+                // The SDK returns Ok for a failed changeset: the failure is in the parts.
+                if let Some(failed) = resp
+                    .operation_responses
+                    .iter()
+                    .find(|r| u16::from(r.status_code) >= 400)
+                {
+                    let e = from_status(
+                        failed.status_code,
+                        None,
+                        Some("batch rejected as a whole; no operation was applied"),
+                    );
+                    // A 409 in a batch is an insert that found its row.
+                    return Err(if u16::from(failed.status_code) == 409 {
+                        e.with_kind(ErrorKind::AlreadyExists)
+                    } else {
+                        e
+                    });
+                }
+                if resp.operation_responses.len() != count {
+                    return Err(Error::internal(format!(
+                        "batch of {count} operations answered with {} results",
+                        resp.operation_responses.len()
+                    )));
+                }
+                Ok(resp
+                    .operation_responses
+                    .into_iter()
+                    .map(|r| r.etag.map(|e| ETag(e.to_string())))
+                    .collect())
             },
         )
         .await
     }
 
-    async fn delete_entity(
-        &self,
-        table: &str,
-        partition_key: &str,
-        row_key: &str,
-        if_match: &IfMatch,
-    ) -> Result<()> {
+    async fn delete_entity(&self, table: &str, entity: &Entity, if_match: &IfMatch) -> Result<()> {
+        let (partition_key, row_key) = (&entity.partition_key, &entity.row_key);
         validate_keys(partition_key, row_key)?;
         self.run_on(
             format!("delete {table}/{partition_key}/{row_key}"),
             idempotency(if_match),
-            None,
-            self.entity_client(table, partition_key, row_key),
-            |client| {
-                let cond = sdk_if_match(if_match);
-                async move {
-                    client
-                        .delete()
-                        .if_match(cond)
-                        .await
-                        .map(|_| ())
-                        .map_err(classify)
-                }
+            (
+                self.entity_client(table, partition_key, row_key),
+                sdk_if_match(if_match),
+            ),
+            |(client, cond)| async move {
+                client
+                    .delete()
+                    .if_match(cond)
+                    .await
+                    .map(|_| ())
+                    .map_err(classify)
             },
         )
         .await

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use samza_azure_coordinator::storage::{
-    AzureStorage, BatchOp, BlobRef, Continuation, Document, DocumentStore, ETag, Entity, IfMatch,
-    LeaseDuration, LeaseId, LeaseStore, Page, TableStore, WriteMode,
+    AzureStorage, BatchOp, BlobRef, Document, DocumentStore, ETag, Entity, Guard, IfMatch,
+    LeaseDuration, LeaseId, LeaseStore, Page, PageQuery, TableStore, Update, WriteMode,
 };
 use samza_azure_coordinator::{ErrorKind, Result};
 use std::time::Instant;
@@ -316,23 +316,18 @@ impl DocumentStore for Recording {
         )
         .await
     }
-    async fn replace_document(
-        &self,
-        blob: &BlobRef,
-        body: Bytes,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<ETag> {
-        let op = format!(
-            "replace_document {blob} if-match={}",
-            if if_match.is_some() { "yes" } else { "no" }
-        );
+    async fn replace_document(&self, blob: &BlobRef, body: Bytes, guard: Guard) -> Result<ETag> {
+        let if_match = if guard.if_match.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        let op = format!("replace_document {blob} if-match={if_match}");
         let r = self
             .through(
                 "replace_document",
                 &blob.to_string(),
-                self.inner
-                    .replace_document(blob, body.clone(), if_match, lease),
+                self.inner.replace_document(blob, body.clone(), guard),
             )
             .await;
         let r = self.note(op, r);
@@ -341,17 +336,12 @@ impl DocumentStore for Recording {
         }
         r
     }
-    async fn delete_document(
-        &self,
-        blob: &BlobRef,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<()> {
+    async fn delete_document(&self, blob: &BlobRef, guard: Guard) -> Result<()> {
         let r = self
             .gated(
                 "delete_document",
                 &blob.to_string(),
-                self.inner.delete_document(blob, if_match, lease),
+                self.inner.delete_document(blob, guard),
             )
             .await;
         self.note(format!("delete_document {blob}"), r)
@@ -390,18 +380,12 @@ impl TableStore for Recording {
             .await;
         self.note(format!("upsert_entity {}", e.row_key), r)
     }
-    async fn update_entity(
-        &self,
-        table: &str,
-        e: &Entity,
-        if_match: &IfMatch,
-        mode: WriteMode,
-    ) -> Result<ETag> {
+    async fn update_entity(&self, table: &str, e: &Entity, update: Update) -> Result<ETag> {
         let r = self
             .gated(
                 "update_entity",
                 &e.row_key,
-                self.inner.update_entity(table, e, if_match, mode),
+                self.inner.update_entity(table, e, update),
             )
             .await;
         self.note(format!("update_entity {}", e.row_key), r)
@@ -410,19 +394,11 @@ impl TableStore for Recording {
         self.gated("get_entity", rk, self.inner.get_entity(table, pk, rk))
             .await
     }
-    async fn query_partition(
-        &self,
-        table: &str,
-        pk: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
-    ) -> Result<Page> {
+    async fn query_partition(&self, table: &str, pk: &str, query: PageQuery<'_>) -> Result<Page> {
         self.through(
             "query_partition",
             pk,
-            self.inner
-                .query_partition(table, pk, filter, page_size, continuation),
+            self.inner.query_partition(table, pk, query),
         )
         .await
     }
@@ -430,7 +406,7 @@ impl TableStore for Recording {
         let keys: Vec<String> = ops
             .iter()
             .map(|op| match op {
-                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _, _) => {
+                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _) => {
                     e.row_key.clone()
                 }
                 BatchOp::Delete { row_key, .. } => row_key.clone(),
@@ -442,14 +418,14 @@ impl TableStore for Recording {
             .await;
         self.note(format!("batch {pk} {keys}"), r)
     }
-    async fn delete_entity(&self, table: &str, pk: &str, rk: &str, m: &IfMatch) -> Result<()> {
+    async fn delete_entity(&self, table: &str, e: &Entity, m: &IfMatch) -> Result<()> {
         let r = self
             .gated(
                 "delete_entity",
-                rk,
-                self.inner.delete_entity(table, pk, rk, m),
+                &e.row_key,
+                self.inner.delete_entity(table, e, m),
             )
             .await;
-        self.note(format!("delete_entity {rk}"), r)
+        self.note(format!("delete_entity {}", e.row_key), r)
     }
 }

@@ -32,6 +32,7 @@ use samza_azure_coordinator::{Error, Result};
 pub use clock::EPOCH_UNIX_SECONDS;
 pub use filter::Filter;
 pub use op::{Answer, Op};
+pub use traits::{Endpoint, Requests};
 
 /// An answer of the "server": HTTP status, Azure's error code and message.
 #[derive(Clone, Debug, PartialEq, Eq)]

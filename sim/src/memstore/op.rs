@@ -263,9 +263,7 @@ impl Op {
                 }
                 validate_key("PartitionKey", partition_key)?;
                 for op in ops {
-                    if let BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _, _) =
-                        op
-                    {
+                    if let BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _) = op {
                         if e.partition_key != *partition_key {
                             return Err(Error::new(
                                 ErrorKind::BadRequest,

@@ -369,7 +369,7 @@ impl Tables {
         let mut etags = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             let (p, r) = match op {
-                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _, _) => {
+                BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _) => {
                     (e.partition_key.as_str(), e.row_key.as_str())
                 }
                 BatchOp::Delete { row_key, .. } => (pk, row_key.as_str()),
@@ -400,9 +400,14 @@ impl Tables {
                 BatchOp::Upsert(e, m) => {
                     written(table, rows, Write::Upsert(e, *m), clock, now).map(Some)
                 }
-                BatchOp::Update(e, c, m) => {
-                    written(table, rows, Write::Update(e, c, *m), clock, now).map(Some)
-                }
+                BatchOp::Update(e, u) => written(
+                    table,
+                    rows,
+                    Write::Update(e, &u.if_match, u.mode),
+                    clock,
+                    now,
+                )
+                .map(Some),
                 BatchOp::Delete { row_key, if_match } => {
                     deleted_row(table, rows, pk, row_key, if_match).map(|()| None)
                 }

@@ -1,51 +1,90 @@
-//! The storage traits over [`MemStore`]: each call builds its [`Op`] and applies it at once
-//! (no latency), for unit tests and simple use. `renew_lease`'s deadline is ignored.
+//! The storage traits over anything that answers [`Op`]s: [`MemStore`] itself (each request
+//! applied at once, for unit tests) and the simulator's network client (`net::Client`), so the
+//! mapping from trait calls to requests is written once.
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use samza_azure_coordinator::storage::{
-    BatchOp, BlobRef, Change, Continuation, Document, DocumentStore, ETag, Entity, IfMatch,
-    LeaseDuration, LeaseId, LeaseStore, Page, TableStore, WriteMode,
+    BatchOp, BlobRef, Change, Document, DocumentStore, ETag, Entity, Guard, IfMatch, LeaseDuration,
+    LeaseId, LeaseStore, Page, PageQuery, TableStore, Update, WriteMode,
 };
 use samza_azure_coordinator::{Error, Result};
 
 use super::{Answer, MemStore, Op};
 
-fn unexpected(op: &str, answer: Answer) -> Error {
-    Error::internal(format!("memstore: {op} answered {answer:?}"))
+/// Something that answers storage requests.
+#[async_trait]
+pub trait Requests: Send + Sync {
+    /// Answers `op`; `deadline` bounds it with its retries (only renew sets one).
+    async fn request(&self, op: Op, deadline: Option<Duration>) -> Result<Answer>;
 }
 
+#[async_trait]
+impl Requests for MemStore {
+    async fn request(&self, op: Op, _deadline: Option<Duration>) -> Result<Answer> {
+        self.apply(&op)
+    }
+}
+
+/// The storage traits over `R`'s requests.
+pub struct Endpoint<R>(pub R);
+
+impl<R> Deref for Endpoint<R> {
+    type Target = R;
+
+    fn deref(&self) -> &R {
+        &self.0
+    }
+}
+
+fn unexpected(op: &str, answer: Answer) -> Error {
+    Error::internal(format!(
+        "the simulated storage answered {op} with {answer:?}"
+    ))
+}
+
+impl<R: Requests> Endpoint<R> {
+    async fn ask(&self, op: Op, deadline: Option<Duration>) -> Result<Answer> {
+        self.0.request(op, deadline).await
+    }
+}
+
+/// Sends the op and takes the answer of the variant the call returns.
 macro_rules! expect {
     ($self:ident, $op:expr, $variant:ident) => {{
         let op = $op;
-        match $self.apply(&op)? {
+        let what = op.describe();
+        match $self.ask(op, None).await? {
             Answer::$variant(v) => Ok(v),
-            other => Err(unexpected(&op.describe(), other)),
+            other => Err(unexpected(&what, other)),
         }
     }};
     ($self:ident, $op:expr) => {{
         let op = $op;
-        match $self.apply(&op)? {
+        let what = op.describe();
+        match $self.ask(op, None).await? {
             Answer::Unit => Ok(()),
-            other => Err(unexpected(&op.describe(), other)),
+            other => Err(unexpected(&what, other)),
         }
     }};
 }
 
 #[async_trait]
-impl LeaseStore for MemStore {
+impl<R: Requests> LeaseStore for Endpoint<R> {
     async fn acquire_lease(
         &self,
         blob: &BlobRef,
         duration: LeaseDuration,
         proposed: Option<LeaseId>,
     ) -> Result<LeaseId> {
+        let blob = blob.clone();
         expect!(
             self,
             Op::AcquireLease {
-                blob: blob.clone(),
+                blob,
                 duration,
                 proposed
             },
@@ -57,36 +96,27 @@ impl LeaseStore for MemStore {
         &self,
         blob: &BlobRef,
         lease: LeaseId,
-        _deadline: Option<Duration>,
+        deadline: Option<Duration>,
     ) -> Result<()> {
-        expect!(
-            self,
-            Op::RenewLease {
-                blob: blob.clone(),
-                lease
-            }
-        )
+        let op = Op::RenewLease {
+            blob: blob.clone(),
+            lease,
+        };
+        let what = op.describe();
+        match self.ask(op, deadline).await? {
+            Answer::Unit => Ok(()),
+            other => Err(unexpected(&what, other)),
+        }
     }
 
     async fn release_lease(&self, blob: &BlobRef, lease: LeaseId) -> Result<()> {
-        expect!(
-            self,
-            Op::ReleaseLease {
-                blob: blob.clone(),
-                lease
-            }
-        )
+        let blob = blob.clone();
+        expect!(self, Op::ReleaseLease { blob, lease })
     }
 
-    async fn break_lease(&self, blob: &BlobRef, break_period: Duration) -> Result<Duration> {
-        expect!(
-            self,
-            Op::BreakLease {
-                blob: blob.clone(),
-                period: break_period
-            },
-            Duration
-        )
+    async fn break_lease(&self, blob: &BlobRef, period: Duration) -> Result<Duration> {
+        let blob = blob.clone();
+        expect!(self, Op::BreakLease { blob, period }, Duration)
     }
 
     async fn change_lease(
@@ -95,10 +125,11 @@ impl LeaseStore for MemStore {
         lease: LeaseId,
         proposed: LeaseId,
     ) -> Result<LeaseId> {
+        let blob = blob.clone();
         expect!(
             self,
             Op::ChangeLease {
-                blob: blob.clone(),
+                blob,
                 lease,
                 proposed
             },
@@ -108,30 +139,20 @@ impl LeaseStore for MemStore {
 }
 
 #[async_trait]
-impl DocumentStore for MemStore {
+impl<R: Requests> DocumentStore for Endpoint<R> {
     async fn ensure_container(&self, container: &str) -> Result<bool> {
-        expect!(
-            self,
-            Op::EnsureContainer {
-                container: container.to_owned()
-            },
-            Bool
-        )
+        let container = container.to_owned();
+        expect!(self, Op::EnsureContainer { container }, Bool)
     }
 
     async fn create_document(&self, blob: &BlobRef, body: Bytes) -> Result<ETag> {
-        expect!(
-            self,
-            Op::CreateDocument {
-                blob: blob.clone(),
-                body
-            },
-            ETag
-        )
+        let blob = blob.clone();
+        expect!(self, Op::CreateDocument { blob, body }, ETag)
     }
 
     async fn read_document(&self, blob: &BlobRef) -> Result<Document> {
-        expect!(self, Op::ReadDocument { blob: blob.clone() }, Document)
+        let blob = blob.clone();
+        expect!(self, Op::ReadDocument { blob }, Document)
     }
 
     async fn read_document_if_changed(
@@ -139,157 +160,102 @@ impl DocumentStore for MemStore {
         blob: &BlobRef,
         known: &ETag,
     ) -> Result<Option<Document>> {
+        let (blob, known) = (blob.clone(), known.clone());
         expect!(
             self,
-            Op::ReadDocumentIfChanged {
-                blob: blob.clone(),
-                known: known.clone()
-            },
+            Op::ReadDocumentIfChanged { blob, known },
             MaybeDocument
         )
     }
 
     async fn check_document(&self, blob: &BlobRef, known: &ETag) -> Result<Change> {
-        expect!(
-            self,
-            Op::CheckDocument {
-                blob: blob.clone(),
-                known: known.clone()
-            },
-            Change
-        )
+        let (blob, known) = (blob.clone(), known.clone());
+        expect!(self, Op::CheckDocument { blob, known }, Change)
     }
 
-    async fn replace_document(
-        &self,
-        blob: &BlobRef,
-        body: Bytes,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<ETag> {
-        expect!(
-            self,
-            Op::ReplaceDocument {
-                blob: blob.clone(),
-                body,
-                if_match: if_match.cloned(),
-                lease
-            },
-            ETag
-        )
+    async fn replace_document(&self, blob: &BlobRef, body: Bytes, guard: Guard) -> Result<ETag> {
+        let op = Op::ReplaceDocument {
+            blob: blob.clone(),
+            body,
+            if_match: guard.if_match,
+            lease: guard.lease,
+        };
+        expect!(self, op, ETag)
     }
 
-    async fn delete_document(
-        &self,
-        blob: &BlobRef,
-        if_match: Option<&ETag>,
-        lease: Option<LeaseId>,
-    ) -> Result<()> {
-        expect!(
-            self,
-            Op::DeleteDocument {
-                blob: blob.clone(),
-                if_match: if_match.cloned(),
-                lease
-            }
-        )
+    async fn delete_document(&self, blob: &BlobRef, guard: Guard) -> Result<()> {
+        let op = Op::DeleteDocument {
+            blob: blob.clone(),
+            if_match: guard.if_match,
+            lease: guard.lease,
+        };
+        expect!(self, op)
     }
 }
 
 #[async_trait]
-impl TableStore for MemStore {
+impl<R: Requests> TableStore for Endpoint<R> {
     async fn ensure_table(&self, table: &str) -> Result<bool> {
-        expect!(
-            self,
-            Op::EnsureTable {
-                table: table.to_owned()
-            },
-            Bool
-        )
+        let table = table.to_owned();
+        expect!(self, Op::EnsureTable { table }, Bool)
     }
 
     async fn delete_table(&self, table: &str) -> Result<()> {
-        expect!(
-            self,
-            Op::DeleteTable {
-                table: table.to_owned()
-            }
-        )
+        let table = table.to_owned();
+        expect!(self, Op::DeleteTable { table })
     }
 
     async fn insert_entity(&self, table: &str, entity: &Entity) -> Result<ETag> {
-        expect!(
-            self,
-            Op::InsertEntity {
-                table: table.to_owned(),
-                entity: entity.clone()
-            },
-            ETag
-        )
+        let (table, entity) = (table.to_owned(), entity.clone());
+        expect!(self, Op::InsertEntity { table, entity }, ETag)
     }
 
     async fn upsert_entity(&self, table: &str, entity: &Entity, mode: WriteMode) -> Result<ETag> {
+        let (table, entity) = (table.to_owned(), entity.clone());
         expect!(
             self,
             Op::UpsertEntity {
-                table: table.to_owned(),
-                entity: entity.clone(),
+                table,
+                entity,
                 mode
             },
             ETag
         )
     }
 
-    async fn update_entity(
-        &self,
-        table: &str,
-        entity: &Entity,
-        if_match: &IfMatch,
-        mode: WriteMode,
-    ) -> Result<ETag> {
-        expect!(
-            self,
-            Op::UpdateEntity {
-                table: table.to_owned(),
-                entity: entity.clone(),
-                if_match: if_match.clone(),
-                mode
-            },
-            ETag
-        )
+    async fn update_entity(&self, table: &str, entity: &Entity, update: Update) -> Result<ETag> {
+        let op = Op::UpdateEntity {
+            table: table.to_owned(),
+            entity: entity.clone(),
+            if_match: update.if_match,
+            mode: update.mode,
+        };
+        expect!(self, op, ETag)
     }
 
     async fn get_entity(&self, table: &str, partition_key: &str, row_key: &str) -> Result<Entity> {
-        expect!(
-            self,
-            Op::GetEntity {
-                table: table.to_owned(),
-                partition_key: partition_key.to_owned(),
-                row_key: row_key.to_owned()
-            },
-            Entity
-        )
+        let op = Op::GetEntity {
+            table: table.to_owned(),
+            partition_key: partition_key.to_owned(),
+            row_key: row_key.to_owned(),
+        };
+        expect!(self, op, Entity)
     }
 
     async fn query_partition(
         &self,
         table: &str,
         partition_key: &str,
-        filter: Option<&str>,
-        page_size: Option<u32>,
-        continuation: Option<Continuation>,
+        query: PageQuery<'_>,
     ) -> Result<Page> {
-        expect!(
-            self,
-            Op::QueryPartition {
-                table: table.to_owned(),
-                partition_key: partition_key.to_owned(),
-                filter: filter.map(str::to_owned),
-                page_size,
-                continuation
-            },
-            Page
-        )
+        let op = Op::QueryPartition {
+            table: table.to_owned(),
+            partition_key: partition_key.to_owned(),
+            filter: query.filter.map(str::to_owned),
+            page_size: query.page_size,
+            continuation: query.continuation,
+        };
+        expect!(self, op, Page)
     }
 
     async fn batch(
@@ -298,32 +264,25 @@ impl TableStore for MemStore {
         partition_key: &str,
         ops: Vec<BatchOp>,
     ) -> Result<Vec<Option<ETag>>> {
+        let (table, partition_key) = (table.to_owned(), partition_key.to_owned());
         expect!(
             self,
             Op::Batch {
-                table: table.to_owned(),
-                partition_key: partition_key.to_owned(),
+                table,
+                partition_key,
                 ops
             },
             Batch
         )
     }
 
-    async fn delete_entity(
-        &self,
-        table: &str,
-        partition_key: &str,
-        row_key: &str,
-        if_match: &IfMatch,
-    ) -> Result<()> {
-        expect!(
-            self,
-            Op::DeleteEntity {
-                table: table.to_owned(),
-                partition_key: partition_key.to_owned(),
-                row_key: row_key.to_owned(),
-                if_match: if_match.clone()
-            }
-        )
+    async fn delete_entity(&self, table: &str, entity: &Entity, if_match: &IfMatch) -> Result<()> {
+        let op = Op::DeleteEntity {
+            table: table.to_owned(),
+            partition_key: entity.partition_key.clone(),
+            row_key: entity.row_key.clone(),
+            if_match: if_match.clone(),
+        };
+        expect!(self, op)
     }
 }

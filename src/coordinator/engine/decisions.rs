@@ -314,6 +314,11 @@ mod tests {
         row(id, 0, MemberState::default())
     }
 
+    /// A row older than [`LIVENESS`]: its processor died.
+    fn stale(id: &str) -> Member {
+        row(id, 11, MemberState::default())
+    }
+
     fn acked(v: u64, content: Option<&str>) -> MemberState {
         MemberState {
             acked: v,
@@ -349,11 +354,7 @@ mod tests {
 
     #[test]
     fn live_members_are_the_fresh_rows_unless_deaths_may_not_be_judged() {
-        let s = snapshot(vec![
-            fresh("b"),
-            row("c", 11, MemberState::default()),
-            fresh("a"),
-        ]);
+        let s = snapshot(vec![fresh("b"), stale("c"), fresh("a")]);
         assert_eq!(live_members(&s, LIVENESS, true), members(&["a", "b"]));
         // After a stall everyone's row is old, but nobody is dead yet.
         assert_eq!(live_members(&s, LIVENESS, false), members(&["a", "b", "c"]));
@@ -361,11 +362,7 @@ mod tests {
 
     #[test]
     fn a_change_names_who_joined_left_and_died() {
-        let s = snapshot(vec![
-            fresh("a"),
-            row("c", 11, MemberState::default()),
-            fresh("d"),
-        ]);
+        let s = snapshot(vec![fresh("a"), stale("c"), fresh("d")]);
         let live = live_members(&s, LIVENESS, true);
         let published = members(&["a", "b", "c"]);
         let change = membership_change(&s, &live, &published);
@@ -433,7 +430,7 @@ mod tests {
 
     #[test]
     fn with_nobody_live_there_is_nothing_to_compute() {
-        let s = snapshot(vec![row("a", 11, MemberState::default())]);
+        let s = snapshot(vec![stale("a")]);
         let live = live_members(&s, LIVENESS, true);
         let published = members(&["a"]);
         let change = membership_change(&s, &live, &published);
@@ -520,48 +517,53 @@ mod tests {
         assert!(acknowledged(&acked(7, None), 7, "a"));
     }
 
+    /// [`barrier_step`] over `rows`, with the members live among them.
+    fn step(h: &Header, rows: &[Member], timed_out: bool) -> BarrierStep {
+        let live = live_members(&snapshot(rows.to_vec()), LIVENESS, true);
+        barrier_step(h, rows, &live, timed_out)
+    }
+
+    fn wait(waiting: &[&str]) -> BarrierStep {
+        BarrierStep::Wait {
+            waiting: ids(waiting),
+        }
+    }
+
+    /// Abandoned for `why`; the next version is for `next_members`, acknowledged by `must_ack`.
+    fn abandon(why: Abandon, next_members: &[&str], must_ack: &[&str]) -> BarrierStep {
+        BarrierStep::Abandon {
+            why,
+            next: Next {
+                members: members(next_members),
+                must_ack: ids(must_ack),
+            },
+        }
+    }
+
     #[test]
     fn a_barrier_completes_when_every_must_ack_row_acknowledged_this_content() {
         let h = pending(&["a", "b"]);
         let rows = vec![acks(&h, "a", 0), acks(&h, "b", 0), fresh("x")];
-        let s = snapshot(rows.clone());
-        let live = live_members(&s, LIVENESS, true);
-        assert_eq!(barrier_step(&h, &rows, &live, false), BarrierStep::Complete);
+        assert_eq!(step(&h, &rows, false), BarrierStep::Complete);
         // Complete wins over a timeout reached at the same scan.
-        assert_eq!(barrier_step(&h, &rows, &live, true), BarrierStep::Complete);
+        assert_eq!(step(&h, &rows, true), BarrierStep::Complete);
         // An acknowledgement of other content under the same number does not count.
         let rows = vec![acks(&h, "a", 0), row("b", 0, acked(7, Some("other")))];
-        assert_eq!(
-            barrier_step(&h, &rows, &live, false),
-            BarrierStep::Wait {
-                waiting: ids(&["b"])
-            }
-        );
+        assert_eq!(step(&h, &rows, false), wait(&["b"]));
     }
 
     #[test]
     fn a_barrier_waits_for_live_stragglers_until_it_times_out() {
         let h = pending(&["a", "b", "c"]);
         let rows = vec![acks(&h, "a", 0), fresh("b"), fresh("c")];
-        let live = live_members(&snapshot(rows.clone()), LIVENESS, true);
-        assert_eq!(
-            barrier_step(&h, &rows, &live, false),
-            BarrierStep::Wait {
-                waiting: ids(&["b", "c"])
-            }
-        );
+        assert_eq!(step(&h, &rows, false), wait(&["b", "c"]));
         // Timed out: the stragglers lose their work but must still acknowledge the next one.
+        let why = Abandon::TimedOut {
+            waiting: ids(&["b", "c"]),
+        };
         assert_eq!(
-            barrier_step(&h, &rows, &live, true),
-            BarrierStep::Abandon {
-                why: Abandon::TimedOut {
-                    waiting: ids(&["b", "c"])
-                },
-                next: Next {
-                    members: members(&["a"]),
-                    must_ack: ids(&["a", "b", "c"]),
-                },
-            }
+            step(&h, &rows, true),
+            abandon(why, &["a"], &["a", "b", "c"])
         );
     }
 
@@ -569,25 +571,15 @@ mod tests {
     fn a_must_ack_processor_that_died_or_left_abandons_the_version_without_it() {
         let h = pending(&["a", "b", "c"]);
         // b died (its row is stale), c left (no row); a acknowledged.
-        let rows = vec![acks(&h, "a", 0), row("b", 11, MemberState::default())];
-        let live = live_members(&snapshot(rows.clone()), LIVENESS, true);
-        assert_eq!(
-            barrier_step(&h, &rows, &live, false),
-            BarrierStep::Abandon {
-                why: Abandon::Left {
-                    missing: ids(&["b", "c"])
-                },
-                next: Next {
-                    members: members(&["a"]),
-                    must_ack: ids(&["a"]),
-                },
-            }
-        );
+        let rows = vec![acks(&h, "a", 0), stale("b")];
+        let why = Abandon::Left {
+            missing: ids(&["b", "c"]),
+        };
+        assert_eq!(step(&h, &rows, false), abandon(why, &["a"], &["a"]));
         // A dead row that acknowledged counts: its container stopped before it died.
         let h = pending(&["a", "b"]);
         let rows = vec![acks(&h, "a", 0), acks(&h, "b", 11)];
-        let live = live_members(&snapshot(rows.clone()), LIVENESS, true);
-        assert_eq!(barrier_step(&h, &rows, &live, false), BarrierStep::Complete);
+        assert_eq!(step(&h, &rows, false), BarrierStep::Complete);
     }
 
     #[test]
@@ -595,41 +587,30 @@ mod tests {
         // Everyone in must_ack acknowledged, but z (left out, judged dead) runs version 6.
         let h = pending(&["a"]);
         let rows = vec![acks(&h, "a", 0), row("z", 0, running(6))];
-        let live = live_members(&snapshot(rows.clone()), LIVENESS, true);
-        let expected = BarrierStep::Abandon {
-            why: Abandon::Back { back: ids(&["z"]) },
-            next: Next {
-                members: members(&["a", "z"]),
-                must_ack: ids(&["a", "z"]),
-            },
-        };
-        assert_eq!(barrier_step(&h, &rows, &live, false), expected);
+        let back = || Abandon::Back { back: ids(&["z"]) };
+        assert_eq!(
+            step(&h, &rows, false),
+            abandon(back(), &["a", "z"], &["a", "z"])
+        );
         // Back, and b died: computed again with the one back and without the dead one.
         let h = pending(&["a", "b"]);
-        let rows = vec![
-            acks(&h, "a", 0),
-            row("b", 11, MemberState::default()),
-            row("z", 0, running(6)),
-        ];
-        let live = live_members(&snapshot(rows.clone()), LIVENESS, true);
-        let BarrierStep::Abandon { why, next } = barrier_step(&h, &rows, &live, false) else {
+        let rows = vec![acks(&h, "a", 0), stale("b"), row("z", 0, running(6))];
+        let BarrierStep::Abandon { why, next } = step(&h, &rows, false) else {
             panic!("not abandoned");
         };
-        assert_eq!(why, Abandon::Back { back: ids(&["z"]) });
+        assert_eq!(why, back());
         assert_eq!(next.members, members(&["a", "z"]));
         // A row outside must_ack that runs nothing, or is not live, does not count.
         let h = pending(&["a"]);
         let rows = vec![acks(&h, "a", 0), fresh("y"), row("z", 11, running(6))];
-        let live = live_members(&snapshot(rows.clone()), LIVENESS, true);
-        assert_eq!(barrier_step(&h, &rows, &live, false), BarrierStep::Complete);
+        assert_eq!(step(&h, &rows, false), BarrierStep::Complete);
     }
 
     #[test]
     fn a_timeout_leaves_nobody_to_compute_for_when_everyone_live_straggled() {
         let h = pending(&["a"]);
         let rows = vec![fresh("a")];
-        let live = live_members(&snapshot(rows.clone()), LIVENESS, true);
-        let BarrierStep::Abandon { why, next } = barrier_step(&h, &rows, &live, true) else {
+        let BarrierStep::Abandon { why, next } = step(&h, &rows, true) else {
             panic!("not abandoned");
         };
         assert_eq!(

@@ -15,7 +15,7 @@ use crate::coordinator::handle::Event;
 use crate::coordinator::jobmodel::{MemberRef, ModelDocument, Phase};
 use crate::error::Result;
 use crate::lease::LeaseState;
-use crate::storage::LeaseId;
+use crate::storage::{Guard, LeaseId};
 
 /// Where the leader is in its state machine (docs/protocol.md, "Leader side").
 pub(super) enum LeaderPhase {
@@ -457,7 +457,7 @@ impl<S: Storage> Engine<'_, S> {
         let body = doc.encode()?;
         let result = self
             .store
-            .replace_document(&self.blob, body, Some(&etag), Some(lease))
+            .replace_document(&self.blob, body, Guard::leader(etag, lease))
             .await;
         match result {
             Ok(etag) => {

@@ -8,7 +8,7 @@ use samza_azure_coordinator::ErrorKind;
 use tokio::time::advance;
 
 use super::*;
-use crate::memstore::MemStore;
+use crate::memstore::{Endpoint, MemStore};
 /// The real membership and checkpoint code over the in-memory store, as against Azurite in
 /// `tests/membership.rs` and `tests/checkpoint.rs`.
 #[tokio::test(start_paused = true)]
@@ -17,7 +17,7 @@ async fn membership_and_checkpoints_run_unchanged() {
     use samza_azure_coordinator::membership::{Heartbeat, Membership};
 
     const TIMEOUT: Duration = Duration::from_secs(10);
-    let s = Arc::new(MemStore::new());
+    let s = Arc::new(Endpoint(MemStore::new()));
     let ids = |v: Vec<&samza_azure_coordinator::membership::Member>| {
         v.iter().map(|m| m.processor_id.clone()).collect::<Vec<_>>()
     };
@@ -92,9 +92,9 @@ async fn membership_and_checkpoints_run_unchanged() {
 #[tokio::test(start_paused = true)]
 async fn the_lease_keeper_elects_one_leader() {
     use samza_azure_coordinator::lease::{LeaseKeeper, LeaseTiming};
-    use samza_azure_coordinator::storage::{BlobRef, DocumentStore, LeaseStore};
+    use samza_azure_coordinator::storage::{BlobRef, DocumentStore, Guard, LeaseStore};
 
-    let s = Arc::new(MemStore::new());
+    let s = Arc::new(Endpoint(MemStore::new()));
     s.ensure_container("samza").await.unwrap();
     let blob = BlobRef::new("samza", "leader").unwrap();
     s.create_document(&blob, bytes::Bytes::from_static(b"lease"))
@@ -114,11 +114,11 @@ async fn the_lease_keeper_elects_one_leader() {
     let lease = first.state().lease().expect("the first keeper leads");
     assert!(!second.state().is_leader());
     // Writes fenced by the leader's lease pass; without it they are refused.
-    s.replace_document(&blob, bytes::Bytes::from_static(b"x"), None, Some(lease))
+    s.replace_document(&blob, bytes::Bytes::from_static(b"x"), Guard::lease(lease))
         .await
         .unwrap();
     let e = s
-        .replace_document(&blob, bytes::Bytes::from_static(b"x"), None, None)
+        .replace_document(&blob, bytes::Bytes::from_static(b"x"), Guard::NONE)
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost);
@@ -127,7 +127,7 @@ async fn the_lease_keeper_elects_one_leader() {
     let next = second.state().lease().expect("the second keeper took over");
     assert_ne!(next, lease);
     let e = s
-        .replace_document(&blob, bytes::Bytes::from_static(b"x"), None, Some(lease))
+        .replace_document(&blob, bytes::Bytes::from_static(b"x"), Guard::lease(lease))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LeaseLost);
@@ -141,7 +141,7 @@ async fn answers_are_deterministic() {
     use samza_azure_coordinator::storage::{BatchOp, BlobRef, Entity, LeaseDuration, WriteMode};
 
     async fn run() -> Vec<String> {
-        let s = MemStore::new();
+        let s = Endpoint(MemStore::new());
         let blob = BlobRef::new("jobs", "j-1/jobmodel").unwrap();
         let rows = |n: usize| {
             (0..n)

@@ -1,7 +1,7 @@
 //! Put Blob, Get Blob and Delete Blob: lease rules before conditional headers.
 
 use bytes::Bytes;
-use samza_azure_coordinator::storage::{BlobRef, Change, DocumentStore, LeaseStore};
+use samza_azure_coordinator::storage::{BlobRef, Change, DocumentStore, Guard, LeaseStore};
 use samza_azure_coordinator::ErrorKind;
 use tokio::time::advance;
 
@@ -26,7 +26,7 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
         )
     );
     let e = s
-        .replace_document(&b, body("x"), None, Some(id(1)))
+        .replace_document(&b, body("x"), Guard::lease(id(1)))
         .await
         .unwrap_err();
     assert_eq!(
@@ -46,12 +46,12 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
     );
     assert!(!s.create_if_absent(&b, body("x")).await.unwrap());
     let e = s
-        .replace_document(&b, body("x"), Some(&v1), None)
+        .replace_document(&b, body("x"), Guard::if_match(v1.clone()))
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseIdMissing"));
     let e = s
-        .replace_document(&b, body("x"), None, Some(id(2)))
+        .replace_document(&b, body("x"), Guard::lease(id(2)))
         .await
         .unwrap_err();
     assert_eq!(
@@ -64,12 +64,12 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
     );
     // With the lease: the If-Match condition decides.
     let v2 = s
-        .replace_document(&b, body("v2"), Some(&v1), Some(a))
+        .replace_document(&b, body("v2"), Guard::leader(v1.clone(), a))
         .await
         .unwrap();
     assert_ne!(v1, v2);
     let e = s
-        .replace_document(&b, body("x"), Some(&v1), Some(a))
+        .replace_document(&b, body("x"), Guard::leader(v1.clone(), a))
         .await
         .unwrap_err();
     assert_eq!(
@@ -93,36 +93,44 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
     // Expired: the old id is refused with LeaseLost, a write without one is fine.
     advance(secs(15)).await;
     let e = s
-        .replace_document(&b, body("x"), None, Some(a))
+        .replace_document(&b, body("x"), Guard::lease(a))
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseLost"));
     let v3 = s
-        .replace_document(&b, body("v3"), Some(&v2), None)
+        .replace_document(&b, body("v3"), Guard::if_match(v2.clone()))
         .await
         .unwrap();
     // Delete follows the same rules.
     let a = s.acquire_lease(&b, leased(15), Some(id(1))).await.unwrap();
-    let e = s.delete_document(&b, Some(&v3), None).await.unwrap_err();
+    let e = s
+        .delete_document(&b, Guard::if_match(v3.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseIdMissing"));
-    let e = s.delete_document(&b, Some(&v1), Some(a)).await.unwrap_err();
+    let e = s
+        .delete_document(&b, Guard::leader(v1.clone(), a))
+        .await
+        .unwrap_err();
     assert_eq!(e.storage_code(), Some("ConditionNotMet"));
-    s.delete_document(&b, Some(&v3), Some(a)).await.unwrap();
+    s.delete_document(&b, Guard::leader(v3.clone(), a))
+        .await
+        .unwrap();
     let e = s.read_document(&b).await.unwrap_err();
     assert_eq!(
         refusal(&e),
         (ErrorKind::NotFound, Some(404), Some("BlobNotFound"))
     );
-    let e = s.delete_document(&b, None, None).await.unwrap_err();
+    let e = s.delete_document(&b, Guard::NONE).await.unwrap_err();
     assert_eq!(e.storage_code(), Some("BlobNotFound"));
     // A re-created blob has no lease; If-Match on a missing blob is 412.
     let e = s
-        .replace_document(&b, body("x"), Some(&v3), None)
+        .replace_document(&b, body("x"), Guard::if_match(v3.clone()))
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("ConditionNotMet"));
     let e = s
-        .replace_document(&b, body("x"), None, Some(a))
+        .replace_document(&b, body("x"), Guard::lease(a))
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseNotPresentWithBlobOperation"));

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use samza_azure_coordinator::storage::{DocumentStore, ETag, LeaseDuration, LeaseId, LeaseStore};
+use samza_azure_coordinator::storage::{
+    DocumentStore, ETag, Guard, LeaseDuration, LeaseId, LeaseStore,
+};
 use samza_azure_coordinator::ErrorKind;
 use tokio::time::advance;
 
@@ -48,14 +50,14 @@ async fn acquire_renew_and_expiry_follow_the_virtual_clock() {
     advance(secs(20)).await;
     let stale = ETag("\"0x8D0\"".into());
     let e = s
-        .replace_document(&b, body("x"), Some(&stale), None)
+        .replace_document(&b, body("x"), Guard::if_match(stale))
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("ConditionNotMet"));
     s.renew_lease(&b, a, None).await.unwrap();
     // Once expired and written, it does not.
     advance(secs(20)).await;
-    s.replace_document(&b, body("v2"), None, None)
+    s.replace_document(&b, body("v2"), Guard::NONE)
         .await
         .unwrap();
     assert_eq!(lease_state(&s), "expired");
@@ -161,11 +163,11 @@ async fn breaking_then_broken() {
     assert_eq!(e.storage_code(), Some("LeaseIsBreakingAndCannotBeChanged"));
     // Writes while breaking still need the lease.
     let e = s
-        .replace_document(&b, body("x"), None, None)
+        .replace_document(&b, body("x"), Guard::NONE)
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseIdMissing"));
-    s.replace_document(&b, body("v2"), None, Some(a))
+    s.replace_document(&b, body("v2"), Guard::lease(a))
         .await
         .unwrap();
     advance(secs(4)).await;
@@ -174,14 +176,14 @@ async fn breaking_then_broken() {
     assert_eq!(e.storage_code(), Some("LeaseIsBrokenAndCannotBeRenewed"));
     // Broken: writes need no lease, the old lease id is refused, a break again is 0 s.
     let e = s
-        .replace_document(&b, body("x"), None, Some(a))
+        .replace_document(&b, body("x"), Guard::lease(a))
         .await
         .unwrap_err();
     assert_eq!(
         refusal(&e),
         (ErrorKind::LeaseLost, Some(412), Some("LeaseLost"))
     );
-    s.replace_document(&b, body("v3"), None, None)
+    s.replace_document(&b, body("v3"), Guard::NONE)
         .await
         .unwrap();
     assert_eq!(s.break_lease(&b, secs(10)).await.unwrap(), Duration::ZERO);

@@ -14,7 +14,7 @@ use samza_azure_coordinator::storage::{
 };
 use samza_azure_coordinator::{Error, ErrorKind};
 
-use super::MemStore;
+use super::{Endpoint, MemStore};
 
 pub(super) const T: &str = "members";
 
@@ -39,8 +39,8 @@ pub(super) fn refusal(e: &Error) -> (ErrorKind, Option<u16>, Option<&str>) {
     (e.kind(), e.status(), e.storage_code())
 }
 
-pub(super) async fn with_blob() -> MemStore {
-    let s = MemStore::new();
+pub(super) async fn with_blob() -> Endpoint<MemStore> {
+    let s = Endpoint(MemStore::new());
     assert!(s.ensure_container("jobs").await.unwrap());
     assert!(!s.ensure_container("jobs").await.unwrap());
     s.create_document(&blob(), body("v1")).await.unwrap();
@@ -62,8 +62,8 @@ pub(super) fn row(rk: &str) -> Entity {
     Entity::new("p", rk)
 }
 
-pub(super) async fn with_table() -> MemStore {
-    let s = MemStore::new();
+pub(super) async fn with_table() -> Endpoint<MemStore> {
+    let s = Endpoint(MemStore::new());
     assert!(s.ensure_table(T).await.unwrap());
     assert!(!s.ensure_table(T).await.unwrap());
     s

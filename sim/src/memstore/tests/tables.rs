@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use samza_azure_coordinator::storage::{
-    BatchOp, ETag, Entity, IfMatch, LeaseDuration, TableStore, WriteMode,
+    BatchOp, ETag, Entity, IfMatch, LeaseDuration, PageQuery, TableStore, Update, WriteMode,
 };
 use samza_azure_coordinator::{Error, ErrorKind};
 use time::format_description::well_known::Rfc3339;
@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::time::advance;
 
 use super::*;
-use crate::memstore::{clock, Answer, MemStore, Op};
+use crate::memstore::{clock, Answer, Endpoint, MemStore, Op};
 #[tokio::test(start_paused = true)]
 async fn entities_carry_server_timestamps_and_etags() {
     let s = with_table().await;
@@ -45,7 +45,7 @@ async fn entities_carry_server_timestamps_and_etags() {
         .unwrap();
     assert_ne!(e1, e2);
     // Sent back as read (Timestamp and its annotation included), it writes the same data.
-    s.update_entity(T, &got, &IfMatch::ETag(e2), WriteMode::Replace)
+    s.update_entity(T, &got, Update::replace(IfMatch::ETag(e2)))
         .await
         .unwrap();
     let again = s.get_entity(T, "p", "a").await.unwrap();
@@ -55,7 +55,7 @@ async fn entities_carry_server_timestamps_and_etags() {
 
 #[tokio::test(start_paused = true)]
 async fn conditional_writes_and_merges() {
-    let s = MemStore::new();
+    let s = Endpoint(MemStore::new());
     let e = s.insert_entity(T, &row("a")).await.unwrap_err();
     assert_eq!(
         refusal(&e),
@@ -82,15 +82,14 @@ async fn conditional_writes_and_merges() {
         .update_entity(
             T,
             &row("a").with("y", "2"),
-            &IfMatch::ETag(v1.clone()),
-            WriteMode::Merge,
+            Update::merge(IfMatch::ETag(v1.clone())),
         )
         .await
         .unwrap();
     let got = s.get_entity(T, "p", "a").await.unwrap();
     assert_eq!((got.get_str("x"), got.get_str("y")), (Some("1"), Some("2")));
     let e = s
-        .update_entity(T, &row("a"), &IfMatch::ETag(v1.clone()), WriteMode::Replace)
+        .update_entity(T, &row("a"), Update::replace(IfMatch::ETag(v1.clone())))
         .await
         .unwrap_err();
     assert_eq!(
@@ -101,21 +100,16 @@ async fn conditional_writes_and_merges() {
             Some("UpdateConditionNotSatisfied")
         )
     );
-    s.update_entity(
-        T,
-        &row("a").with("z", true),
-        &IfMatch::Any,
-        WriteMode::Replace,
-    )
-    .await
-    .unwrap();
+    s.update_entity(T, &row("a").with("z", true), Update::replace(IfMatch::Any))
+        .await
+        .unwrap();
     let got = s.get_entity(T, "p", "a").await.unwrap();
     assert_eq!(
         (got.get_str("x"), got.properties.get("z")),
         (None, Some(&true.into()))
     );
     let e = s
-        .update_entity(T, &row("b"), &IfMatch::Any, WriteMode::Merge)
+        .update_entity(T, &row("b"), Update::merge(IfMatch::Any))
         .await
         .unwrap_err();
     assert_eq!(
@@ -138,15 +132,15 @@ async fn conditional_writes_and_merges() {
     assert_eq!((b.get_str("x"), b.get_str("y")), (None, Some("2")));
     // Deletes with If-Match.
     let e = s
-        .delete_entity(T, "p", "b", &IfMatch::ETag(v2))
+        .delete_entity(T, &Entity::new("p", "b"), &IfMatch::ETag(v2))
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("UpdateConditionNotSatisfied"));
-    s.delete_entity(T, "p", "b", &IfMatch::ETag(b.etag.unwrap()))
+    s.delete_entity(T, &Entity::new("p", "b"), &IfMatch::ETag(b.etag.unwrap()))
         .await
         .unwrap();
     let e = s
-        .delete_entity(T, "p", "b", &IfMatch::Any)
+        .delete_entity(T, &Entity::new("p", "b"), &IfMatch::Any)
         .await
         .unwrap_err();
     assert_eq!(
@@ -273,8 +267,7 @@ async fn batches_are_all_or_nothing() {
         BatchOp::Upsert(row("b"), WriteMode::Replace),
         BatchOp::Update(
             row("a").with("x", "2"),
-            IfMatch::ETag(v.clone()),
-            WriteMode::Merge,
+            Update::merge(IfMatch::ETag(v.clone())),
         ),
         BatchOp::Insert(row("c")),
     ];
@@ -283,7 +276,9 @@ async fn batches_are_all_or_nothing() {
     let a = s.get_entity(T, "p", "a").await.unwrap();
     assert_eq!(a.etag, etags[1]);
     // The same again: the update's ETag and the insert are stale, so nothing applies.
-    s.delete_entity(T, "p", "b", &IfMatch::Any).await.unwrap();
+    s.delete_entity(T, &Entity::new("p", "b"), &IfMatch::Any)
+        .await
+        .unwrap();
     let e = s.batch(T, "p", ops).await.unwrap_err();
     assert_eq!(
         (e.kind(), e.status()),
@@ -448,7 +443,14 @@ async fn filters_the_code_uses() {
         "RowKey lt 'a",
     ] {
         let e = s
-            .query_partition(T, "p", Some(bad), None, None)
+            .query_partition(
+                T,
+                "p",
+                PageQuery {
+                    filter: Some(bad),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal, "{bad}");
@@ -459,7 +461,7 @@ async fn filters_the_code_uses() {
 #[tokio::test(start_paused = true)]
 async fn queries_page_in_row_key_order_with_continuations() {
     let s = with_table().await;
-    let e = s.query_partition(T, "p", None, None, None).await;
+    let e = s.query_partition(T, "p", PageQuery::default()).await;
     assert!(e.unwrap().entities.is_empty());
     for i in (0..2_500).rev() {
         s.upsert_entity(T, &row(&format!("r{i:05}")), WriteMode::Replace)
@@ -478,7 +480,14 @@ async fn queries_page_in_row_key_order_with_continuations() {
     let want: Vec<String> = (0..2_500).map(|i| format!("r{i:05}")).collect();
     assert_eq!(all, want);
     let page = s
-        .query_partition(T, "p", None, Some(7), None)
+        .query_partition(
+            T,
+            "p",
+            PageQuery {
+                page_size: Some(7),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -491,32 +500,71 @@ async fn queries_page_in_row_key_order_with_continuations() {
         ("p", Some("r00007"))
     );
     let next = s
-        .query_partition(T, "p", None, Some(2), Some(c))
+        .query_partition(
+            T,
+            "p",
+            PageQuery {
+                page_size: Some(2),
+                continuation: Some(c),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(keys(&next.entities), ["r00007", "r00008"]);
     // A filtered page stops where the scan stopped; the last page may be empty.
     let f = "RowKey ge 'r02497'";
     let page = s
-        .query_partition(T, "p", Some(f), Some(3), None)
+        .query_partition(
+            T,
+            "p",
+            PageQuery {
+                filter: Some(f),
+                page_size: Some(3),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(keys(&page.entities), ["r02497", "r02498", "r02499"]);
     assert!(page.continuation.is_none());
     let f = "RowKey lt 'r00003'";
     let page = s
-        .query_partition(T, "p", Some(f), Some(3), None)
+        .query_partition(
+            T,
+            "p",
+            PageQuery {
+                filter: Some(f),
+                page_size: Some(3),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(page.continuation.is_some());
     let last = s
-        .query_partition(T, "p", Some(f), Some(3), page.continuation)
+        .query_partition(
+            T,
+            "p",
+            PageQuery {
+                filter: Some(f),
+                page_size: Some(3),
+                continuation: page.continuation,
+            },
+        )
         .await
         .unwrap();
     assert!(last.entities.is_empty() && last.continuation.is_none());
     for bad in [0, 1001] {
         let e = s
-            .query_partition(T, "p", None, Some(bad), None)
+            .query_partition(
+                T,
+                "p",
+                PageQuery {
+                    page_size: Some(bad),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::BadRequest, None));
@@ -551,7 +599,7 @@ fn ops_describe_themselves() {
         proposed: None
     }
     .is_write());
-    let s = MemStore::new();
+    let s = Endpoint(MemStore::new());
     assert_eq!(
         s.apply(&Op::EnsureContainer {
             container: "jobs".into()

@@ -1,8 +1,5 @@
 package org.apache.samza.azure.checkpoint;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -10,7 +7,6 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.LongSupplier;
-import org.apache.samza.Partition;
 import org.apache.samza.SamzaException;
 import org.apache.samza.azure.coordinator.ProcessingFence;
 import org.apache.samza.azure.errors.FencedWriteException;
@@ -24,8 +20,6 @@ import org.apache.samza.config.Config;
 import org.apache.samza.config.TaskConfig;
 import org.apache.samza.container.TaskName;
 import org.apache.samza.metrics.MetricsRegistry;
-import org.apache.samza.serializers.CheckpointV1Serde;
-import org.apache.samza.serializers.CheckpointV2Serde;
 import org.apache.samza.system.SystemStreamPartition;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -54,9 +48,7 @@ public final class AzureCheckpointManager implements CheckpointManager {
   private final List<Short> readVersions;
   private final CheckpointMetrics metrics;
   private final Set<TaskName> tasks = ConcurrentHashMap.newKeySet();
-  private final ObjectMapper json = new ObjectMapper();
-  private final CheckpointV1Serde v1 = new CheckpointV1Serde();
-  private final CheckpointV2Serde v2 = new CheckpointV2Serde();
+  private final CheckpointFormats formats = new CheckpointFormats();
   private final LongSupplier generation;
 
   /** {@link ContainerStops}' count when this manager was created. */
@@ -153,7 +145,7 @@ public final class AzureCheckpointManager implements CheckpointManager {
     for (Short version : readVersions) {
       String text = byVersion.get(version);
       if (text != null) {
-        checkpoint = parse(taskName, version, text);
+        checkpoint = formats.checkpoint(taskName, version, text);
         break;
       }
     }
@@ -167,21 +159,7 @@ public final class AzureCheckpointManager implements CheckpointManager {
   @Override
   public void writeCheckpoint(TaskName taskName, Checkpoint checkpoint) {
     NativeCheckpoints s = started(taskName);
-    String text;
-    if (checkpoint instanceof CheckpointV1) {
-      text = new String(v1.toBytes((CheckpointV1) checkpoint), StandardCharsets.UTF_8);
-    } else if (checkpoint instanceof CheckpointV2) {
-      text = new String(v2.toBytes((CheckpointV2) checkpoint), StandardCharsets.UTF_8);
-    } else {
-      throw new SamzaException(
-          "checkpoint of task "
-              + taskName
-              + ": unsupported checkpoint class "
-              + checkpoint.getClass().getName()
-              + " (version "
-              + checkpoint.getVersion()
-              + "); expected CheckpointV1 or CheckpointV2");
-    }
+    String text = formats.text(taskName, checkpoint);
     long t0 = System.nanoTime();
     try {
       s.write(taskName.getTaskName(), checkpoint.getVersion(), text);
@@ -270,23 +248,6 @@ public final class AzureCheckpointManager implements CheckpointManager {
     throw (T) t;
   }
 
-  private Checkpoint parse(TaskName taskName, short version, String text) {
-    byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
-    Checkpoint c;
-    try {
-      // Samza's V1 serde returns null on bad input instead of throwing.
-      c = version == 1 ? v1.fromBytes(bytes) : version == 2 ? v2.fromBytes(bytes) : null;
-    } catch (RuntimeException e) {
-      throw new SamzaException(
-          "checkpoint version " + version + " of task " + taskName + " could not be parsed", e);
-    }
-    if (c == null) {
-      throw new SamzaException(
-          "checkpoint version " + version + " of task " + taskName + " could not be parsed");
-    }
-    return c;
-  }
-
   /** Upstream samza-azure's rows: RowKey = the SSP as JSON, Offset = the offset. */
   private Checkpoint upstream(NativeCheckpoints s, TaskName taskName) {
     Map<String, String> rows;
@@ -300,7 +261,7 @@ public final class AzureCheckpointManager implements CheckpointManager {
     }
     Map<SystemStreamPartition, String> offsets = new HashMap<>();
     for (Map.Entry<String, String> row : rows.entrySet()) {
-      offsets.put(upstreamSsp(taskName, row.getKey()), row.getValue());
+      offsets.put(formats.upstreamSsp(taskName, row.getKey()), row.getValue());
     }
     metrics.upstreamReads.inc();
     LOG.info(
@@ -308,25 +269,5 @@ public final class AzureCheckpointManager implements CheckpointManager {
         taskName,
         offsets.size());
     return new CheckpointV1(offsets);
-  }
-
-  private SystemStreamPartition upstreamSsp(TaskName taskName, String rowKey) {
-    try {
-      Map<?, ?> m = json.readValue(rowKey, Map.class);
-      Object system = m.get("system");
-      Object stream = m.get("stream");
-      Object partition = m.get("partition");
-      if (system == null || stream == null || partition == null) {
-        throw new IOException("expected system, stream and partition");
-      }
-      return new SystemStreamPartition(
-          system.toString(),
-          stream.toString(),
-          new Partition(Integer.parseInt(partition.toString())));
-    } catch (IOException | NumberFormatException e) {
-      throw new SamzaException(
-          "upstream checkpoint row of task " + taskName + " has an unreadable key '" + rowKey + "'",
-          e);
-    }
   }
 }

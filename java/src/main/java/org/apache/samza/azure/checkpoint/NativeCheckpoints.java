@@ -18,8 +18,7 @@ final class NativeCheckpoints extends NativeHandle {
 
   /** Validates the config (errors name the key); no request is made yet. */
   static NativeCheckpoints open(Map<String, String> config, String processorId) {
-    return new NativeCheckpoints(
-        ConfigArrays.open(config, (k, v) -> Native.checkpointOpen(k, v, processorId)));
+    return new NativeCheckpoints(ConfigArrays.open(config, processorId, Native::checkpointOpen));
   }
 
   String table() {

@@ -12,7 +12,7 @@ final class NativeGroup extends NativeHandle {
   }
 
   static NativeGroup open(Map<String, String> config, String groupId) {
-    return new NativeGroup(ConfigArrays.open(config, (k, v) -> Native.utilsOpen(k, v, groupId)));
+    return new NativeGroup(ConfigArrays.open(config, groupId, Native::utilsOpen));
   }
 
   NativeLease lease(String name, long acquireMillis) {

@@ -171,7 +171,7 @@ public final class AzureJobCoordinator implements JobCoordinator {
         CoordinatorEvent event = c.nextEvent(POLL_MILLIS);
         CoordinatorCounters m = c.metrics();
         metrics.update(m);
-        partitions.poll(leading, jobModel, jobModelVersion == m.seenVersion, c, computer);
+        partitions.poll(leading, jobModel, jobModelVersion == m.get("seen_version"), c, computer);
         if (releasePending && !fence.containerConsuming()) {
           LOG.info("Container of processor {} stopped; leaving", processorId);
           releasePending = false;

@@ -1,5 +1,7 @@
 package org.apache.samza.azure.coordinator;
 
+import java.util.LinkedHashMap;
+import java.util.Map;
 import org.apache.samza.metrics.Counter;
 import org.apache.samza.metrics.Gauge;
 import org.apache.samza.metrics.MetricsRegistry;
@@ -12,17 +14,32 @@ import org.apache.samza.metrics.Timer;
 public final class CoordinatorMetrics {
   public static final String GROUP = "azure-coordinator";
 
-  private final Gauge<Long> isLeader;
-  private final Gauge<Long> jobModelVersion;
-  private final Counter rebalances;
-  private final Counter barrierTimeouts;
-  private final Counter heartbeatFailures;
-  private final Counter leaseRenewFailures;
-  private final Counter selfFences;
-  private final Counter storageRequests;
-  private final Counter storageErrors;
+  /** Gauges copied from native counters: {published name, field of CoordinatorCounters}. */
+  private static final String[][] GAUGES = {
+    {"is-leader", "is_leader"},
+    // The JobModel version the container runs (0 while none).
+    {"job-model-version", "running_version"},
+    {"last-rebalance-duration-ms", "last_rebalance_ms"},
+  };
+
+  /** Counters copied from native counters: {published name, field of CoordinatorCounters}. */
+  private static final String[][] COUNTERS = {
+    {"rebalances", "rebalances"},
+    {"barrier-timeouts", "barrier_timeouts"},
+    {"heartbeat-failures", "heartbeat_failures"},
+    // Times leadership was lost without asking; the published name predates it and stays.
+    {"lease-renew-failures", "lease_losses"},
+    // The fence epoch.
+    {"self-fences", "fences"},
+    {"storage-requests", "storage_requests"},
+    {"storage-errors", "storage_errors"},
+  };
+
+  /** By the native field each copies. */
+  private final Map<String, Gauge<Long>> gauges = new LinkedHashMap<>();
+
+  private final Map<String, Counter> counters = new LinkedHashMap<>();
   private final Timer storageLatency;
-  private final Gauge<Long> lastRebalanceMs;
 
   /** Counted on the Java side: the leader saw an input's partition count change. */
   final Counter partitionCountChanges;
@@ -31,39 +48,28 @@ public final class CoordinatorMetrics {
   private long seenLatencyMicros;
 
   CoordinatorMetrics(MetricsRegistry registry) {
-    isLeader = registry.newGauge(GROUP, "is-leader", 0L);
-    jobModelVersion = registry.newGauge(GROUP, "job-model-version", 0L);
-    rebalances = registry.newCounter(GROUP, "rebalances");
-    barrierTimeouts = registry.newCounter(GROUP, "barrier-timeouts");
-    heartbeatFailures = registry.newCounter(GROUP, "heartbeat-failures");
-    // Counts CoordinatorCounters.leaseLosses; the published name predates it and stays.
-    leaseRenewFailures = registry.newCounter(GROUP, "lease-renew-failures");
-    selfFences = registry.newCounter(GROUP, "self-fences");
-    storageRequests = registry.newCounter(GROUP, "storage-requests");
-    storageErrors = registry.newCounter(GROUP, "storage-errors");
+    for (String[] g : GAUGES) {
+      gauges.put(g[1], registry.newGauge(GROUP, g[0], 0L));
+    }
+    for (String[] c : COUNTERS) {
+      counters.put(c[1], registry.newCounter(GROUP, c[0]));
+    }
     storageLatency = registry.newTimer(GROUP, "storage-latency-us");
-    lastRebalanceMs = registry.newGauge(GROUP, "last-rebalance-duration-ms", 0L);
     partitionCountChanges = registry.newCounter(GROUP, "partition-count-changes");
   }
 
   /** {@code m} is decoded from {@code Native.coordinatorMetrics} by its layout (Payloads). */
   synchronized void update(CoordinatorCounters m) {
-    isLeader.set(m.isLeader);
-    jobModelVersion.set(m.runningVersion);
-    rebalances.set(m.rebalances);
-    barrierTimeouts.set(m.barrierTimeouts);
-    heartbeatFailures.set(m.heartbeatFailures);
-    leaseRenewFailures.set(m.leaseLosses);
-    lastRebalanceMs.set(m.lastRebalanceMs);
-    selfFences.set(m.fences);
-    storageRequests.set(m.storageRequests);
-    storageErrors.set(m.storageErrors);
-    long requests = m.storageRequests - seenRequests;
+    gauges.forEach((field, gauge) -> gauge.set(m.get(field)));
+    counters.forEach((field, counter) -> counter.set(m.get(field)));
+    long totalRequests = m.get("storage_requests");
+    long totalLatencyMicros = m.get("storage_latency_micros");
+    long requests = totalRequests - seenRequests;
     if (requests > 0) {
       // Mean latency of the requests since the last update.
-      storageLatency.update((m.storageLatencyMicros - seenLatencyMicros) / requests);
+      storageLatency.update((totalLatencyMicros - seenLatencyMicros) / requests);
     }
-    seenRequests = m.storageRequests;
-    seenLatencyMicros = m.storageLatencyMicros;
+    seenRequests = totalRequests;
+    seenLatencyMicros = totalLatencyMicros;
   }
 }

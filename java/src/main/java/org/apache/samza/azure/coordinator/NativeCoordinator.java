@@ -17,8 +17,7 @@ final class NativeCoordinator extends NativeHandle {
 
   /** Validates the config (errors name the key) and starts the protocol. */
   static NativeCoordinator start(Map<String, String> config, String processorId) {
-    return new NativeCoordinator(
-        ConfigArrays.open(config, (k, v) -> Native.coordinatorStart(k, v, processorId)));
+    return new NativeCoordinator(ConfigArrays.open(config, processorId, Native::coordinatorStart));
   }
 
   /** The next event, or null if none came within {@code timeoutMillis}. */

@@ -36,6 +36,17 @@ public final class ConfigArrays {
     return opener.open(c.keys, c.values);
   }
 
+  /** A native constructor that also takes the id of the processor or group it serves. */
+  @FunctionalInterface
+  public interface OpenerFor {
+    long open(String[] keys, String[] values, String id);
+  }
+
+  /** {@link #open(Map, Opener)} for a native object that serves {@code id}. */
+  public static long open(Map<String, String> config, String id, OpenerFor opener) {
+    return open(config, (keys, values) -> opener.open(keys, values, id));
+  }
+
   /**
    * Only these keys and prefixes of a job's config cross to the native side; nothing else of it
    * leaves the JVM.

@@ -1,6 +1,8 @@
 package org.apache.samza.azure.jni;
 
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.BiConsumer;
+import java.util.function.Predicate;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,20 +39,43 @@ public final class NativeLogBridge {
     Native.setLogLevel(level);
   }
 
+  /** The native levels, 1 (ERROR) to 5 (TRACE) in order, by the names records carry them under. */
+  private enum Level {
+    ERROR(Logger::isErrorEnabled, Logger::error),
+    WARN(Logger::isWarnEnabled, Logger::warn),
+    INFO(Logger::isInfoEnabled, Logger::info),
+    DEBUG(Logger::isDebugEnabled, Logger::debug),
+    TRACE(Logger::isTraceEnabled, Logger::trace);
+
+    final Predicate<Logger> enabled;
+    final BiConsumer<Logger, String> log;
+
+    Level(Predicate<Logger> enabled, BiConsumer<Logger, String> log) {
+      this.enabled = enabled;
+      this.log = log;
+    }
+
+    /** A record's level; one not named here is logged as trace. */
+    static Level named(String name) {
+      for (Level l : values()) {
+        if (l.name().equals(name)) {
+          return l;
+        }
+      }
+      return TRACE;
+    }
+  }
+
+  /** The most detailed level {@value #ROOT} has enabled (0: none). */
   static int enabledLevel() {
     Logger root = LoggerFactory.getLogger(ROOT);
-    if (root.isTraceEnabled()) {
-      return 5;
-    } else if (root.isDebugEnabled()) {
-      return 4;
-    } else if (root.isInfoEnabled()) {
-      return 3;
-    } else if (root.isWarnEnabled()) {
-      return 2;
-    } else if (root.isErrorEnabled()) {
-      return 1;
+    int enabled = 0;
+    for (Level l : Level.values()) {
+      if (l.enabled.test(root)) {
+        enabled = l.ordinal() + 1;
+      }
     }
-    return 0;
+    return enabled;
   }
 
   private static void run() {
@@ -80,23 +105,7 @@ public final class NativeLogBridge {
     for (int i = l.headSize(); i < batch.length; i += l.groupSize()) {
       String name = batch[i + target].replace("::", ".");
       Logger log = LoggerFactory.getLogger(name.startsWith(ROOT) ? name : ROOT + "." + name);
-      String message = batch[i + text];
-      switch (batch[i + level]) {
-        case "ERROR":
-          log.error(message);
-          break;
-        case "WARN":
-          log.warn(message);
-          break;
-        case "INFO":
-          log.info(message);
-          break;
-        case "DEBUG":
-          log.debug(message);
-          break;
-        default:
-          log.trace(message);
-      }
+      Level.named(batch[i + level]).log.accept(log, batch[i + text]);
     }
   }
 }
