@@ -471,12 +471,28 @@ async fn a_slow_graceful_stop_keeps_its_partitions_until_the_container_stopped()
     let follower = follower.as_str();
     let takes = c.timing.liveness * 3;
     let started = Instant::now();
+    let metrics = c.get(follower).coordinator.clone();
+    let wakeups = || {
+        metrics
+            .metrics()
+            .wakeups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let woken_before = wakeups();
     // The stopping processor's row must hold its partitions while the container runs: the
     // ledger records a violation if another processor starts one meanwhile.
     c.slow_stop(follower, takes).await;
     assert!(
         started.elapsed() >= takes,
         "the stop returned before the container stopped"
+    );
+    // About one wake per heartbeat while it waits (found spinning by the simulator: the
+    // ended lease keeper's channel was ready at every turn).
+    let woken = wakeups() - woken_before;
+    let heartbeats = (takes.as_millis() / c.timing.heartbeat.as_millis()) as u64;
+    assert!(
+        woken <= heartbeats * 4 + 20,
+        "the loop woke {woken} times while the container stopped ({heartbeats} heartbeats)"
     );
     let (v2, t) = c.settled(v1, Duration::from_secs(20)).await;
     eprintln!("slow graceful stop of {follower} ({takes:?}): v{v2} {t:?} after it stopped");
@@ -675,23 +691,14 @@ async fn one_slow_heartbeat_of_a_leader_that_keeps_scanning_does_not_delay_judgi
     let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
     let leader = c.leader().expect("a leader");
     let victim = c.a_follower();
-    // Let the leader judge for a while first: reachable for a whole liveness timeout.
-    let warm = Instant::now();
-    while warm.elapsed() < c.timing.liveness * 2 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Let the leader judge for a while first.
+    c.reachable_for_a_while().await;
     let slow = Duration::from_millis(3200);
     c.get(&leader)
         .storage
         .inject_touching("batch", &leader, Inject::Delay(slow));
     let at = Instant::now();
-    c.crash(&victim);
-    let survivors: Vec<&str> = ["p1", "p2", "p3"]
-        .into_iter()
-        .filter(|p| *p != victim)
-        .collect();
-    c.settled_among(&survivors, v1, Duration::from_secs(20))
-        .await;
+    let survivors = c.crash_and_settle(&victim, v1).await;
     let took = at.elapsed();
     eprintln!("the survivors ran without {victim} {took:?} after it died");
     // Its row is dead 5 s after its last heartbeat (at most 1 s before the crash), seen at the
@@ -707,11 +714,66 @@ async fn one_slow_heartbeat_of_a_leader_that_keeps_scanning_does_not_delay_judgi
         "the delay was never used"
     );
     for id in survivors {
-        c.stop(id).await;
+        c.stop(&id).await;
+    }
+}
+
+/// Found by the simulator (sim/tests/regressions.rs): after one failed heartbeat between short
+/// gaps, a leader never judged anyone dead again, so a crash was never rebalanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_judges_deaths_again_after_one_failed_heartbeat() {
+    use common::recording::Inject;
+    use samza_azure_coordinator::ErrorKind;
+    let mut c = Cluster::new();
+    c.spawn_all(&["p1", "p2", "p3"]);
+    let (v1, _) = c.settled(0, Duration::from_secs(20)).await;
+    let leader = c.leader().expect("a leader");
+    let victim = c.a_follower();
+    c.get(&leader)
+        .storage
+        .inject_touching("batch", &leader, Inject::Fail(ErrorKind::Transient));
+    common::eventually(
+        "the leader's heartbeat failed once",
+        Duration::from_secs(10),
+        || {
+            let left = c.get(&leader).storage.injections_left();
+            async move { left == 0 }
+        },
+    )
+    .await;
+    // Reachable again for a whole liveness timeout: deaths may be judged.
+    c.reachable_for_a_while().await;
+    for id in c.crash_and_settle(&victim, v1).await {
+        c.stop(&id).await;
     }
 }
 
 impl Cluster {
+    /// Two liveness timeouts: long enough for a leader to have reached storage for a whole
+    /// liveness timeout, so that it may judge deaths.
+    async fn reachable_for_a_while(&self) {
+        let from = Instant::now();
+        while from.elapsed() < self.timing.liveness * 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Crashes `victim` and waits until the others run a version after `after` without it;
+    /// returns them.
+    async fn crash_and_settle(&mut self, victim: &str, after: u64) -> Vec<String> {
+        self.crash(victim);
+        let survivors: Vec<String> = self
+            .procs
+            .iter()
+            .map(|p| p.id.clone())
+            .filter(|p| p != victim)
+            .collect();
+        let ids: Vec<&str> = survivors.iter().map(String::as_str).collect();
+        self.settled_among(&ids, after, Duration::from_secs(20))
+            .await;
+        survivors
+    }
+
     fn names(&self) -> samza_azure_coordinator::coordinator::names::JobNames {
         samza_azure_coordinator::coordinator::names::JobNames::new(&self.job, "1").unwrap()
     }

@@ -141,22 +141,14 @@ fn main() {
             println!("  leader kill -9    {}", s(r.leader_crash));
             println!("  graceful leave    {}", s(r.graceful_leave));
             println!("  peak per second, steady / during rebalances:");
-            println!(
-                "    table partition entities {} / {}",
-                r.partition_entities.0, r.partition_entities.1
-            );
-            println!(
-                "    table partition requests {} / {}",
-                r.partition_requests.0, r.partition_requests.1
-            );
-            println!(
-                "    blob requests            {} / {}",
-                r.blob_requests.0, r.blob_requests.1
-            );
-            println!(
-                "    account requests         {} / {}",
-                r.account_requests.0, r.account_requests.1
-            );
+            for (what, (steady, busy)) in [
+                ("table partition entities", r.partition_entities),
+                ("table partition requests", r.partition_requests),
+                ("blob requests", r.blob_requests),
+                ("account requests", r.account_requests),
+            ] {
+                println!("    {what:<24} {steady} / {busy}");
+            }
             for v in &r.violations {
                 println!("  VIOLATION {v}");
             }

@@ -338,49 +338,64 @@ pub fn run_start() -> Option<Instant> {
     RUN_START.with(|s| s.get())
 }
 
-/// Runs one simulation to its end on a fresh paused runtime on this thread.
-pub fn run(cfg: SimConfig) -> Outcome {
-    samza_azure_coordinator::random::seed_thread(cfg.seed);
+/// Runs `run` to its end on a fresh paused runtime on this thread, with the thread's
+/// randomness seeded from `seed`.
+fn in_virtual_time<T>(seed: u64, run: impl std::future::Future<Output = T>) -> T {
+    samza_azure_coordinator::random::seed_thread(seed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    rt.block_on(simulate(cfg))
+    rt.block_on(run)
 }
 
-async fn simulate(cfg: SimConfig) -> Outcome {
-    RUN_START.with(|s| s.set(Some(Instant::now())));
-    let checker = Arc::new(Checker::default());
-    let net = Arc::new(Net::new(
-        cfg.seed,
-        cfg.latency.clone(),
-        checker.clone(),
-        cfg.bug,
-    ));
-    let mut world = World {
-        net: net.clone(),
-        checker: checker.clone(),
-        procs: Vec::new(),
-        clients: 0,
-        clock: Instant::now(),
-        cfg,
-    };
-    for slot in 0..world.cfg.processors {
-        world.start(slot);
+impl World {
+    /// A world with storage and the checker, and no processor yet. Call on the run's runtime.
+    fn new(cfg: SimConfig) -> Self {
+        RUN_START.with(|s| s.set(Some(Instant::now())));
+        let checker = Arc::new(Checker::default());
+        let net = Arc::new(Net::new(
+            cfg.seed,
+            cfg.latency.clone(),
+            checker.clone(),
+            cfg.bug,
+        ));
+        World {
+            net,
+            checker,
+            procs: Vec::new(),
+            clients: 0,
+            clock: Instant::now(),
+            cfg,
+        }
     }
-    // The ownership check, on a fine grid of virtual time.
-    let sampler = {
-        let checker = checker.clone();
-        let clock = world.clock;
+
+    /// The ownership check, every `period` of virtual time.
+    fn sample_every(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let (checker, clock) = (self.checker.clone(), self.clock);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
                 checker.sample(clock.elapsed());
             }
         })
-    };
+    }
+}
+
+/// Runs one simulation to its end on a fresh paused runtime on this thread.
+pub fn run(cfg: SimConfig) -> Outcome {
+    in_virtual_time(cfg.seed, simulate(cfg))
+}
+
+async fn simulate(cfg: SimConfig) -> Outcome {
+    let mut world = World::new(cfg);
+    let (net, checker) = (world.net.clone(), world.checker.clone());
+    for slot in 0..world.cfg.processors {
+        world.start(slot);
+    }
+    let sampler = world.sample_every(Duration::from_millis(10));
     let schedule = world.cfg.schedule.clone();
     for step in &schedule {
         tokio::time::sleep_until(world.clock + step.at).await;
@@ -451,48 +466,15 @@ pub struct ScaleReport {
 /// Cold start, then 30 s steady, a follower crash, the leader's crash and a graceful leave,
 /// each measured until every task runs again; no other faults.
 pub fn scale(processors: usize, tasks: u32, seed: u64) -> ScaleReport {
-    samza_azure_coordinator::random::seed_thread(seed);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime");
-    rt.block_on(scale_run(SimConfig::new(
-        seed,
-        processors,
-        tasks,
-        Vec::new(),
-    )))
+    let cfg = SimConfig::new(seed, processors, tasks, Vec::new());
+    in_virtual_time(seed, scale_run(cfg))
 }
 
 async fn scale_run(cfg: SimConfig) -> ScaleReport {
-    RUN_START.with(|s| s.set(Some(Instant::now())));
-    let checker = Arc::new(Checker::default());
-    let net = Arc::new(Net::new(
-        cfg.seed,
-        cfg.latency.clone(),
-        checker.clone(),
-        None,
-    ));
     let bound = Duration::from_secs(120);
-    let mut world = World {
-        net: net.clone(),
-        checker: checker.clone(),
-        procs: Vec::new(),
-        clients: 0,
-        clock: Instant::now(),
-        cfg,
-    };
-    let sampler = {
-        let (checker, clock) = (checker.clone(), world.clock);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
-            loop {
-                tick.tick().await;
-                checker.sample(clock.elapsed());
-            }
-        })
-    };
+    let mut world = World::new(cfg);
+    let (net, checker) = (world.net.clone(), world.checker.clone());
+    let sampler = world.sample_every(Duration::from_millis(50));
     for slot in 0..world.cfg.processors {
         world.start(slot);
     }

@@ -33,7 +33,7 @@ pub fn classify_answer(status: u16, code: Option<&str>, message: Option<&str>) -
     }
 }
 pub use names::BlobRef;
-pub use table::quote;
+pub use table::{quote, wire_properties};
 
 /// An entity-group transaction holds at most this many operations (service limit).
 pub const MAX_BATCH_OPERATIONS: usize = 100;

@@ -28,8 +28,10 @@ fn validate_keys(partition_key: &str, row_key: &str) -> Result<()> {
     validate_key("RowKey", row_key)
 }
 
-fn to_json(table: &str, entity: &Entity) -> Result<Json> {
-    validate_keys(&entity.partition_key, &entity.row_key)?;
+/// The properties sent for `entity`: its own, less the ones the service sets (and any
+/// `odata.*` metadata a read entity carries), plus its keys. The simulator's storage reads
+/// writes in this form too.
+pub fn wire_properties(entity: &Entity) -> Map<String, Value> {
     let mut json = entity.properties.clone();
     for reserved in ["PartitionKey", "RowKey", "Timestamp"] {
         json.remove(reserved);
@@ -40,6 +42,12 @@ fn to_json(table: &str, entity: &Entity) -> Result<Json> {
         Value::String(entity.partition_key.clone()),
     );
     json.insert("RowKey".into(), Value::String(entity.row_key.clone()));
+    json
+}
+
+fn to_json(table: &str, entity: &Entity) -> Result<Json> {
+    validate_keys(&entity.partition_key, &entity.row_key)?;
+    let json = wire_properties(entity);
     let size = serde_json::to_vec(&json)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);

@@ -89,19 +89,24 @@ impl Parser {
     }
 
     fn or(&mut self) -> std::result::Result<Filter, String> {
-        let mut left = self.and()?;
-        while self.peek_ident("or") {
-            self.pos += 1;
-            left = Filter::Or(Box::new(left), Box::new(self.and()?));
-        }
-        Ok(left)
+        self.joined("or", Self::and, Filter::Or)
     }
 
     fn and(&mut self) -> std::result::Result<Filter, String> {
-        let mut left = self.primary()?;
-        while self.peek_ident("and") {
+        self.joined("and", Self::primary, Filter::And)
+    }
+
+    /// `operand (word operand)*`, joined from the left.
+    fn joined(
+        &mut self,
+        word: &str,
+        operand: fn(&mut Self) -> std::result::Result<Filter, String>,
+        join: fn(Box<Filter>, Box<Filter>) -> Filter,
+    ) -> std::result::Result<Filter, String> {
+        let mut left = operand(self)?;
+        while self.peek_ident(word) {
             self.pos += 1;
-            left = Filter::And(Box::new(left), Box::new(self.primary()?));
+            left = join(Box::new(left), Box::new(operand(self)?));
         }
         Ok(left)
     }

@@ -9,7 +9,7 @@ use samza_azure_coordinator::storage::{
     BatchOp, BlobRef, Change, Continuation, Document, ETag, Entity, IfMatch, LeaseDuration,
     LeaseId, Page, WriteMode, MAX_BATCH_OPERATIONS,
 };
-use samza_azure_coordinator::{Error, ErrorKind, Result};
+use samza_azure_coordinator::{Error, Result};
 
 use super::props;
 
@@ -208,13 +208,10 @@ impl Op {
                 check_body(blob, body)?
             }
             Op::BreakLease { period, .. } if *period > Duration::from_secs(60) => {
-                return Err(Error::new(
-                    ErrorKind::BadRequest,
-                    format!(
-                        "lease break period must be 0-60 seconds, found {} s",
-                        period.as_secs()
-                    ),
-                ))
+                return Err(Error::bad_request(format!(
+                    "lease break period must be 0-60 seconds, found {} s",
+                    period.as_secs()
+                )))
             }
             Op::EnsureTable { table } | Op::DeleteTable { table } => validate_table(table)?,
             Op::InsertEntity { table, entity }
@@ -238,10 +235,9 @@ impl Op {
             } => {
                 validate_table(table)?;
                 if let Some(n) = page_size.filter(|n| *n == 0 || *n > 1000) {
-                    return Err(Error::new(
-                        ErrorKind::BadRequest,
-                        format!("query page size must be 1-1000, found {n}"),
-                    ));
+                    return Err(Error::bad_request(format!(
+                        "query page size must be 1-1000, found {n}"
+                    )));
                 }
             }
             Op::Batch {
@@ -253,8 +249,7 @@ impl Op {
                     return Ok(Some(Answer::Batch(Vec::new())));
                 }
                 if ops.len() > MAX_BATCH_OPERATIONS {
-                    return Err(Error::new(
-                        ErrorKind::BadRequest,
+                    return Err(Error::bad_request(
                         format!(
                             "batch on {table}/{partition_key} has {} operations; the limit is {MAX_BATCH_OPERATIONS}",
                             ops.len()
@@ -265,8 +260,7 @@ impl Op {
                 for op in ops {
                     if let BatchOp::Insert(e) | BatchOp::Upsert(e, _) | BatchOp::Update(e, _) = op {
                         if e.partition_key != *partition_key {
-                            return Err(Error::new(
-                                ErrorKind::BadRequest,
+                            return Err(Error::bad_request(
                                 format!(
                                     "batch on partition '{partition_key}' contains an entity of partition '{}'",
                                     e.partition_key
@@ -285,14 +279,12 @@ impl Op {
 
 fn check_body(blob: &BlobRef, body: &Bytes) -> Result<()> {
     if body.is_empty() {
-        return Err(Error::new(
-            ErrorKind::BadRequest,
-            format!("document {blob}: body must not be empty"),
-        ));
+        return Err(Error::bad_request(format!(
+            "document {blob}: body must not be empty"
+        )));
     }
     if body.len() > MAX_DOCUMENT_BYTES {
-        return Err(Error::new(
-            ErrorKind::BadRequest,
+        return Err(Error::bad_request(
             format!(
                 "document {blob}: {} bytes exceeds the single-write limit of {MAX_DOCUMENT_BYTES} bytes",
                 body.len()
@@ -309,13 +301,10 @@ fn check_entity(table: &str, entity: &Entity) -> Result<()> {
     let json = props::wire_json(entity);
     let size = serde_json::to_vec(&json).map_or(usize::MAX, |v| v.len());
     if size > MAX_ENTITY_JSON_BYTES {
-        return Err(Error::new(
-            ErrorKind::BadRequest,
-            format!(
-                "entity {table}/{}/{} is {size} bytes; the limit is {MAX_ENTITY_JSON_BYTES}",
-                entity.partition_key, entity.row_key
-            ),
-        ));
+        return Err(Error::bad_request(format!(
+            "entity {table}/{}/{} is {size} bytes; the limit is {MAX_ENTITY_JSON_BYTES}",
+            entity.partition_key, entity.row_key
+        )));
     }
     Ok(())
 }

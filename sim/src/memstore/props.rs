@@ -77,19 +77,9 @@ impl Prop {
     }
 }
 
-/// The properties the adapter sends for `entity` (its `to_json`, without the keys).
+/// The properties the adapter sends for `entity`.
 pub(crate) fn wire_json(entity: &Entity) -> Map<String, Value> {
-    let mut json = entity.properties.clone();
-    for reserved in ["PartitionKey", "RowKey", "Timestamp"] {
-        json.remove(reserved);
-    }
-    json.retain(|k, _| !k.starts_with("odata."));
-    json.insert(
-        "PartitionKey".into(),
-        Value::String(entity.partition_key.clone()),
-    );
-    json.insert("RowKey".into(), Value::String(entity.row_key.clone()));
-    json
+    samza_azure_coordinator::storage::wire_properties(entity)
 }
 
 pub(crate) fn invalid(what: String) -> Refusal {

@@ -94,16 +94,7 @@ fn written(
             ))
         }
         (Write::Update(..), None) => return Err(not_found(&what)),
-        (Write::Update(_, IfMatch::ETag(want), _), Some(row)) if *want != table_etag(row.ticks) => {
-            return Err(refuse(
-                412,
-                "UpdateConditionNotSatisfied",
-                format!(
-                    "The update condition specified in the request was not satisfied: {what} is at {}, If-Match {want}",
-                    table_etag(row.ticks)
-                ),
-            ))
-        }
+        (Write::Update(_, if_match, _), Some(row)) => check_if_match(&what, row, if_match)?,
         _ => {}
     }
     if let (WriteMode::Merge, Some(row)) = (mode, existing) {
@@ -123,19 +114,22 @@ fn deleted_row(table: &str, rows: &Rows, pk: &str, rk: &str, if_match: &IfMatch)
     let row = rows
         .get(&(pk.to_owned(), rk.to_owned()))
         .ok_or_else(|| not_found(&what))?;
-    if let IfMatch::ETag(want) = if_match {
-        if *want != table_etag(row.ticks) {
-            return Err(refuse(
-                412,
-                "UpdateConditionNotSatisfied",
-                format!(
-                    "The update condition specified in the request was not satisfied: {what} is at {}, If-Match {want}",
-                    table_etag(row.ticks)
-                ),
-            ));
-        }
+    check_if_match(&what, row, if_match)
+}
+
+/// 412 when `if_match` names an ETag other than the row's.
+fn check_if_match(what: &str, row: &Row, if_match: &IfMatch) -> Served<()> {
+    match if_match {
+        IfMatch::ETag(want) if *want != table_etag(row.ticks) => Err(refuse(
+            412,
+            "UpdateConditionNotSatisfied",
+            format!(
+                "The update condition specified in the request was not satisfied: {what} is at {}, If-Match {want}",
+                table_etag(row.ticks)
+            ),
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 impl Tables {

@@ -16,33 +16,23 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
         "{v1}"
     );
     // Not leased: create is 409 BlobAlreadyExists; a lease id is 412 LeaseNotPresent...
-    let e = s.create_document(&b, body("x")).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (
-            ErrorKind::AlreadyExists,
-            Some(409),
-            Some("BlobAlreadyExists")
-        )
+    refused(
+        s.create_document(&b, body("x")).await,
+        (ErrorKind::AlreadyExists, 409, "BlobAlreadyExists"),
     );
-    let e = s
-        .replace_document(&b, body("x"), Guard::lease(id(1)))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
+    refused(
+        s.replace_document(&b, body("x"), Guard::lease(id(1))).await,
         (
             ErrorKind::LeaseLost,
-            Some(412),
-            Some("LeaseNotPresentWithBlobOperation")
-        )
+            412,
+            "LeaseNotPresentWithBlobOperation",
+        ),
     );
     let a = s.acquire_lease(&b, leased(15), Some(id(1))).await.unwrap();
     // Leased: a create is refused for the lease first (Azure; Azurite #2637 says 409).
-    let e = s.create_document(&b, body("x")).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::LeaseLost, Some(412), Some("LeaseIdMissing"))
+    refused(
+        s.create_document(&b, body("x")).await,
+        (ErrorKind::LeaseLost, 412, "LeaseIdMissing"),
     );
     assert!(!s.create_if_absent(&b, body("x")).await.unwrap());
     let e = s
@@ -50,17 +40,13 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
         .await
         .unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseIdMissing"));
-    let e = s
-        .replace_document(&b, body("x"), Guard::lease(id(2)))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
+    refused(
+        s.replace_document(&b, body("x"), Guard::lease(id(2))).await,
         (
             ErrorKind::LeaseLost,
-            Some(412),
-            Some("LeaseIdMismatchWithBlobOperation")
-        )
+            412,
+            "LeaseIdMismatchWithBlobOperation",
+        ),
     );
     // With the lease: the If-Match condition decides.
     let v2 = s
@@ -68,17 +54,10 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
         .await
         .unwrap();
     assert_ne!(v1, v2);
-    let e = s
-        .replace_document(&b, body("x"), Guard::leader(v1.clone(), a))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (
-            ErrorKind::PreconditionFailed,
-            Some(412),
-            Some("ConditionNotMet")
-        )
+    refused(
+        s.replace_document(&b, body("x"), Guard::leader(v1.clone(), a))
+            .await,
+        (ErrorKind::PreconditionFailed, 412, "ConditionNotMet"),
     );
     // Lease operations do not change the ETag.
     s.renew_lease(&b, a, None).await.unwrap();
@@ -116,10 +95,9 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
     s.delete_document(&b, Guard::leader(v3.clone(), a))
         .await
         .unwrap();
-    let e = s.read_document(&b).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::NotFound, Some(404), Some("BlobNotFound"))
+    refused(
+        s.read_document(&b).await,
+        (ErrorKind::NotFound, 404, "BlobNotFound"),
     );
     let e = s.delete_document(&b, Guard::NONE).await.unwrap_err();
     assert_eq!(e.storage_code(), Some("BlobNotFound"));
@@ -138,10 +116,9 @@ async fn blob_writes_check_the_lease_before_the_conditions() {
     assert_eq!(lease_state(&s), "available");
     // Containers must exist; the adapter refuses empty bodies before sending.
     let nowhere = BlobRef::new("nope", "b").unwrap();
-    let e = s.create_document(&nowhere, body("x")).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::NotFound, Some(404), Some("ContainerNotFound"))
+    refused(
+        s.create_document(&nowhere, body("x")).await,
+        (ErrorKind::NotFound, 404, "ContainerNotFound"),
     );
     let e = s.create_document(&b, Bytes::new()).await.unwrap_err();
     assert_eq!((e.kind(), e.status()), (ErrorKind::BadRequest, None));

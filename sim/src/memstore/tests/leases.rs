@@ -18,13 +18,9 @@ async fn acquire_renew_and_expiry_follow_the_virtual_clock() {
     assert_eq!(a, id(1));
     assert_eq!(lease_state(&s), "leased");
     // Someone else: 409 LeaseAlreadyPresent; the holder again: the same lease, new duration.
-    let e = s
-        .acquire_lease(&b, leased(15), Some(id(2)))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::LeaseHeld, Some(409), Some("LeaseAlreadyPresent"))
+    let e = refused(
+        s.acquire_lease(&b, leased(15), Some(id(2))).await,
+        (ErrorKind::LeaseHeld, 409, "LeaseAlreadyPresent"),
     );
     assert!(
         e.message().contains("acquire lease on jobs/j-1/jobmodel"),
@@ -98,23 +94,15 @@ async fn infinite_leases_never_expire_and_durations_are_checked() {
     s.renew_lease(&blob(), a, None).await.unwrap();
     s.release_lease(&blob(), a).await.unwrap();
     for bad in [14, 61] {
-        let e = s
-            .acquire_lease(&blob(), leased(bad), None)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            refusal(&e),
-            (ErrorKind::BadRequest, Some(400), Some("InvalidHeaderValue"))
+        refused(
+            s.acquire_lease(&blob(), leased(bad), None).await,
+            (ErrorKind::BadRequest, 400, "InvalidHeaderValue"),
         );
     }
     let missing = BlobRef::new("jobs", "nothing").unwrap();
-    let e = s
-        .acquire_lease(&missing, leased(15), None)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::NotFound, Some(404), Some("BlobNotFound"))
+    refused(
+        s.acquire_lease(&missing, leased(15), None).await,
+        (ErrorKind::NotFound, 404, "BlobNotFound"),
     );
     let e = s
         .acquire_lease(&BlobRef::new("nope", "b").unwrap(), leased(15), None)
@@ -135,29 +123,20 @@ async fn breaking_then_broken() {
     // A second break can only shorten it.
     assert_eq!(s.break_lease(&b, secs(20)).await.unwrap(), secs(10));
     assert_eq!(s.break_lease(&b, secs(4)).await.unwrap(), secs(4));
-    let e = s
-        .acquire_lease(&b, leased(15), Some(id(2)))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
+    refused(
+        s.acquire_lease(&b, leased(15), Some(id(2))).await,
         (
             ErrorKind::LeaseHeld,
-            Some(409),
-            Some("LeaseIsBreakingAndCannotBeAcquired")
-        )
+            409,
+            "LeaseIsBreakingAndCannotBeAcquired",
+        ),
     );
     // Even the holder cannot acquire, renew or change while it breaks.
     let e = s.acquire_lease(&b, leased(15), Some(a)).await.unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseIsBreakingAndCannotBeAcquired"));
-    let e = s.renew_lease(&b, a, None).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (
-            ErrorKind::LeaseLost,
-            Some(409),
-            Some("LeaseIsBrokenAndCannotBeRenewed")
-        )
+    refused(
+        s.renew_lease(&b, a, None).await,
+        (ErrorKind::LeaseLost, 409, "LeaseIsBrokenAndCannotBeRenewed"),
     );
     let e = s.change_lease(&b, a, id(3)).await.unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseIsBreakingAndCannotBeChanged"));
@@ -175,13 +154,9 @@ async fn breaking_then_broken() {
     let e = s.renew_lease(&b, a, None).await.unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseIsBrokenAndCannotBeRenewed"));
     // Broken: writes need no lease, the old lease id is refused, a break again is 0 s.
-    let e = s
-        .replace_document(&b, body("x"), Guard::lease(a))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::LeaseLost, Some(412), Some("LeaseLost"))
+    refused(
+        s.replace_document(&b, body("x"), Guard::lease(a)).await,
+        (ErrorKind::LeaseLost, 412, "LeaseLost"),
     );
     s.replace_document(&b, body("v3"), Guard::NONE)
         .await
@@ -198,14 +173,13 @@ async fn breaking_then_broken() {
     // A broken lease can be released by its holder.
     s.release_lease(&b, n).await.unwrap();
     assert_eq!(lease_state(&s), "available");
-    let e = s.break_lease(&b, secs(5)).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
+    refused(
+        s.break_lease(&b, secs(5)).await,
         (
             ErrorKind::LeaseLost,
-            Some(409),
-            Some("LeaseNotPresentWithLeaseOperation")
-        )
+            409,
+            "LeaseNotPresentWithLeaseOperation",
+        ),
     );
     // An infinite lease breaks after the whole period; an expired lease cannot be broken.
     s.acquire_lease(&b, LeaseDuration::Infinite, None)
@@ -231,14 +205,13 @@ async fn release_and_change() {
     let e = s.change_lease(&b, id(1), id(2)).await.unwrap_err();
     assert_eq!(e.storage_code(), Some("LeaseNotPresentWithLeaseOperation"));
     let a = s.acquire_lease(&b, leased(30), Some(id(1))).await.unwrap();
-    let e = s.release_lease(&b, id(9)).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
+    refused(
+        s.release_lease(&b, id(9)).await,
         (
             ErrorKind::LeaseLost,
-            Some(409),
-            Some("LeaseIdMismatchWithLeaseOperation")
-        )
+            409,
+            "LeaseIdMismatchWithLeaseOperation",
+        ),
     );
     assert_eq!(s.change_lease(&b, a, id(2)).await.unwrap(), id(2));
     // A retried change (the answer was lost) succeeds: the lease already has that id.

@@ -34,9 +34,19 @@ pub(super) fn id(n: u128) -> LeaseId {
     LeaseId(uuid::Uuid::from_u128(n))
 }
 
-/// Status and code of a storage refusal, with its kind.
-pub(super) fn refusal(e: &Error) -> (ErrorKind, Option<u16>, Option<&str>) {
-    (e.kind(), e.status(), e.storage_code())
+/// Asserts that `r` is a storage refusal of this kind, status and code; returns the error.
+#[track_caller]
+pub(super) fn refused<T: std::fmt::Debug>(
+    r: Result<T, Error>,
+    (kind, status, code): (ErrorKind, u16, &str),
+) -> Error {
+    let e = r.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.status(), e.storage_code()),
+        (kind, Some(status), Some(code)),
+        "{e}"
+    );
+    e
 }
 
 pub(super) async fn with_blob() -> Endpoint<MemStore> {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use samza_azure_coordinator::storage::{
-    BatchOp, ETag, Entity, IfMatch, LeaseDuration, PageQuery, TableStore, Update, WriteMode,
+    BatchOp, Continuation, ETag, Entity, IfMatch, LeaseDuration, Page, PageQuery, TableStore,
+    Update, WriteMode,
 };
 use samza_azure_coordinator::{Error, ErrorKind};
 use time::format_description::well_known::Rfc3339;
@@ -56,10 +57,9 @@ async fn entities_carry_server_timestamps_and_etags() {
 #[tokio::test(start_paused = true)]
 async fn conditional_writes_and_merges() {
     let s = Endpoint(MemStore::new());
-    let e = s.insert_entity(T, &row("a")).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::NotFound, Some(404), Some("TableNotFound"))
+    refused(
+        s.insert_entity(T, &row("a")).await,
+        (ErrorKind::NotFound, 404, "TableNotFound"),
     );
     let e = s.get_entity(T, "p", "a").await.unwrap_err();
     assert_eq!(e.storage_code(), Some("TableNotFound"));
@@ -68,14 +68,9 @@ async fn conditional_writes_and_merges() {
         .insert_entity(T, &row("a").with("x", "1").with("y", "1"))
         .await
         .unwrap();
-    let e = s.insert_entity(T, &row("a")).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (
-            ErrorKind::AlreadyExists,
-            Some(409),
-            Some("EntityAlreadyExists")
-        )
+    refused(
+        s.insert_entity(T, &row("a")).await,
+        (ErrorKind::AlreadyExists, 409, "EntityAlreadyExists"),
     );
     // Merge keeps what it does not name; replace drops it.
     let v2 = s
@@ -88,17 +83,14 @@ async fn conditional_writes_and_merges() {
         .unwrap();
     let got = s.get_entity(T, "p", "a").await.unwrap();
     assert_eq!((got.get_str("x"), got.get_str("y")), (Some("1"), Some("2")));
-    let e = s
-        .update_entity(T, &row("a"), Update::replace(IfMatch::ETag(v1.clone())))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
+    refused(
+        s.update_entity(T, &row("a"), Update::replace(IfMatch::ETag(v1.clone())))
+            .await,
         (
             ErrorKind::PreconditionFailed,
-            Some(412),
-            Some("UpdateConditionNotSatisfied")
-        )
+            412,
+            "UpdateConditionNotSatisfied",
+        ),
     );
     s.update_entity(T, &row("a").with("z", true), Update::replace(IfMatch::Any))
         .await
@@ -108,13 +100,10 @@ async fn conditional_writes_and_merges() {
         (got.get_str("x"), got.properties.get("z")),
         (None, Some(&true.into()))
     );
-    let e = s
-        .update_entity(T, &row("b"), Update::merge(IfMatch::Any))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::NotFound, Some(404), Some("ResourceNotFound"))
+    refused(
+        s.update_entity(T, &row("b"), Update::merge(IfMatch::Any))
+            .await,
+        (ErrorKind::NotFound, 404, "ResourceNotFound"),
     );
     // Upserts create or replace/merge.
     s.upsert_entity(T, &row("b").with("x", "1"), WriteMode::Merge)
@@ -139,21 +128,17 @@ async fn conditional_writes_and_merges() {
     s.delete_entity(T, &Entity::new("p", "b"), &IfMatch::ETag(b.etag.unwrap()))
         .await
         .unwrap();
-    let e = s
-        .delete_entity(T, &Entity::new("p", "b"), &IfMatch::Any)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::NotFound, Some(404), Some("ResourceNotFound"))
+    refused(
+        s.delete_entity(T, &Entity::new("p", "b"), &IfMatch::Any)
+            .await,
+        (ErrorKind::NotFound, 404, "ResourceNotFound"),
     );
     // Table names are case-insensitive; a deleted name is unusable for 40 s.
     assert!(!s.ensure_table("MEMBERS").await.unwrap());
     s.delete_table(T).await.unwrap();
-    let e = s.ensure_table(T).await.unwrap_err();
-    assert_eq!(
-        refusal(&e),
-        (ErrorKind::Transient, Some(409), Some("TableBeingDeleted"))
+    refused(
+        s.ensure_table(T).await,
+        (ErrorKind::Transient, 409, "TableBeingDeleted"),
     );
     let e = s.get_entity(T, "p", "a").await.unwrap_err();
     assert_eq!(e.storage_code(), Some("TableNotFound"));
@@ -178,21 +163,11 @@ async fn service_limits_answer_with_azures_codes() {
     s.insert_entity(T, &row("ok").with("s", "x".repeat(32_768)))
         .await
         .unwrap();
-    assert_eq!(
-        code(
-            s.insert_entity(T, &row("a").with("s", "x".repeat(32_769)))
-                .await
-        ),
-        "PropertyValueTooLarge"
-    );
     // Characters outside the BMP count twice.
-    assert_eq!(
-        code(
-            s.insert_entity(T, &row("a").with("s", "\u{1F600}".repeat(16_385)))
-                .await
-        ),
-        "PropertyValueTooLarge"
-    );
+    for long in ["x".repeat(32_769), "\u{1F600}".repeat(16_385)] {
+        let e = row("a").with("s", long);
+        assert_eq!(code(s.insert_entity(T, &e).await), "PropertyValueTooLarge");
+    }
     let mut e = row("a");
     for i in 0..253 {
         e = e.with(&format!("p{i}"), i);
@@ -224,30 +199,13 @@ async fn service_limits_answer_with_azures_codes() {
         "EntityTooLarge"
     );
     // Typed values must be what they claim; an unannotated integer is an Int32.
-    assert_eq!(
-        code(
-            s.insert_entity(
-                T,
-                &row("a").with("n", "x").with("n@odata.type", "Edm.Int64")
-            )
-            .await
-        ),
-        "InvalidInput"
-    );
-    assert_eq!(
-        code(s.insert_entity(T, &row("a").with("n", 1i64 << 40)).await),
-        "InvalidInput"
-    );
-    assert_eq!(
-        code(
-            s.insert_entity(
-                T,
-                &row("a").with("n", "1").with("n@odata.type", "Edm.Thing")
-            )
-            .await
-        ),
-        "InvalidInput"
-    );
+    for e in [
+        row("a").with("n", "x").with("n@odata.type", "Edm.Int64"),
+        row("a").with("n", 1i64 << 40),
+        row("a").with("n", "1").with("n@odata.type", "Edm.Thing"),
+    ] {
+        assert_eq!(code(s.insert_entity(T, &e).await), "InvalidInput", "{e:?}");
+    }
     // Forbidden key characters: the adapter refuses them before sending...
     let e = s.insert_entity(T, &row("a/b")).await.unwrap_err();
     assert_eq!((e.kind(), e.status()), (ErrorKind::BadRequest, None));
@@ -295,17 +253,7 @@ async fn batches_are_all_or_nothing() {
     );
     // A 409 in a batch is an insert that found its row.
     let e = s
-        .batch(
-            T,
-            "p",
-            vec![
-                BatchOp::Delete {
-                    row_key: "a".into(),
-                    if_match: IfMatch::Any,
-                },
-                BatchOp::Insert(row("c")),
-            ],
-        )
+        .batch(T, "p", vec![delete("a"), BatchOp::Insert(row("c"))])
         .await
         .unwrap_err();
     assert_eq!(
@@ -315,17 +263,7 @@ async fn batches_are_all_or_nothing() {
     s.get_entity(T, "p", "a").await.unwrap();
     // Deletes answer no ETag.
     let etags = s
-        .batch(
-            T,
-            "p",
-            vec![
-                BatchOp::Delete {
-                    row_key: "a".into(),
-                    if_match: IfMatch::Any,
-                },
-                BatchOp::Insert(row("d")),
-            ],
-        )
+        .batch(T, "p", vec![delete("a"), BatchOp::Insert(row("d"))])
         .await
         .unwrap();
     assert!(etags[0].is_none() && etags[1].is_some());
@@ -334,13 +272,7 @@ async fn batches_are_all_or_nothing() {
         .batch(
             T,
             "p",
-            vec![
-                BatchOp::Upsert(row("e"), WriteMode::Merge),
-                BatchOp::Delete {
-                    row_key: "e".into(),
-                    if_match: IfMatch::Any,
-                },
-            ],
+            vec![BatchOp::Upsert(row("e"), WriteMode::Merge), delete("e")],
         )
         .await
         .unwrap_err();
@@ -442,17 +374,7 @@ async fn filters_the_code_uses() {
         "startswith(RowKey, 'a')",
         "RowKey lt 'a",
     ] {
-        let e = s
-            .query_partition(
-                T,
-                "p",
-                PageQuery {
-                    filter: Some(bad),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap_err();
+        let e = query_page(&s, Some(bad), None, None).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal, "{bad}");
         assert!(e.message().contains(bad), "{e}");
     }
@@ -479,17 +401,7 @@ async fn queries_page_in_row_key_order_with_continuations() {
     let all: Vec<String> = pages.into_iter().flatten().map(|e| e.row_key).collect();
     let want: Vec<String> = (0..2_500).map(|i| format!("r{i:05}")).collect();
     assert_eq!(all, want);
-    let page = s
-        .query_partition(
-            T,
-            "p",
-            PageQuery {
-                page_size: Some(7),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = query_page(&s, None, Some(7), None).await.unwrap();
     assert_eq!(
         keys(&page.entities),
         ["r00000", "r00001", "r00002", "r00003", "r00004", "r00005", "r00006"]
@@ -499,74 +411,22 @@ async fn queries_page_in_row_key_order_with_continuations() {
         (c.next_partition_key.as_str(), c.next_row_key.as_deref()),
         ("p", Some("r00007"))
     );
-    let next = s
-        .query_partition(
-            T,
-            "p",
-            PageQuery {
-                page_size: Some(2),
-                continuation: Some(c),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let next = query_page(&s, None, Some(2), Some(c)).await.unwrap();
     assert_eq!(keys(&next.entities), ["r00007", "r00008"]);
     // A filtered page stops where the scan stopped; the last page may be empty.
     let f = "RowKey ge 'r02497'";
-    let page = s
-        .query_partition(
-            T,
-            "p",
-            PageQuery {
-                filter: Some(f),
-                page_size: Some(3),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = query_page(&s, Some(f), Some(3), None).await.unwrap();
     assert_eq!(keys(&page.entities), ["r02497", "r02498", "r02499"]);
     assert!(page.continuation.is_none());
     let f = "RowKey lt 'r00003'";
-    let page = s
-        .query_partition(
-            T,
-            "p",
-            PageQuery {
-                filter: Some(f),
-                page_size: Some(3),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page = query_page(&s, Some(f), Some(3), None).await.unwrap();
     assert!(page.continuation.is_some());
-    let last = s
-        .query_partition(
-            T,
-            "p",
-            PageQuery {
-                filter: Some(f),
-                page_size: Some(3),
-                continuation: page.continuation,
-            },
-        )
+    let last = query_page(&s, Some(f), Some(3), page.continuation)
         .await
         .unwrap();
     assert!(last.entities.is_empty() && last.continuation.is_none());
     for bad in [0, 1001] {
-        let e = s
-            .query_partition(
-                T,
-                "p",
-                PageQuery {
-                    page_size: Some(bad),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap_err();
+        let e = query_page(&s, None, Some(bad), None).await.unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::BadRequest, None));
     }
     assert!(s
@@ -663,4 +523,27 @@ async fn property_types_and_names_round_trip_as_the_adapter_returns_them() {
     // Keys are checked on reads too, before sending.
     let e = s.get_entity(T, "p", "a?b").await.unwrap_err();
     assert_eq!((e.kind(), e.status()), (ErrorKind::BadRequest, None));
+}
+
+/// A batch's unconditional delete of row `rk`.
+fn delete(rk: &str) -> BatchOp {
+    BatchOp::Delete {
+        row_key: rk.into(),
+        if_match: IfMatch::Any,
+    }
+}
+
+/// One page of partition "p" of `T`.
+async fn query_page(
+    s: &Endpoint<MemStore>,
+    filter: Option<&str>,
+    page_size: Option<u32>,
+    continuation: Option<Continuation>,
+) -> Result<Page, Error> {
+    let query = PageQuery {
+        filter,
+        page_size,
+        continuation,
+    };
+    s.query_partition(T, "p", query).await
 }
