@@ -124,12 +124,6 @@ pub fn generate(seed: u64, processors: usize, window: Duration, count: usize) ->
     steps
 }
 
-/// Parses the `--faults` form a failing run prints: `at_ms:fault;...` is not needed, since a
-/// seed regenerates its schedule; a shrunk schedule is given as the indices kept.
-pub fn keep(steps: &[Step], kept: &[usize]) -> Vec<Step> {
-    kept.iter().filter_map(|i| steps.get(*i).cloned()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
