@@ -78,6 +78,14 @@ pub struct Checker {
     pub publishes: std::sync::atomic::AtomicU64,
 }
 
+static LIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether the environment variable `name` is set, read once per process: it is asked on
+/// every trace line and every request.
+pub(crate) fn env_set(cell: &'static std::sync::OnceLock<bool>, name: &str) -> bool {
+    *cell.get_or_init(|| std::env::var_os(name).is_some())
+}
+
 /// The job model document's blob name (see `coordinator::names`).
 const JOB_MODEL: &str = "jobmodel";
 
@@ -99,7 +107,7 @@ impl Checker {
 
     pub fn trace(&self, at: Duration, line: impl Into<String>) {
         let line = line.into();
-        if std::env::var_os("SIM_LIVE").is_some() {
+        if env_set(&LIVE, "SIM_LIVE") {
             // As it happens: a run that never ends shows where it got to.
             eprintln!("{:>10.3} {line}", at.as_secs_f64());
         }

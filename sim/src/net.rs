@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use samza_azure_coordinator::config::RequestPolicy;
 use samza_azure_coordinator::error::{Error, ErrorKind, Result};
 use samza_azure_coordinator::storage::retry::{with_retry, Idempotency};
-use samza_azure_coordinator::storage::{classify_answer, BatchOp, IfMatch, Update};
+use samza_azure_coordinator::storage::{classify_answer, Guard};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -174,42 +174,26 @@ fn resource(op: &Op) -> String {
     }
 }
 
-/// Whether repeating `op` is harmless, as the Azure adapter classifies the same call.
+/// Whether repeating `op` is harmless, by the adapter's own classification of the same call.
 fn idempotency(op: &Op) -> Idempotency {
-    let conditional = match op {
+    match op {
         Op::ChangeLease { .. }
         | Op::CreateDocument { .. }
         | Op::DeleteDocument { .. }
-        | Op::InsertEntity { .. } => true,
-        Op::ReplaceDocument { if_match, .. } => if_match.is_some(),
-        Op::UpdateEntity { if_match, .. } | Op::DeleteEntity { if_match, .. } => {
-            matches!(if_match, IfMatch::ETag(_))
-        }
-        Op::Batch { ops, .. } => ops.iter().any(|o| {
-            matches!(
-                o,
-                BatchOp::Insert(_)
-                    | BatchOp::Update(
-                        _,
-                        Update {
-                            if_match: IfMatch::ETag(_),
-                            ..
-                        }
-                    )
-                    | BatchOp::Delete {
-                        if_match: IfMatch::ETag(_),
-                        ..
-                    }
-            )
+        | Op::InsertEntity { .. } => Idempotency::Conditional,
+        Op::ReplaceDocument { if_match, .. } => Idempotency::of_blob_write(&Guard {
+            if_match: if_match.clone(),
+            lease: None,
         }),
-        _ => false,
-    };
-    if conditional {
-        Idempotency::Conditional
-    } else {
-        Idempotency::Idempotent
+        Op::UpdateEntity { if_match, .. } | Op::DeleteEntity { if_match, .. } => {
+            Idempotency::of_condition(if_match)
+        }
+        Op::Batch { ops, .. } => Idempotency::of_batch(ops),
+        _ => Idempotency::Idempotent,
     }
 }
+
+static LOG_REQUESTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// Storage and the network, shared by every processor of a run.
 pub struct Net {
@@ -276,7 +260,7 @@ impl Net {
             }
             let answer = net.store.apply(&op);
             net.load.lock().unwrap().count(&op, &answer, net.elapsed());
-            if std::env::var_os("SIM_REQUESTS").is_some() {
+            if crate::checker::env_set(&LOG_REQUESTS, "SIM_REQUESTS") {
                 let outcome = match &answer {
                     Ok(_) => "ok".to_owned(),
                     Err(e) => e.to_string(),

@@ -120,11 +120,7 @@ impl DocumentStore for AzureStorage {
 
     async fn replace_document(&self, blob: &BlobRef, body: Bytes, guard: Guard) -> Result<ETag> {
         check_body(blob, &body)?;
-        let idempotency = if guard.if_match.is_some() {
-            Idempotency::Conditional
-        } else {
-            Idempotency::Idempotent
-        };
+        let idempotency = Idempotency::of_blob_write(&guard);
         self.run_on(
             format!("replace document {blob}"),
             idempotency,

@@ -12,6 +12,7 @@ use std::time::Duration;
 // The runtime's clock, so that the simulator's paused clock governs deadlines too.
 use tokio::time::Instant;
 
+use super::{BatchOp, Guard, IfMatch, Update};
 use crate::config::RequestPolicy;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -22,6 +23,38 @@ pub enum Idempotency {
     Idempotent,
     /// Conditional or create-only writes: a repeat can report a conflict with our own success.
     Conditional,
+}
+
+impl Idempotency {
+    fn conditional_if(conditional: bool) -> Self {
+        if conditional {
+            Idempotency::Conditional
+        } else {
+            Idempotency::Idempotent
+        }
+    }
+
+    /// A write conditioned on an ETag can report a conflict with its own earlier success.
+    pub fn of_condition(m: &IfMatch) -> Self {
+        Self::conditional_if(matches!(m, IfMatch::ETag(_)))
+    }
+
+    /// A blob overwrite repeats harmlessly unless it is a compare-and-swap.
+    pub fn of_blob_write(guard: &Guard) -> Self {
+        Self::conditional_if(guard.if_match.is_some())
+    }
+
+    /// A transaction is conditional if any of its operations is: an insert, or an update or
+    /// delete on an ETag.
+    pub fn of_batch(ops: &[BatchOp]) -> Self {
+        Self::conditional_if(ops.iter().any(|op| match op {
+            BatchOp::Insert(_) => true,
+            BatchOp::Upsert(..) => false,
+            BatchOp::Update(_, Update { if_match, .. }) | BatchOp::Delete { if_match, .. } => {
+                Self::of_condition(if_match) == Idempotency::Conditional
+            }
+        }))
+    }
 }
 
 /// Delay before attempt `attempt` (1-based count of failures so far): full jitter over an

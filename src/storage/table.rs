@@ -88,14 +88,6 @@ fn sdk_if_match(m: &IfMatch) -> IfMatchCondition {
     }
 }
 
-/// A write conditioned on an ETag can report a conflict with its own earlier success.
-fn idempotency(m: &IfMatch) -> Idempotency {
-    match m {
-        IfMatch::Any => Idempotency::Idempotent,
-        IfMatch::ETag(_) => Idempotency::Conditional,
-    }
-}
-
 /// OData string literal: single quotes doubled.
 pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -137,7 +129,7 @@ impl AzureStorage {
         };
         self.run_on(
             format!("{verb} {table}/{}/{}", entity.partition_key, entity.row_key),
-            if_match.map_or(Idempotency::Idempotent, idempotency),
+            if_match.map_or(Idempotency::Idempotent, Idempotency::of_condition),
             (
                 self.entity_client(table, &entity.partition_key, &entity.row_key),
                 json,
@@ -318,7 +310,6 @@ impl TableStore for AzureStorage {
             ));
         }
         validate_key("PartitionKey", partition_key)?;
-        let mut conditional = false;
         let mut encoded = Vec::with_capacity(ops.len());
         for op in &ops {
             let entity = match op {
@@ -336,19 +327,8 @@ impl TableStore for AzureStorage {
             } else {
                 encoded.push(None);
             }
-            conditional |= match op {
-                BatchOp::Insert(_) => true,
-                BatchOp::Upsert(..) => false,
-                BatchOp::Update(_, Update { if_match, .. }) | BatchOp::Delete { if_match, .. } => {
-                    matches!(if_match, IfMatch::ETag(_))
-                }
-            };
         }
-        let idempotency = if conditional {
-            Idempotency::Conditional
-        } else {
-            Idempotency::Idempotent
-        };
+        let idempotency = Idempotency::of_batch(&ops);
         let count = ops.len();
         self.run_on(
             format!("batch of {count} on {table}/{partition_key}"),
@@ -427,7 +407,7 @@ impl TableStore for AzureStorage {
         validate_keys(partition_key, row_key)?;
         self.run_on(
             format!("delete {table}/{partition_key}/{row_key}"),
-            idempotency(if_match),
+            Idempotency::of_condition(if_match),
             (
                 self.entity_client(table, partition_key, row_key),
                 sdk_if_match(if_match),
