@@ -263,7 +263,7 @@ async fn run(
                             + if retake.is_some() {
                                 retry
                             } else {
-                                timing.acquire_interval
+                                crate::random::shortened(timing.acquire_interval)
                             };
                     }
                 }
@@ -305,7 +305,8 @@ async fn run(
                             retake = Some(valid_until + retry);
                             next_acquire = Instant::now() + retry;
                         } else {
-                            next_acquire = Instant::now() + timing.acquire_interval;
+                            next_acquire =
+                                Instant::now() + crate::random::shortened(timing.acquire_interval);
                         }
                     }
                 }

@@ -7,6 +7,11 @@
 //! before the page was read, so that reference never runs ahead of the moment the row was
 //! seen, however long a later page takes. No local clock is ever compared with a server
 //! timestamp.
+//!
+//! A job's processors are spread over [`PARTITIONS`] partitions by a hash of their id, so
+//! heartbeats, scans and notifications of a large job stay well inside Azure's target of
+//! about 2,000 entities/s per partition. A snapshot reads them one after another, the
+//! observer's own first, so the reference above holds across partitions too.
 
 use std::time::Duration;
 
@@ -19,8 +24,32 @@ use crate::storage::{
     BatchOp, ETag, Entity, IfMatch, TableStore, Update, WriteMode, MAX_BATCH_OPERATIONS,
 };
 
-/// The partition holding membership rows.
-pub const PARTITION: &str = "members";
+/// How many partitions a job's membership rows are spread over. A protocol constant, not a
+/// setting: every processor of a job must find every other's row.
+pub const PARTITIONS: usize = 8;
+
+/// The partition holding `processor_id`'s membership and notification rows: `members-<n>`,
+/// `n` the id's FNV-1a hash modulo [`PARTITIONS`] (stable across versions and platforms).
+pub fn partition_of(processor_id: &str) -> String {
+    let hash = processor_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("members-{}", hash % PARTITIONS as u64)
+}
+
+/// Every partition of a job's membership, in order.
+pub fn partitions() -> Vec<String> {
+    (0..PARTITIONS).map(|n| format!("members-{n}")).collect()
+}
+
+/// Every partition, `own` first and then on in order: the order a snapshot reads them in.
+/// The observer's own fresh row comes first, so rows read later are judged against a
+/// reference that is server time to within one request.
+fn read_order(own: &str) -> Vec<String> {
+    let all = partitions();
+    let mine = all.iter().position(|p| p == own).unwrap_or(0);
+    all[mine..].iter().chain(&all[..mine]).cloned().collect()
+}
 
 /// Rows whose keys start with this are not members (they carry notifications; see
 /// [`Membership::heartbeat_watching`]). Processor ids cannot start with it.
@@ -51,6 +80,8 @@ pub enum Heartbeat {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub processor_id: String,
+    /// The partition its row is in.
+    pub partition: String,
     /// Heartbeats written so far (0 at registration).
     pub heartbeats: u64,
     /// Server time of the row's last write.
@@ -112,7 +143,12 @@ pub struct Membership<'a> {
     store: &'a dyn TableStore,
     table: String,
     processor_id: String,
+    /// This processor's partition.
     partition: String,
+    /// Every partition of the group, this processor's first: the order a snapshot reads.
+    group: Vec<String>,
+    /// Whether the group is spread over partitions by id ([`partition_of`]) or sits in one.
+    sharded: bool,
     heartbeats: u64,
     state: MemberState,
     /// The row's ETag after this processor's last write of it, while nobody else wrote it
@@ -124,8 +160,12 @@ pub struct Membership<'a> {
 }
 
 impl<'a> Membership<'a> {
+    /// The job's coordination group, spread over [`partitions`].
     pub fn new(store: &'a dyn TableStore, table: &str, processor_id: &str) -> Result<Self> {
-        Self::in_partition(store, table, PARTITION, processor_id)
+        let mut m = Self::in_partition(store, table, &partition_of(processor_id), processor_id)?;
+        m.group = read_order(&m.partition);
+        m.sharded = true;
+        Ok(m)
     }
 
     /// Membership of another group in the same table (e.g. Samza's ClusterMembership).
@@ -157,6 +197,8 @@ impl<'a> Membership<'a> {
             table: table.to_owned(),
             processor_id: processor_id.to_owned(),
             partition: partition.to_owned(),
+            group: vec![partition.to_owned()],
+            sharded: false,
             heartbeats: 0,
             state: MemberState::default(),
             row_etag: None,
@@ -166,6 +208,15 @@ impl<'a> Membership<'a> {
 
     pub fn processor_id(&self) -> &str {
         &self.processor_id
+    }
+
+    /// The partition of another member of this group.
+    fn partition_for(&self, processor_id: &str) -> String {
+        if self.sharded {
+            partition_of(processor_id)
+        } else {
+            self.partition.clone()
+        }
     }
 
     /// Sets what the next write reports.
@@ -309,45 +360,66 @@ impl<'a> Membership<'a> {
 
     /// Touches the notification rows of `ids`, so each learns at its next heartbeat that it
     /// should re-read. Best effort: a missed touch is caught by the periodic re-read.
+    /// One transaction per partition and 100 rows.
     pub async fn notify(&self, ids: &[String]) -> Result<()> {
-        for chunk in ids.chunks(MAX_BATCH_OPERATIONS) {
-            let ops = chunk
-                .iter()
-                .map(|id| {
-                    BatchOp::Upsert(
-                        Entity::new(self.partition.clone(), probe_key(id)),
-                        WriteMode::Merge,
-                    )
-                })
-                .collect();
-            self.store.batch(&self.table, &self.partition, ops).await?;
+        let mut by_partition: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
+        for id in ids {
+            by_partition
+                .entry(self.partition_for(id))
+                .or_default()
+                .push(id);
+        }
+        for (partition, ids) in by_partition {
+            for chunk in ids.chunks(MAX_BATCH_OPERATIONS) {
+                let ops = chunk
+                    .iter()
+                    .map(|id| {
+                        BatchOp::Upsert(
+                            Entity::new(partition.clone(), probe_key(id)),
+                            WriteMode::Merge,
+                        )
+                    })
+                    .collect();
+                self.store.batch(&self.table, &partition, ops).await?;
+            }
         }
         Ok(())
     }
 
-    /// Deletes one row of this partition: a member's or its notification row.
-    async fn delete_row(&self, row_key: &str, if_match: &IfMatch) -> Result<()> {
-        let row = Entity::new(&self.partition, row_key);
+    /// Deletes one row of the group: a member's or its notification row.
+    async fn delete_row(&self, partition: &str, row_key: &str, if_match: &IfMatch) -> Result<()> {
+        let row = Entity::new(partition, row_key);
         self.store.delete_entity(&self.table, &row, if_match).await
     }
 
     /// Graceful leave: the row goes at once, so the leader need not wait for a timeout.
     pub async fn leave(&self) -> Result<()> {
         let _ = self
-            .delete_row(&probe_key(&self.processor_id), &IfMatch::Any)
+            .delete_row(
+                &self.partition,
+                &probe_key(&self.processor_id),
+                &IfMatch::Any,
+            )
             .await;
-        match self.delete_row(&self.processor_id, &IfMatch::Any).await {
+        match self
+            .delete_row(&self.partition, &self.processor_id, &IfMatch::Any)
+            .await
+        {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
-    /// Reads every member row (following continuations).
+    /// Reads every member row (following continuations), partition after partition.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let pages = self
-            .store
-            .query_pages(&self.table, &self.partition, Some(&snapshot_filter()))
-            .await?;
+        let mut pages = Vec::new();
+        for partition in &self.group {
+            pages.extend(
+                self.store
+                    .query_pages(&self.table, partition, Some(&snapshot_filter()))
+                    .await?,
+            );
+        }
         let mut members = Vec::new();
         let mut server_now: Option<OffsetDateTime> = None;
         for page in pages {
@@ -381,19 +453,26 @@ impl<'a> Membership<'a> {
             .map(|m| m.processor_id.as_str())
             .collect();
         let filter = format!("RowKey ge '{PROBE_PREFIX}'");
-        let pages = self
-            .store
-            .query_pages(&self.table, &self.partition, Some(&filter))
-            .await?;
+        let mut rows = Vec::new();
+        for partition in &self.group {
+            let pages = self
+                .store
+                .query_pages(&self.table, partition, Some(&filter))
+                .await?;
+            rows.extend(pages.into_iter().flatten());
+        }
         let mut removed = 0;
-        for e in pages.into_iter().flatten() {
+        for e in rows {
             let Some(id) = e.row_key.strip_prefix(PROBE_PREFIX) else {
                 continue;
             };
             let Some(etag) = e.etag.clone().filter(|_| !members.contains(id)) else {
                 continue;
             };
-            match self.delete_row(&e.row_key, &IfMatch::ETag(etag)).await {
+            match self
+                .delete_row(&e.partition_key, &e.row_key, &IfMatch::ETag(etag))
+                .await
+            {
                 Ok(()) => removed += 1,
                 Err(e) if lost_race(&e) => {}
                 Err(e) => return Err(e),
@@ -408,14 +487,18 @@ impl<'a> Membership<'a> {
         let mut removed = Vec::new();
         for m in snapshot.dead(timeout) {
             match self
-                .delete_row(&m.processor_id, &IfMatch::ETag(m.etag.clone()))
+                .delete_row(
+                    &m.partition,
+                    &m.processor_id,
+                    &IfMatch::ETag(m.etag.clone()),
+                )
                 .await
             {
                 Ok(()) => {
                     // Its notification row goes with it; a missing one is simply re-created
                     // should the processor come back.
                     let _ = self
-                        .delete_row(&probe_key(&m.processor_id), &IfMatch::Any)
+                        .delete_row(&m.partition, &probe_key(&m.processor_id), &IfMatch::Any)
                         .await;
                     removed.push(m.processor_id.clone())
                 }
@@ -467,6 +550,7 @@ fn parse_member(table: &str, e: Entity) -> Result<Member> {
         ))
     })?;
     Ok(Member {
+        partition: e.partition_key,
         processor_id: e.row_key,
         heartbeats,
         server_time,
@@ -484,12 +568,27 @@ mod tests {
         let t = |s| OffsetDateTime::from_unix_timestamp(1_000_000 + s).unwrap();
         Member {
             processor_id: id.into(),
+            partition: partition_of(id),
             heartbeats: 0,
             server_time: t(secs),
             observed_at: t(observed),
             etag: ETag(id.into()),
             state: MemberState::default(),
         }
+    }
+
+    #[test]
+    fn ids_spread_over_every_partition_the_same_way_everywhere() {
+        // Fixed values: a change of the hash would hide processors from each other across
+        // versions.
+        assert_eq!(partition_of("0"), "members-7");
+        assert_eq!(partition_of("processor-17"), partition_of("processor-17"));
+        let used: std::collections::BTreeSet<String> =
+            (0..100).map(|i| partition_of(&format!("p{i}"))).collect();
+        assert_eq!(used.into_iter().collect::<Vec<_>>(), partitions());
+        let order = read_order("members-6");
+        assert_eq!(order[..3], ["members-6", "members-7", "members-0"]);
+        assert_eq!(order.len(), PARTITIONS);
     }
 
     #[test]

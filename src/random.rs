@@ -34,6 +34,19 @@ pub fn in_range(range: RangeInclusive<u64>) -> u64 {
     draw(|rng| rng.gen_range(range))
 }
 
+/// A duration in `0..=max`, to the microsecond.
+pub fn up_to(max: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_micros(in_range(0..=max.as_micros() as u64))
+}
+
+/// Between half of `interval` and all of it, at random: periodic requests of processors
+/// that started together drift apart within a few rounds instead of reaching one blob or
+/// partition in the same instant, and no interval grows past what the liveness and lease
+/// rules assume.
+pub fn shortened(interval: std::time::Duration) -> std::time::Duration {
+    interval / 2 + up_to(interval / 2)
+}
+
 /// A version 4 UUID.
 pub fn uuid() -> Uuid {
     let mut bytes = [0u8; 16];
@@ -55,6 +68,9 @@ mod tests {
         let second = std::thread::spawn(run).join().unwrap();
         assert_eq!(first, second);
         assert_eq!(first.2.get_version_num(), 4);
+        let d = std::time::Duration::from_secs(2);
+        assert!((0..100).all(|_| (d / 2..=d).contains(&shortened(d))));
+        assert!(up_to(std::time::Duration::ZERO).is_zero());
         // An unseeded thread is not tied to the seed.
         let free = std::thread::spawn(|| (u64(), u64())).join().unwrap();
         assert_ne!(free.0, first.0);

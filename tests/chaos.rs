@@ -42,10 +42,13 @@ async fn three_processors_stay_safe_under_a_seeded_chaos_schedule() {
         // Outages of 1-3 s: longer than the liveness timeout (1.5 s), so some processors are
         // judged dead and the job rebalances under fire.
         max_outage_ms: 3_000,
-        partitions: vec![PartitionRef {
-            table: JobNames::new(&c.job, "1").unwrap().table,
-            partition_key: samza_azure_coordinator::membership::PARTITION.into(),
-        }],
+        partitions: samza_azure_coordinator::membership::partitions()
+            .into_iter()
+            .map(|partition_key| PartitionRef {
+                table: JobNames::new(&c.job, "1").unwrap().table,
+                partition_key,
+            })
+            .collect(),
     };
     let (_, schedule) = faults.chaos(chaos.clone()).expect("the schedule starts");
     eprintln!("chaos seed {seed}: {} faults", schedule.len());

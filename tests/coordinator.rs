@@ -304,7 +304,10 @@ async fn a_leader_paused_past_its_lease_is_fenced_by_storage_and_steps_down() {
         .filter(|w| w.at >= woke_at && w.accepted)
         // Its own heartbeats (its row, alone or with its notification row) are not leader writes.
         .filter(|w| {
-            let own = format!("batch members {paused},~probe~{paused}");
+            let own = format!(
+                "batch {} {paused},~probe~{paused}",
+                samza_azure_coordinator::membership::partition_of(&paused)
+            );
             !w.op.starts_with("upsert_entity") && w.op != own
         })
         .map(|w| w.op)
@@ -871,26 +874,29 @@ async fn a_processor_joining_while_the_leader_holds_the_lease_gets_work() {
 /// would grow with every crash (processor ids default to a fresh UUID per start).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notification_rows_of_processors_that_are_gone_are_collected() {
-    use samza_azure_coordinator::membership::PARTITION;
+    use samza_azure_coordinator::membership::partition_of;
     use samza_azure_coordinator::storage::{BatchOp, Entity, TableStore, WriteMode};
     let mut c = Cluster::new();
     let table = c.names().table;
     let storage = azurite().storage();
     storage.ensure_table(&table).await.unwrap();
+    // All in one partition of the membership; the sweep reads every one.
+    let partition = partition_of("ghost0");
+    let partition = partition.as_str();
     let ghosts = (0..50)
         .map(|i| {
             BatchOp::Upsert(
-                Entity::new(PARTITION, format!("~probe~ghost{i}")),
+                Entity::new(partition, format!("~probe~ghost{i}")),
                 WriteMode::Merge,
             )
         })
         .collect();
-    storage.batch(&table, PARTITION, ghosts).await.unwrap();
+    storage.batch(&table, partition, ghosts).await.unwrap();
     let count = || async {
         storage
             .query_partition(
                 &table,
-                PARTITION,
+                partition,
                 PageQuery {
                     filter: Some("RowKey ge '~probe~ghost' and RowKey lt '~probe~ghosu'"),
                     ..PageQuery::default()

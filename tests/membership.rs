@@ -157,35 +157,45 @@ async fn heartbeats_learn_of_notifications_in_the_same_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_second_page_does_not_make_a_live_member_of_the_first_dead() {
     use common::recording::{Inject, Recording};
-    use samza_azure_coordinator::membership::PARTITION;
+    use samza_azure_coordinator::membership::partition_of;
     use samza_azure_coordinator::storage::{BatchOp, Entity, TableStore, WriteMode};
     let table = unique("pages");
+    // "a", the late row and the observer share one partition (the observer reads its own
+    // first), so its two pages are the snapshot's first two reads.
+    let partition = partition_of("a");
+    let near = |prefix: &str| {
+        (0..)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|id| partition_of(id) == partition)
+            .unwrap()
+    };
+    let (z_id, observer_id) = (near("z"), near("observer"));
     let observer_store = Recording::new(azurite().storage());
     let store = azurite().storage();
     let mut a = Membership::new(&store, &table, "a").unwrap();
     a.register().await.unwrap();
-    // 999 more rows: "a" and 999 of them fill the first page of 1,000; "z" is on the second.
+    // 999 more rows: "a" and 999 of them fill the first page of 1,000; z is on the second.
     for chunk in (0..999).collect::<Vec<u32>>().chunks(100) {
         let ops = chunk
             .iter()
             .map(|i| {
                 BatchOp::Upsert(
-                    Entity::new(PARTITION, format!("f{i:04}")),
+                    Entity::new(&partition, format!("f{i:04}")),
                     WriteMode::Replace,
                 )
             })
             .collect();
-        store.batch(&table, PARTITION, ops).await.unwrap();
+        store.batch(&table, &partition, ops).await.unwrap();
     }
     let writer = azurite().storage();
-    let mut z = Membership::new(&writer, &table, "z").unwrap();
+    let mut z = Membership::new(&writer, &table, &z_id).unwrap();
     z.register().await.unwrap();
     a.heartbeat().await.unwrap();
 
     let slow = TIMEOUT * 2;
     observer_store.inject("query_partition", Inject::Delay(Duration::ZERO));
     observer_store.inject("query_partition", Inject::Delay(slow));
-    let observer = Membership::new(&observer_store, &table, "observer").unwrap();
+    let observer = Membership::new(&observer_store, &table, &observer_id).unwrap();
     let scan = observer.snapshot();
     let beat = async {
         // "z" heartbeats while the second page is on its way; "a" does too, but the snapshot

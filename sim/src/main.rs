@@ -149,6 +149,19 @@ fn main() {
             ] {
                 println!("    {what:<24} {steady} / {busy}");
             }
+            println!("  leases broken     {}", r.lease_breaks);
+            if args.iter().any(|a| a == "--breakdown") {
+                for (what, when, peak) in &r.breakdown {
+                    let kinds: Vec<String> =
+                        peak.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    println!(
+                        "  {what} peak, {when}: {} at {} s: {}",
+                        peak.resource,
+                        peak.second,
+                        kinds.join(", ")
+                    );
+                }
+            }
             for v in &r.violations {
                 println!("  VIOLATION {v}");
             }

@@ -95,6 +95,9 @@ pub struct Load {
     pub requests: BTreeMap<(String, u64), u32>,
     /// (table partition, second) -> entities read or written.
     pub entities: BTreeMap<(String, u64), u32>,
+    /// (resource, second) -> request kind -> entities (tables) or requests (blobs), to say
+    /// what a peak was made of.
+    pub kinds: BTreeMap<(String, u64), BTreeMap<&'static str, u32>>,
     pub total: u64,
 }
 
@@ -114,9 +117,47 @@ impl Load {
             _ if resource.starts_with("table:") && resource.contains('/') => 1,
             _ => 0,
         };
+        let weight = if resource.starts_with("table:") && resource.contains('/') {
+            entities
+        } else {
+            1
+        };
+        if weight > 0 {
+            *self
+                .kinds
+                .entry((resource.clone(), second))
+                .or_default()
+                .entry(kind(op))
+                .or_default() += weight as u32;
+        }
         if entities > 0 {
             *self.entities.entry((resource, second)).or_default() += entities as u32;
         }
+    }
+
+    /// The resource and second of the peak [`Load::peak`] finds, with what it was made of.
+    pub fn peak_kinds(
+        &self,
+        map: &BTreeMap<(String, u64), u32>,
+        prefix: &str,
+        from: u64,
+        to: u64,
+    ) -> Option<Peak> {
+        let ((resource, second), _) = map
+            .iter()
+            .filter(|((r, s), _)| r.starts_with(prefix) && (from..to).contains(s))
+            .max_by_key(|(_, n)| **n)?;
+        let mut kinds: Vec<_> = self
+            .kinds
+            .get(&(resource.clone(), *second))
+            .map(|k| k.iter().map(|(k, n)| (*k, *n)).collect())
+            .unwrap_or_default();
+        kinds.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        Some(Peak {
+            resource: resource.clone(),
+            second: *second,
+            kinds,
+        })
     }
 
     /// The highest count per second of any resource whose name starts with `prefix`, in
@@ -127,6 +168,43 @@ impl Load {
             .map(|(_, n)| *n)
             .max()
             .unwrap_or(0)
+    }
+}
+
+/// The busiest second of one resource, and what it was made of (request kind, count).
+#[derive(Clone, Debug)]
+pub struct Peak {
+    pub resource: String,
+    pub second: u64,
+    pub kinds: Vec<(&'static str, u32)>,
+}
+
+/// A request's kind for load breakdowns; transactions by size, since a heartbeat is a
+/// transaction of two and a leader's notification one of up to 100.
+fn kind(op: &Op) -> &'static str {
+    match op {
+        Op::EnsureContainer { .. } => "ensure container",
+        Op::AcquireLease { .. } => "acquire lease",
+        Op::RenewLease { .. } => "renew lease",
+        Op::ReleaseLease { .. } => "release lease",
+        Op::BreakLease { .. } => "break lease",
+        Op::ChangeLease { .. } => "change lease",
+        Op::CreateDocument { .. } => "create document",
+        Op::ReadDocument { .. } => "read document",
+        Op::ReadDocumentIfChanged { .. } => "read document if changed",
+        Op::CheckDocument { .. } => "check document",
+        Op::ReplaceDocument { .. } => "replace document",
+        Op::DeleteDocument { .. } => "delete document",
+        Op::EnsureTable { .. } => "ensure table",
+        Op::DeleteTable { .. } => "delete table",
+        Op::InsertEntity { .. } => "insert entity",
+        Op::UpsertEntity { .. } => "upsert entity",
+        Op::UpdateEntity { .. } => "update entity",
+        Op::GetEntity { .. } => "get entity",
+        Op::QueryPartition { .. } => "query partition",
+        Op::Batch { ops, .. } if ops.len() <= 2 => "transaction of 1-2",
+        Op::Batch { .. } => "transaction of 3+",
+        Op::DeleteEntity { .. } => "delete entity",
     }
 }
 

@@ -460,6 +460,11 @@ pub struct ScaleReport {
     pub partition_requests: (u32, u32),
     pub blob_requests: (u32, u32),
     pub account_requests: (u32, u32),
+    /// What the peaks of partition entities and blob requests were made of, steady and busy:
+    /// (what, steady or busy, the peak).
+    pub breakdown: Vec<(&'static str, &'static str, crate::net::Peak)>,
+    /// Leases broken over the whole run: one per leader crash when take-overs do not race.
+    pub lease_breaks: u32,
     pub violations: Vec<String>,
 }
 
@@ -507,6 +512,25 @@ async fn scale_run(cfg: SimConfig) -> ScaleReport {
             crate::net::Load::peak(map, prefix, busy_from, busy_to),
         )
     };
+    if std::env::var_os("SIM_SECONDS").is_some() {
+        for ((r, sec), kinds) in &load.kinds {
+            eprintln!("{sec:>4} {r} {kinds:?}");
+        }
+    }
+    let mut breakdown = Vec::new();
+    for (what, map, prefix) in [
+        ("partition entities", &load.entities, "table:"),
+        ("blob requests", &load.requests, "blob:"),
+    ] {
+        for (when, from, to) in [
+            ("steady", steady_from, steady_to),
+            ("busy", busy_from, busy_to),
+        ] {
+            if let Some(peak) = load.peak_kinds(map, prefix, from, to) {
+                breakdown.push((what, when, peak));
+            }
+        }
+    }
     ScaleReport {
         processors: world.cfg.processors,
         tasks: world.cfg.tasks,
@@ -518,6 +542,12 @@ async fn scale_run(cfg: SimConfig) -> ScaleReport {
         partition_requests: both(&load.requests, "table:"),
         blob_requests: both(&load.requests, "blob:"),
         account_requests: both(&load.requests, "account"),
+        breakdown,
+        lease_breaks: load
+            .kinds
+            .values()
+            .filter_map(|k| k.get("break lease"))
+            .sum(),
         violations: checker.violations(),
     }
 }

@@ -85,6 +85,45 @@ impl Timing {
     pub fn compute_timeout(&self) -> Duration {
         self.barrier_timeout
     }
+
+    /// How often a processor re-reads the document while a rebalance is in flight, in a job
+    /// of `members` processors: every `rebalance_poll`, but slower as the job grows, so that
+    /// all of them together read the one blob at most about [`PACED_READS_PER_SEC`] times a
+    /// second (Azure serves about 500 requests/s per blob). Notifications, at the next
+    /// heartbeat, tell the others.
+    pub fn rebalance_poll_for(&self, members: usize) -> Duration {
+        self.rebalance_poll
+            .max(per_member(members, PACED_READS_PER_SEC))
+    }
+
+    /// How often the leader reads the membership while a rebalance is in flight: every
+    /// `rebalance_poll`, slower as the job grows (each read returns every row), and never
+    /// slower than the idle scan.
+    pub fn busy_scan_for(&self, members: usize) -> Duration {
+        let paced = per_member(members, PACED_SCAN_ROWS_PER_SEC);
+        self.rebalance_poll
+            .max(paced)
+            .min(self.scan.max(self.rebalance_poll))
+    }
+
+    /// The longest a notified processor waits, at random, before reading the document.
+    /// Heartbeats already spread the reads over one interval; a job too large for that alone
+    /// spreads them further, to about [`PACED_READS_PER_SEC`] a second.
+    pub fn notified_read_spread(&self, members: usize) -> Duration {
+        per_member(members, PACED_READS_PER_SEC).saturating_sub(self.heartbeat)
+    }
+}
+
+/// Reads per second of the one document that every processor together aims to stay under
+/// when polling during a rebalance, and again when reading after notifications.
+pub const PACED_READS_PER_SEC: u64 = 100;
+
+/// Membership rows per second the leader's scans aim to stay under during a rebalance.
+pub const PACED_SCAN_ROWS_PER_SEC: u64 = 500;
+
+/// The interval at which `members` processors (or rows) make `per_sec` together.
+fn per_member(members: usize, per_sec: u64) -> Duration {
+    Duration::from_millis(members as u64 * 1000 / per_sec)
 }
 
 impl Default for Timing {
@@ -217,6 +256,23 @@ mod tests {
         assert_eq!(c.job.id, "1");
         assert_eq!(c.timing, Timing::default());
         assert!(c.timing.self_fence() < c.timing.liveness);
+    }
+
+    #[test]
+    fn reads_during_a_rebalance_slow_down_as_the_job_grows() {
+        let t = Timing::default();
+        let ms = Duration::from_millis;
+        // Small jobs keep the fast poll; the whole job stays near 100 reads/s of the blob.
+        assert_eq!(t.rebalance_poll_for(3), ms(200));
+        assert_eq!(t.rebalance_poll_for(100), ms(1000));
+        assert_eq!(t.rebalance_poll_for(1000), ms(10_000));
+        // The leader's scans: 500 rows/s, between the fast poll and the idle scan.
+        assert_eq!(t.busy_scan_for(10), ms(200));
+        assert_eq!(t.busy_scan_for(300), ms(600));
+        assert_eq!(t.busy_scan_for(1000), ms(1000));
+        // Heartbeats spread notified reads over one interval; only large jobs wait longer.
+        assert_eq!(t.notified_read_spread(100), Duration::ZERO);
+        assert_eq!(t.notified_read_spread(1000), ms(8000));
     }
 
     #[test]

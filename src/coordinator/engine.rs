@@ -132,6 +132,9 @@ struct Engine<'a, S: Storage> {
     reachable_since: Option<Instant>,
     /// When the last answered membership request was sent.
     last_ok_sent: Option<Instant>,
+    /// The leader whose lease this processor last broke as successor: it breaks one
+    /// leader's lease once.
+    broke_lease_of: Option<String>,
     /// The highest version known before the document was last reset: versions never go
     /// back, so a leader numbers above it.
     version_floor: u64,
@@ -203,7 +206,9 @@ pub(super) async fn run<S: Storage>(
         started: 0,
         running: 0,
         probe: None,
-        next_heartbeat: now + timing.heartbeat,
+        // At a random point of the first interval: processors started together then spread
+        // their heartbeats, and the reads that notifications prompt, over the interval.
+        next_heartbeat: now + crate::random::up_to(timing.heartbeat),
         next_poll: now,
         next_watch: now + timing.scan,
         leader: None,
@@ -213,6 +218,7 @@ pub(super) async fn run<S: Storage>(
         reachable_since: None,
         last_ok_sent: None,
         version_floor: 0,
+        broke_lease_of: None,
         timing,
     };
     let result = engine.run(&mut commands).await;
@@ -355,7 +361,15 @@ impl<S: Storage> Engine<'_, S> {
                     }
                     // Acknowledge at once: the barrier waits on this row.
                     self.next_heartbeat = Instant::now();
-                    self.next_poll = Instant::now();
+                    // Java took a while: the document may have moved on meanwhile. (After a
+                    // quick answer the paced polls will do; every processor re-reading at
+                    // once would double a large job's reads of the one blob.)
+                    if self
+                        .last_read
+                        .is_none_or(|t| t.elapsed() >= self.timing.rebalance_poll)
+                    {
+                        self.next_poll = Instant::now();
+                    }
                     // The document may have moved on while Java was busy.
                     let doc = self.doc.clone();
                     self.on_document(doc);

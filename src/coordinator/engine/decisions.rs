@@ -298,6 +298,7 @@ mod tests {
     fn row(id: &str, age: i64, state: MemberState) -> Member {
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_000);
         Member {
+            partition: "members-0".into(),
             processor_id: id.into(),
             heartbeats: 1,
             server_time: now - time::Duration::seconds(age),

@@ -101,7 +101,7 @@ impl<S: Storage> Engine<'_, S> {
                 // succeeds the leader does nothing (see `sync_leader`).
                 self.etag = None;
                 self.sync_leader().await?;
-                tracing::info!(version = self.doc.version(), "leading");
+                tracing::info!(processor = %self.me, version = self.doc.version(), "leading");
                 self.emit(Event::Leadership { leader: true });
             }
             (LeaseState::Leader { valid_until, .. }, true) => {
@@ -324,7 +324,7 @@ impl<S: Storage> Engine<'_, S> {
             .map(|l| !matches!(l.phase, LeaderPhase::Idle))
             .unwrap_or(false);
         let interval = if busy || !ok {
-            self.timing.rebalance_poll
+            self.timing.busy_scan_for(self.doc.header.members.len())
         } else {
             self.timing.scan
         };

@@ -24,11 +24,12 @@ impl<S: Storage> Engine<'_, S> {
     }
 
     pub(super) fn poll_interval(&self) -> Duration {
-        if self.rebalancing() {
-            self.timing.rebalance_poll
+        let members = self.doc.header.members.len();
+        crate::random::shortened(if self.rebalancing() {
+            self.timing.rebalance_poll_for(members)
         } else {
             self.timing.poll
-        }
+        })
     }
 
     pub(super) async fn heartbeat(&mut self) -> Result<()> {
@@ -51,8 +52,19 @@ impl<S: Storage> Engine<'_, S> {
                 let etag = match outcome {
                     Heartbeat::Quiet(e) => e,
                     Heartbeat::Notified(e) => {
-                        // The leader published something: read the document now.
-                        self.next_poll = Instant::now();
+                        // The leader published something: read the document now, or in a
+                        // large job within a spread that keeps the blob's load paced.
+                        let spread = self
+                            .timing
+                            .notified_read_spread(self.doc.header.members.len());
+                        // A read already due sooner stays: reminders during a barrier
+                        // must not push it back again and again. While Java prepares, the
+                        // reminder is about that version: the paced polls, and the read after
+                        // a slow answer, see anything newer.
+                        if self.preparing.is_none() {
+                            let read = Instant::now() + crate::random::up_to(spread);
+                            self.next_poll = self.next_poll.min(read);
+                        }
                         e
                     }
                 };

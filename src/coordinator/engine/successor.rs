@@ -40,8 +40,18 @@ impl<S: Storage> Engine<'_, S> {
             .live(self.timing.liveness)
             .iter()
             .any(|m| m.processor_id == leader);
-        if !alive {
-            tracing::info!(%leader, "leader is dead or gone; taking over");
+        // Broken once per dead leader: if another processor's backstop acquire won the broken lease,
+        // the document still names the dead one until the new leader publishes, and breaking
+        // again would only interrupt the new leader's first barrier.
+        if alive {
+            return Ok(());
+        }
+        if self.broke_lease_of.as_deref() == Some(leader.as_str()) {
+            // Broken already: try for the free lease without breaking a new holder's.
+            self.lease.acquire_now();
+        } else {
+            tracing::info!(processor = %self.me, %leader, "leader is dead or gone; taking over");
+            self.broke_lease_of = Some(leader);
             self.lease.take_over();
         }
         Ok(())
