@@ -30,7 +30,7 @@ impl<S: Storage> Engine<'_, S> {
             return Ok(());
         }
         let sent = Instant::now();
-        let snapshot = match self.membership.snapshot().await {
+        let snapshot = match self.membership.snapshot_around(&leader).await {
             Ok(s) => s,
             Err(e) if is_fatal(&e) => return Err(e),
             Err(_) => return Ok(()),
