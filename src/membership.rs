@@ -34,12 +34,16 @@ pub fn partition_of(processor_id: &str) -> String {
     let hash = processor_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    format!("members-{}", hash % PARTITIONS as u64)
+    partition_name(hash % PARTITIONS as u64)
+}
+
+fn partition_name(n: u64) -> String {
+    format!("members-{n}")
 }
 
 /// Every partition of a job's membership, in order.
 pub fn partitions() -> Vec<String> {
-    (0..PARTITIONS).map(|n| format!("members-{n}")).collect()
+    (0..PARTITIONS as u64).map(partition_name).collect()
 }
 
 /// Every partition, `own` first and then on in order: the order a snapshot reads them in.
@@ -146,9 +150,8 @@ pub struct Membership<'a> {
     /// This processor's partition.
     partition: String,
     /// Every partition of the group, this processor's first: the order a snapshot reads.
+    /// More than one: the group is spread over them by id ([`partition_of`]).
     group: Vec<String>,
-    /// Whether the group is spread over partitions by id ([`partition_of`]) or sits in one.
-    sharded: bool,
     heartbeats: u64,
     state: MemberState,
     /// The row's ETag after this processor's last write of it, while nobody else wrote it
@@ -164,7 +167,6 @@ impl<'a> Membership<'a> {
     pub fn new(store: &'a dyn TableStore, table: &str, processor_id: &str) -> Result<Self> {
         let mut m = Self::in_partition(store, table, &partition_of(processor_id), processor_id)?;
         m.group = read_order(&m.partition);
-        m.sharded = true;
         Ok(m)
     }
 
@@ -198,7 +200,6 @@ impl<'a> Membership<'a> {
             processor_id: processor_id.to_owned(),
             partition: partition.to_owned(),
             group: vec![partition.to_owned()],
-            sharded: false,
             heartbeats: 0,
             state: MemberState::default(),
             row_etag: None,
@@ -212,7 +213,7 @@ impl<'a> Membership<'a> {
 
     /// The partition of another member of this group.
     fn partition_for(&self, processor_id: &str) -> String {
-        if self.sharded {
+        if self.group.len() > 1 {
             partition_of(processor_id)
         } else {
             self.partition.clone()
@@ -427,15 +428,21 @@ impl<'a> Membership<'a> {
         self.snapshot_of(&partitions).await
     }
 
-    async fn snapshot_of(&self, partitions: &[String]) -> Result<Snapshot> {
+    /// The pages of `filter` in each of `partitions`, in that order.
+    async fn query_each(&self, partitions: &[String], filter: &str) -> Result<Vec<Vec<Entity>>> {
         let mut pages = Vec::new();
         for partition in partitions {
             pages.extend(
                 self.store
-                    .query_pages(&self.table, partition, Some(&snapshot_filter()))
+                    .query_pages(&self.table, partition, Some(filter))
                     .await?,
             );
         }
+        Ok(pages)
+    }
+
+    async fn snapshot_of(&self, partitions: &[String]) -> Result<Snapshot> {
+        let pages = self.query_each(partitions, &snapshot_filter()).await?;
         let mut members = Vec::new();
         let mut server_now: Option<OffsetDateTime> = None;
         for page in pages {
@@ -469,16 +476,9 @@ impl<'a> Membership<'a> {
             .map(|m| m.processor_id.as_str())
             .collect();
         let filter = format!("RowKey ge '{PROBE_PREFIX}'");
-        let mut rows = Vec::new();
-        for partition in &self.group {
-            let pages = self
-                .store
-                .query_pages(&self.table, partition, Some(&filter))
-                .await?;
-            rows.extend(pages.into_iter().flatten());
-        }
+        let pages = self.query_each(&self.group, &filter).await?;
         let mut removed = 0;
-        for e in rows {
+        for e in pages.into_iter().flatten() {
             let Some(id) = e.row_key.strip_prefix(PROBE_PREFIX) else {
                 continue;
             };

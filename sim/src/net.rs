@@ -111,17 +111,15 @@ impl Load {
             .requests
             .entry(("account".to_owned(), second))
             .or_default() += 1;
+        let table_partition = resource.starts_with("table:") && resource.contains('/');
         let entities = match (op, answer) {
             (Op::QueryPartition { .. }, Ok(Answer::Page(p))) => p.entities.len(),
             (Op::Batch { ops, .. }, _) => ops.len(),
-            _ if resource.starts_with("table:") && resource.contains('/') => 1,
+            _ if table_partition => 1,
             _ => 0,
         };
-        let weight = if resource.starts_with("table:") && resource.contains('/') {
-            entities
-        } else {
-            1
-        };
+        // Tables by entities, blobs and the rest by requests.
+        let weight = if table_partition { entities } else { 1 };
         if weight > 0 {
             *self
                 .kinds

@@ -40,12 +40,12 @@ impl<S: Storage> Engine<'_, S> {
             .live(self.timing.liveness)
             .iter()
             .any(|m| m.processor_id == leader);
-        // Broken once per dead leader: if another processor's backstop acquire won the broken lease,
-        // the document still names the dead one until the new leader publishes, and breaking
-        // again would only interrupt the new leader's first barrier.
         if alive {
             return Ok(());
         }
+        // Broken once per dead leader: if another processor's backstop acquire won the broken
+        // lease, the document still names the dead one until the new leader publishes, and
+        // breaking again would only interrupt the new leader's first barrier.
         if self.broke_lease_of.as_deref() == Some(leader.as_str()) {
             // Broken already: try for the free lease without breaking a new holder's.
             self.lease.acquire_now();
