@@ -6,7 +6,6 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::net::Bug;
 use crate::schedule;
 use crate::world::SimConfig;
 
@@ -22,12 +21,10 @@ pub fn case(seed: u64) -> SimConfig {
 
 /// The command that replays `cfg` (a case, possibly with a bug switched on).
 pub fn replay_command(cfg: &SimConfig) -> String {
-    let bug = match cfg.bug {
-        Some(Bug::NoIfMatch) => " --bug no-if-match",
-        Some(Bug::IgnoreFence) => " --bug ignore-fence",
-        Some(Bug::AckBeforeStop) => " --bug ack-before-stop",
-        None => "",
-    };
+    let bug = cfg
+        .bug
+        .map(|b| format!(" --bug {}", b.name()))
+        .unwrap_or_default();
     format!(
         "cargo run --release -p samza-azure-sim -- run --seed {}{bug} --trace",
         cfg.seed

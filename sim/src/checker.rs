@@ -5,7 +5,11 @@
 //!   the lease requests storage applied, was no longer active, or was held by someone else;
 //! - each version number names one content, and every processor starts a version with the
 //!   content that was published for it;
-//! - no coordinator ends with an error (a storage outage never ends a processor).
+//! - no coordinator ends with an error (a storage outage never ends a processor);
+//! - storage never accepts a checkpoint from a container other than the task's latest claim,
+//!   nor a claim below the owner's generation; a task's checkpoint never goes back; what a
+//!   commit acknowledged is read back at the end; and a container's start or commit fails only
+//!   on another owner's claim, never on an outage.
 //!
 //! It also keeps the run's trace: the events that matter, with their virtual time, so that two
 //! runs of one seed can be compared event for event.
@@ -18,15 +22,16 @@ use std::time::Duration;
 use samza_azure_coordinator::coordinator::jobmodel::ModelDocument;
 use samza_azure_coordinator::coordinator::Coordinator;
 use samza_azure_coordinator::error::Result;
-use samza_azure_coordinator::storage::{LeaseDuration, LeaseId};
+use samza_azure_coordinator::storage::{BatchOp, Entity, LeaseDuration, LeaseId};
 
+use crate::container;
 use crate::freeze::Freeze;
 use crate::memstore::{Answer, Op};
 
-/// A container as the Java side started it: it may process while its gate is open.
-pub struct Container {
-    pub version: u64,
-    pub tasks: Vec<u32>,
+/// What `ProcessingFence.Gate` decides from: the processor's fence count when the container
+/// started, its coordinator's self-fence deadline, and whether it is frozen.
+#[derive(Clone)]
+pub struct Gate {
     /// The fence epoch it started under.
     pub epoch: u64,
     pub coordinator: Arc<Coordinator>,
@@ -35,7 +40,7 @@ pub struct Container {
     pub ignores_deadline: bool,
 }
 
-impl Container {
+impl Gate {
     /// What `ProcessingFence.Gate` lets through: not frozen, no fence since it started, and
     /// before the self-fence deadline.
     pub fn may_process(&self) -> bool {
@@ -43,6 +48,19 @@ impl Container {
         !self.freeze.is_frozen()
             && m.fences.load(Ordering::Acquire) == self.epoch
             && (self.ignores_deadline || m.fence_remaining_nanos() > 0)
+    }
+}
+
+/// A container as the Java side started it: it may process while its gate is open.
+pub struct Container {
+    pub version: u64,
+    pub tasks: Vec<u32>,
+    pub gate: Gate,
+}
+
+impl Container {
+    pub fn may_process(&self) -> bool {
+        self.gate.may_process()
     }
 }
 
@@ -69,6 +87,19 @@ struct State {
     trace: Vec<String>,
     /// Seen at the last sample: task -> holders, to report an overlap once.
     overlapping: BTreeMap<u32, Vec<String>>,
+    /// Checkpoint owner rows by row key, as storage must hold them by the writes it accepted.
+    checkpoint_rows: BTreeMap<String, CheckpointRow>,
+    /// Task -> the highest offset whose commit a container was told succeeded.
+    acked: BTreeMap<u32, u64>,
+}
+
+/// A task's checkpoint owner row, by the checker's account of the writes storage accepted.
+#[derive(Default, Debug)]
+struct CheckpointRow {
+    /// (processor, generation) of the latest claim.
+    owner: Option<(String, u64)>,
+    /// The offset its checkpoint holds.
+    offset: Option<u64>,
 }
 
 #[derive(Default)]
@@ -137,6 +168,7 @@ impl Checker {
     pub fn applied(
         &self,
         who: usize,
+        generation: Option<u64>,
         op: &Op,
         answer: &Result<crate::memstore::Answer>,
         at: Duration,
@@ -243,7 +275,43 @@ impl Checker {
                     )),
                 }
             }
+            (Op::InsertEntity { table, entity }, _)
+            | (Op::UpdateEntity { table, entity, .. }, _)
+            | (Op::UpsertEntity { table, entity, .. }, _)
+                if table == container::TABLE =>
+            {
+                checkpoint_write(s, who, generation, entity, at);
+            }
+            (Op::Batch { table, ops, .. }, _) if table == container::TABLE => {
+                for op in ops {
+                    if let BatchOp::Insert(e) | BatchOp::Update(e, _) | BatchOp::Upsert(e, _) = op {
+                        checkpoint_write(s, who, generation, e, at);
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// A container was told that its commit of `offset` for `task` succeeded.
+    pub fn acked(&self, task: u32, offset: u64) {
+        let mut s = self.state.lock().unwrap();
+        let a = s.acked.entry(task).or_default();
+        *a = (*a).max(offset);
+    }
+
+    /// At the end of a run, `task`'s checkpoint as the checkpoint store reads it back: never
+    /// below what was acknowledged.
+    pub fn audit(&self, at: Duration, task: u32, read: Option<u64>) {
+        let mut s = self.state.lock().unwrap();
+        let acked = s.acked.get(&task).copied();
+        if acked.is_some_and(|a| read.is_none_or(|r| r < a)) {
+            s.violations.push(format!(
+                "{:>10.3} the checkpoint of task {task} reads back as {read:?}, but offset {} \
+                 was acknowledged",
+                at.as_secs_f64(),
+                acked.unwrap_or_default()
+            ));
         }
     }
 
@@ -321,6 +389,63 @@ impl Checker {
             }
         }
         s.overlapping = overlaps;
+    }
+}
+
+/// A write to a checkpoint owner row that storage accepted: a claim (it names the owner) must
+/// not go below the owner's generation; a checkpoint (it does not) must come from the owner's
+/// own container and not take the offset back.
+fn checkpoint_write(
+    s: &mut State,
+    who: usize,
+    generation: Option<u64>,
+    entity: &Entity,
+    at: Duration,
+) {
+    let Some(task) = entity.row_key.strip_suffix("|owner") else {
+        return;
+    };
+    let writer = s.names.get(&who).cloned().unwrap_or_default();
+    let row = s.checkpoint_rows.entry(entity.row_key.clone()).or_default();
+    let t = at.as_secs_f64();
+    if let Some(processor) = entity.get_str("processor") {
+        let claimed: u64 = entity
+            .get_str("generation")
+            .and_then(|g| g.parse().ok())
+            .unwrap_or_default();
+        if let Some((owner, had)) = &row.owner {
+            if claimed != 0 && claimed < *had {
+                s.violations.push(format!(
+                    "{t:>10.3} storage accepted {writer}'s claim of task '{task}' at generation \
+                     {claimed}, but {owner} owned it at generation {had}"
+                ));
+            }
+        }
+        row.owner = Some((processor.to_owned(), claimed));
+        return;
+    }
+    let owner_ok = matches!((&row.owner, generation),
+        (Some((p, g)), Some(mine)) if *p == writer && *g == mine);
+    if !owner_ok {
+        s.violations.push(format!(
+            "{t:>10.3} storage accepted a checkpoint of task '{task}' from {writer}'s container \
+             of v{generation:?}, but the task's owner row names {:?}",
+            row.owner
+        ));
+    }
+    let written = entity
+        .properties
+        .values()
+        .filter_map(|v| v.as_str())
+        .find_map(container::offset_of);
+    if let Some(offset) = written {
+        if let Some(before) = row.offset.filter(|b| offset < *b) {
+            s.violations.push(format!(
+                "{t:>10.3} the checkpoint of task '{task}' went back from offset {before} to \
+                 {offset} ({writer}'s write)"
+            ));
+        }
+        row.offset = Some(offset);
     }
 }
 

@@ -3,14 +3,17 @@
 //! take a while to stop and keep processing meanwhile.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use samza_azure_coordinator::coordinator::{Coordinator, Event};
 use tokio::time::Instant;
 
-use crate::checker::{Checker, Container};
+use crate::checker::{Checker, Container, Gate};
+use crate::container::{self, Checkpointing, Store};
 use crate::freeze::Freeze;
+use crate::net::{Client, Net};
 
 /// A balanced, sticky grouper: each task stays with its previous processor while that one is
 /// still a member and under its share; the rest go to the members with the fewest tasks.
@@ -82,6 +85,32 @@ pub struct JavaSide {
     /// Acknowledges a Prepare before the container stopped (a reintroduced bug).
     pub acks_before_stop: bool,
     pub clock: Instant,
+    /// Storage, for the containers' checkpoint stores, and this processor start's client number.
+    pub net: Arc<Net>,
+    pub who: usize,
+    /// Samza's `task.commit.ms`.
+    pub commit_every: Duration,
+    /// Where a processor whose container failed asks the runner to start it again, once its
+    /// coordinator has stopped: (processor id, client number).
+    pub rejoins: Arc<Mutex<Vec<(String, usize)>>>,
+    /// Set once the coordinator has stopped.
+    pub ended: Arc<AtomicBool>,
+}
+
+/// The container running now, as far as its checkpoints go.
+struct Running {
+    version: u64,
+    store: Arc<Store>,
+    stopping: Arc<AtomicBool>,
+}
+
+/// `ContainerStops`: the container (if any) is being stopped, so its checkpoint manager gives
+/// up what it waits for.
+fn stop(running: &mut Option<Running>, reason: &str) {
+    if let Some(r) = running.take() {
+        r.stopping.store(true, Ordering::Release);
+        r.store.abandon(reason);
+    }
 }
 
 impl JavaSide {
@@ -104,10 +133,28 @@ impl JavaSide {
         let c = &self.coordinator;
         let me = self.id.as_str();
         let mut current: Option<Vec<u32>> = None;
+        let mut running: Option<Running> = None;
+        let (failures, mut failed) = tokio::sync::mpsc::unbounded_channel();
+        // A container failed: Samza ends the processor, and the runner starts it again.
+        let mut rejoin = false;
         loop {
-            let Some(event) = c.next_event(Duration::from_secs(3600)).await else {
-                continue;
+            let event = tokio::select! {
+                // tokio picks among ready branches at random otherwise, unseeded.
+                biased;
+                e = c.next_event(Duration::from_secs(3600)) => e,
+                Some((version, why)) = failed.recv() => {
+                    if running.as_ref().is_some_and(|r| r.version == version) {
+                        stop(&mut running, "the container failed");
+                        self.checker.stop(self.now(), me, "failed");
+                        current = None;
+                        rejoin = true;
+                        tracing::info!(processor = me, "{why}; the processor stops and rejoins");
+                        c.stop();
+                    }
+                    continue;
+                }
             };
+            let Some(event) = event else { continue };
             self.unstuck().await;
             match event {
                 Event::Leadership { leader } => {
@@ -131,6 +178,9 @@ impl JavaSide {
                 Event::Prepare { version, model } => {
                     let next = assignment(&model, me);
                     let changed = current.as_ref().is_some_and(|c| *c != next);
+                    if changed {
+                        stop(&mut running, "its work changed");
+                    }
                     if changed && self.acks_before_stop {
                         c.prepared(version, true);
                         tokio::time::sleep(self.stop_time).await;
@@ -154,23 +204,30 @@ impl JavaSide {
                 } => {
                     let next = assignment(&model, me);
                     if current.as_ref() != Some(&next) || !self.checker.running(me) {
-                        let container = Container {
-                            version,
-                            tasks: next.clone(),
+                        stop(&mut running, "a new container starts");
+                        let gate = Gate {
                             epoch,
                             coordinator: c.clone(),
                             freeze: self.freeze.clone(),
                             ignores_deadline: self.ignores_deadline,
                         };
+                        let container = Container {
+                            version,
+                            tasks: next.clone(),
+                            gate: gate.clone(),
+                        };
                         self.checker.start(self.now(), me, container, &model);
+                        running = Some(self.checkpoint(version, &next, gate, &failures));
                         current = Some(next);
                     }
                 }
                 Event::Fence => {
+                    stop(&mut running, "the processor fenced itself");
                     self.checker.stop(self.now(), me, "fenced");
                     current = None;
                 }
                 Event::Release => {
+                    stop(&mut running, "the processor is stopping");
                     if current.is_some() {
                         tokio::time::sleep(self.stop_time).await;
                     }
@@ -179,7 +236,12 @@ impl JavaSide {
                     c.released();
                 }
                 Event::Stopped { error } => {
+                    stop(&mut running, "the processor stopped");
                     self.checker.stop(self.now(), me, "coordinator stopped");
+                    self.ended.store(true, Ordering::Release);
+                    if rejoin {
+                        self.rejoins.lock().unwrap().push((me.to_owned(), self.who));
+                    }
                     if let Some(e) = error {
                         self.checker
                             .violation(self.now(), format!("{me}'s coordinator failed: {e}"));
@@ -187,6 +249,44 @@ impl JavaSide {
                     return;
                 }
             }
+        }
+    }
+}
+
+impl JavaSide {
+    /// Opens the checkpoint store of a container of `version` and starts its checkpointing.
+    fn checkpoint(
+        &self,
+        version: u64,
+        tasks: &[u32],
+        gate: Gate,
+        failures: &tokio::sync::mpsc::UnboundedSender<(u64, String)>,
+    ) -> Running {
+        let client = Client {
+            net: self.net.clone(),
+            who: self.who,
+            generation: Some(version),
+        };
+        let store = container::open(client, &self.id);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let run = Checkpointing {
+            id: self.id.clone(),
+            version,
+            tasks: tasks.to_vec(),
+            store: store.clone(),
+            gate,
+            commit_every: self.commit_every,
+            checker: self.checker.clone(),
+            clock: self.clock,
+            stopping: stopping.clone(),
+            failed: failures.clone(),
+        };
+        // Under the processor's freeze, as the drive loop that spawns it.
+        samza_azure_coordinator::tasks::spawn(run.run());
+        Running {
+            version,
+            store,
+            stopping,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `samza-azure-sim`: runs the deterministic simulator.
 //!
-//! - `run --seed S [--bug no-if-match|ignore-fence|ack-before-stop] [--trace]`: one seed's run, its verdict and
+//! - `run --seed S [--bug no-if-match|ignore-fence|ack-before-stop|unfenced-checkpoints] [--trace]`: one seed's run, its verdict and
 //!   (with `--trace`) its events;
 //! - `seeds --from A --to B [--budget-secs T]`: a range of seeds (or as many as fit in T
 //!   seconds of real time), reporting each failure with the command that replays it.
@@ -40,16 +40,12 @@ impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
 
 /// `--bug B`: a known bug reintroduced, to show that the checker catches it.
 fn bug(args: &[String]) -> Option<Bug> {
-    match arg(args, "--bug").as_deref() {
-        None => None,
-        Some("no-if-match") => Some(Bug::NoIfMatch),
-        Some("ignore-fence") => Some(Bug::IgnoreFence),
-        Some("ack-before-stop") => Some(Bug::AckBeforeStop),
-        Some(other) => {
-            eprintln!("--bug takes no-if-match, ignore-fence or ack-before-stop, found '{other}'");
-            std::process::exit(2)
-        }
-    }
+    let name = arg(args, "--bug")?;
+    Bug::named(&name).or_else(|| {
+        let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+        eprintln!("--bug takes one of {}, found '{name}'", names.join(", "));
+        std::process::exit(2)
+    })
 }
 
 fn main() {
@@ -184,7 +180,15 @@ fn main() {
                     passed += 1;
                 } else {
                     failed += 1;
-                    println!("seed {seed} FAILED: {}", out.violations.join("; "));
+                    let more = out.violations.len().saturating_sub(3);
+                    let first: Vec<&str> =
+                        out.violations.iter().take(3).map(String::as_str).collect();
+                    let more = if more > 0 {
+                        format!(" (and {more} more)")
+                    } else {
+                        String::new()
+                    };
+                    println!("seed {seed} FAILED: {}{more}", first.join("; "));
                     println!("  replay: {command}");
                 }
             }

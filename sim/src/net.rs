@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use samza_azure_coordinator::config::RequestPolicy;
 use samza_azure_coordinator::error::{Error, ErrorKind, Result};
 use samza_azure_coordinator::storage::retry::{with_retry, Idempotency};
-use samza_azure_coordinator::storage::{classify_answer, Guard};
+use samza_azure_coordinator::storage::{classify_answer, BatchOp, Entity, Guard, IfMatch};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -84,6 +84,31 @@ pub enum Bug {
     IgnoreFence,
     /// Java acknowledges a new version before its container has stopped, and stops it after.
     AckBeforeStop,
+    /// Checkpoint writes go out without `If-Match` on the owner row's ETag.
+    UnfencedCheckpoints,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 4] = [
+        Bug::NoIfMatch,
+        Bug::IgnoreFence,
+        Bug::AckBeforeStop,
+        Bug::UnfencedCheckpoints,
+    ];
+
+    /// Its name on the command line (`--bug`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::NoIfMatch => "no-if-match",
+            Bug::IgnoreFence => "ignore-fence",
+            Bug::AckBeforeStop => "ack-before-stop",
+            Bug::UnfencedCheckpoints => "unfenced-checkpoints",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
 }
 
 /// Requests, and entities read or written, per resource and virtual second, for the scale
@@ -308,8 +333,14 @@ impl Net {
         self.start.elapsed()
     }
 
-    /// One attempt of `op` by processor `who`: the outbound leg, the server, the return leg.
-    async fn attempt(self: &Arc<Self>, who: usize, op: Op) -> Result<Answer> {
+    /// One attempt of `op` by processor `who` (for a container of `generation`, if one sends
+    /// it): the outbound leg, the server, the return leg.
+    async fn attempt(
+        self: &Arc<Self>,
+        who: usize,
+        generation: Option<u64>,
+        op: Op,
+    ) -> Result<Answer> {
         let now = Instant::now();
         let (there, back, busy, lose) = {
             let f = self.faults.lock().unwrap();
@@ -348,7 +379,8 @@ impl Net {
                     if lose { " (answer lost)" } else { "" }
                 );
             }
-            net.checker.applied(who, &op, &answer, net.elapsed());
+            net.checker
+                .applied(who, generation, &op, &answer, net.elapsed());
             if !lose {
                 let _ = tx.send(answer);
             }
@@ -383,6 +415,7 @@ impl Net {
     async fn request(
         self: &Arc<Self>,
         who: usize,
+        generation: Option<u64>,
         op: Op,
         deadline: Option<Duration>,
     ) -> Result<Answer> {
@@ -391,7 +424,7 @@ impl Net {
         with_retry(&self.policy, deadline, idem, || {
             let op = op.clone();
             async move {
-                match tokio::time::timeout(timeout, self.attempt(who, op)).await {
+                match tokio::time::timeout(timeout, self.attempt(who, generation, op)).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::new(
                         ErrorKind::Transient,
@@ -404,20 +437,48 @@ impl Net {
     }
 }
 
+/// A checkpoint write: a merge of a task's owner row that does not name the owner (a claim
+/// does).
+fn is_checkpoint(entity: &Entity) -> bool {
+    entity.row_key.ends_with("|owner") && entity.get_str("processor").is_none()
+}
+
 /// One processor's storage client: the storage traits over it are [`Endpoint`]'s.
 pub struct Client {
     pub net: Arc<Net>,
     pub who: usize,
+    /// The JobModel version of the container whose checkpoint store sends through this client
+    /// (None: the coordinator's client), so that the checker can tell a stale container's
+    /// checkpoint write from its successor's on the same processor.
+    pub generation: Option<u64>,
 }
 
 #[async_trait]
 impl Requests for Client {
     async fn request(&self, mut op: Op, deadline: Option<Duration>) -> Result<Answer> {
-        if let (Some(Bug::NoIfMatch), Op::ReplaceDocument { if_match, .. }) =
-            (self.net.bug(), &mut op)
-        {
-            *if_match = None;
+        match (self.net.bug(), &mut op) {
+            (Some(Bug::NoIfMatch), Op::ReplaceDocument { if_match, .. }) => *if_match = None,
+            (
+                Some(Bug::UnfencedCheckpoints),
+                Op::UpdateEntity {
+                    entity, if_match, ..
+                },
+            ) if is_checkpoint(entity) => {
+                *if_match = IfMatch::Any;
+            }
+            (Some(Bug::UnfencedCheckpoints), Op::Batch { ops, .. }) => {
+                for op in ops {
+                    if let BatchOp::Update(entity, update) = op {
+                        if is_checkpoint(entity) {
+                            update.if_match = IfMatch::Any;
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
-        self.net.request(self.who, op, deadline).await
+        self.net
+            .request(self.who, self.generation, op, deadline)
+            .await
     }
 }

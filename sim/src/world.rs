@@ -29,6 +29,8 @@ pub struct SimConfig {
     pub compute_time: Duration,
     /// After the last fault, every task must run on a live processor within this.
     pub settle_bound: Duration,
+    /// Samza's `task.commit.ms` for the containers' checkpoint commits.
+    pub commit_every: Duration,
     pub bug: Option<Bug>,
 }
 
@@ -50,6 +52,8 @@ impl SimConfig {
             stop_time: Duration::from_millis(1500),
             compute_time: Duration::from_millis(50),
             settle_bound,
+            // Far shorter than Samza's default (60 s), so that commits meet the faults.
+            commit_every: Duration::from_secs(1),
             bug: None,
         }
     }
@@ -91,6 +95,18 @@ struct Processor {
     java: Arc<Mutex<JavaFaults>>,
     /// Stopped gracefully, or crashed: not expected to run anything.
     gone: bool,
+    /// Its coordinator has stopped (after a graceful leave or a failure).
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Processor {
+    /// Nothing of this process runs any more, so its id may start again: it crashed, or
+    /// its coordinator stopped (an id still in use by a process that is stopping is the
+    /// operator error the coordinator refuses).
+    fn over(&self) -> bool {
+        self.gone
+            && (self.freeze.is_dead() || self.ended.load(std::sync::atomic::Ordering::Acquire))
+    }
 }
 
 struct World {
@@ -101,7 +117,15 @@ struct World {
     /// Client numbers: one per processor start, so a restarted id is told apart.
     clients: usize,
     clock: Instant,
+    /// Processors whose container failed and whose coordinator has stopped: (id, client).
+    rejoins: Arc<Mutex<Vec<(String, usize)>>>,
+    /// Their fresh starts, as `AzureApplicationRunner` schedules them: (slot, client, when).
+    restarts: Vec<(Slot, usize, Instant)>,
 }
+
+/// `AzureApplicationRunner`'s wait before a processor that failed for coordination rejoins
+/// (its first; later ones in a row wait longer there).
+const REJOIN_AFTER: Duration = Duration::from_secs(1);
 
 /// The processor id of slot `n`.
 fn id_of(slot: Slot) -> String {
@@ -122,6 +146,7 @@ impl World {
         let client = Arc::new(Endpoint(Client {
             net: self.net.clone(),
             who,
+            generation: None,
         }));
         let config = CoordinatorConfig {
             job: JobIdentity {
@@ -136,6 +161,7 @@ impl World {
                 .expect("a valid processor id and config"),
         );
         let java = Arc::new(Mutex::new(JavaFaults::default()));
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let side = Arc::new(JavaSide {
             id: id.clone(),
             coordinator: coordinator.clone(),
@@ -148,6 +174,11 @@ impl World {
             ignores_deadline: self.cfg.bug == Some(Bug::IgnoreFence),
             acks_before_stop: self.cfg.bug == Some(Bug::AckBeforeStop),
             clock: self.clock,
+            net: self.net.clone(),
+            who,
+            commit_every: self.cfg.commit_every,
+            rejoins: self.rejoins.clone(),
+            ended: ended.clone(),
         });
         tasks::with_wrapper(wrapper, || tasks::spawn(side.drive()));
         self.checker.trace(self.now(), format!("{id} started"));
@@ -157,10 +188,87 @@ impl World {
             coordinator,
             java,
             gone: false,
+            ended,
         };
         match self.procs.get_mut(slot) {
             Some(old) => *old = p,
             None => self.procs.push(p),
+        }
+    }
+
+    /// Takes in the processors that failed, and starts those whose rejoin is due.
+    fn tend(&mut self) {
+        let failed: Vec<(String, usize)> = std::mem::take(&mut *self.rejoins.lock().unwrap());
+        for (id, who) in failed {
+            let slot = self.procs.iter().position(|p| p.id == id);
+            if let Some(slot) = slot.filter(|s| self.live(*s).is_some()) {
+                if self.client_of(slot) == who {
+                    self.procs[slot].gone = true;
+                    self.restarts
+                        .push((slot, who, Instant::now() + REJOIN_AFTER));
+                    self.checker.trace(
+                        self.now(),
+                        format!("{id} failed; it rejoins in {REJOIN_AFTER:?}"),
+                    );
+                }
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<(Slot, usize)> = self
+            .restarts
+            .iter()
+            .filter(|(_, _, at)| *at <= now)
+            .map(|(s, w, _)| (*s, *w))
+            .collect();
+        self.restarts.retain(|(_, _, at)| *at > now);
+        for (slot, who) in due {
+            // Unless the schedule restarted it meanwhile.
+            if self.procs[slot].gone && self.client_of(slot) == who {
+                self.start(slot);
+            }
+        }
+    }
+
+    /// Waits until `until`, tending to rejoins meanwhile.
+    async fn wait_until(&mut self, until: Instant) {
+        loop {
+            self.tend();
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            tokio::time::sleep_until(until.min(now + Duration::from_millis(100))).await;
+        }
+    }
+
+    /// Reads every task's checkpoint back through a fresh checkpoint store (claiming it, as a
+    /// new owner would), for the checker to hold against what was acknowledged.
+    async fn audit_checkpoints(&mut self) {
+        let who = self.clients;
+        self.clients += 1;
+        self.checker.name(who, "auditor");
+        let client = Client {
+            net: self.net.clone(),
+            who,
+            generation: None,
+        };
+        let store = crate::container::open(client, "auditor");
+        for task in 0..self.cfg.tasks {
+            let name = crate::container::task_name(task);
+            let read = match store.claim(&name, 0).await {
+                Ok(()) => store.read(&name).await,
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(read) => {
+                    self.checker
+                        .audit(self.now(), task, crate::container::offset_in(&read))
+                }
+                Err(e) => self.checker.violation(
+                    self.now(),
+                    format!("reading back task {task}'s checkpoint: {e}"),
+                ),
+            }
         }
     }
 
@@ -185,7 +293,7 @@ impl World {
                 self.checker.stop(self.now(), &id, "crashed");
                 true
             }
-            Fault::Restart(p) if self.procs.get(*p).is_some_and(|x| x.gone) => {
+            Fault::Restart(p) if self.procs.get(*p).is_some_and(Processor::over) => {
                 self.start(*p);
                 true
             }
@@ -262,9 +370,10 @@ impl World {
 
     /// How long until every task runs on one live processor, all on one version, looking
     /// every 10 ms; `None` if not within `bound`.
-    async fn await_settled(&self, bound: Duration) -> Option<Duration> {
+    async fn await_settled(&mut self, bound: Duration) -> Option<Duration> {
         let from = Instant::now();
         while Instant::now() < from + bound {
+            self.tend();
             if self.settled() {
                 return Some(Instant::now() - from);
             }
@@ -367,6 +476,8 @@ impl World {
             procs: Vec::new(),
             clients: 0,
             clock: Instant::now(),
+            rejoins: Arc::default(),
+            restarts: Vec::new(),
             cfg,
         }
     }
@@ -398,14 +509,14 @@ async fn simulate(cfg: SimConfig) -> Outcome {
     let sampler = world.sample_every(Duration::from_millis(10));
     let schedule = world.cfg.schedule.clone();
     for step in &schedule {
-        tokio::time::sleep_until(world.clock + step.at).await;
+        world.wait_until(world.clock + step.at).await;
         world.apply(&step.fault);
     }
     // Stalls, pauses and stuck threads run out by themselves: the settling time counts from
     // when the last of them ended.
     let quiet_from = world.clock + schedule.iter().map(Step::end).max().unwrap_or_default();
     let bound = world.cfg.settle_bound;
-    tokio::time::sleep_until(quiet_from).await;
+    world.wait_until(quiet_from).await;
     let settled_after = world.await_settled(bound).await;
     if settled_after.is_none() {
         checker.violation(
@@ -431,6 +542,7 @@ async fn simulate(cfg: SimConfig) -> Outcome {
     for p in world.procs.iter().filter(|p| !p.gone) {
         p.coordinator.stop();
     }
+    world.audit_checkpoints().await;
     let requests = net.load.lock().unwrap().total;
     Outcome {
         violations: checker.violations(),
@@ -471,7 +583,9 @@ pub struct ScaleReport {
 /// Cold start, then 30 s steady, a follower crash, the leader's crash and a graceful leave,
 /// each measured until every task runs again; no other faults.
 pub fn scale(processors: usize, tasks: u32, seed: u64) -> ScaleReport {
-    let cfg = SimConfig::new(seed, processors, tasks, Vec::new());
+    let mut cfg = SimConfig::new(seed, processors, tasks, Vec::new());
+    // Samza's default `task.commit.ms`.
+    cfg.commit_every = Duration::from_secs(60);
     in_virtual_time(seed, scale_run(cfg))
 }
 
@@ -485,7 +599,9 @@ async fn scale_run(cfg: SimConfig) -> ScaleReport {
     }
     let cold_start = world.await_settled(bound).await;
     let steady_from = world.now().as_secs() + 5;
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    world
+        .wait_until(Instant::now() + Duration::from_secs(35))
+        .await;
     let steady_to = world.now().as_secs();
     let leader_slot = world.leader().unwrap_or(0);
     let follower = (0..world.procs.len())
@@ -494,10 +610,14 @@ async fn scale_run(cfg: SimConfig) -> ScaleReport {
     let busy_from = world.now().as_secs();
     world.apply(&Fault::Crash(follower));
     let follower_crash = world.await_settled(bound).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    world
+        .wait_until(Instant::now() + Duration::from_secs(10))
+        .await;
     world.apply(&Fault::Crash(leader_slot));
     let leader_crash = world.await_settled(bound).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    world
+        .wait_until(Instant::now() + Duration::from_secs(10))
+        .await;
     let leaving = (0..world.procs.len())
         .find(|s| !world.procs[*s].gone && Some(*s) != world.leader())
         .unwrap_or(0);

@@ -69,3 +69,22 @@ fn a_successor_breaks_a_dead_leaders_lease_once() {
     );
     assert_eq!(r.lease_breaks, 1, "leases broken for one leader crash");
 }
+
+/// A claim for generation 0 (a processor not run under our coordinator: it takes a task whoever
+/// owns it) merged its owner row without `If-Match`, so a commit that landed between its read
+/// and its merge was passed over: it resumed from the checkpoint before, and offset 49,
+/// acknowledged to the old owner, read back as 48. Seed 980's end-of-run audit claims so.
+#[test]
+fn a_generation_zero_claim_reads_a_commit_that_lands_before_its_merge() {
+    assert_passes(case(980));
+}
+
+/// Seeds 2664 and 3748: the schedule restarted an id whose graceful leave was still under way
+/// (its Java side was stuck), so two processes used one id and the stopping one failed with
+/// the coordinator's duplicate-id error. That is an operator error the coordinator is right
+/// to refuse, not a fault to inject: a restart now waits until nothing of the old process runs.
+#[test]
+fn a_restart_waits_for_the_old_process_of_its_id_to_end() {
+    assert_passes(case(2664));
+    assert_passes(case(3748));
+}

@@ -37,14 +37,18 @@ fn a_seed_replays_event_for_event() {
 /// The checker can fail: with a known bug put back, seeds catch it.
 #[test]
 fn the_checker_catches_reintroduced_bugs() {
-    for bug in [Bug::IgnoreFence, Bug::AckBeforeStop] {
+    for (bug, symptom) in [
+        (Bug::IgnoreFence, "at once"),
+        (Bug::AckBeforeStop, "at once"),
+        (Bug::UnfencedCheckpoints, "storage accepted a checkpoint"),
+    ] {
         let caught = (0..20)
             .map(|seed| {
                 let mut cfg = case(seed);
                 cfg.bug = Some(bug);
                 run(cfg)
             })
-            .filter(|out| out.violations.iter().any(|v| v.contains("at once")))
+            .filter(|out| out.violations.iter().any(|v| v.contains(symptom)))
             .count();
         assert!(caught > 0, "{bug:?} went unnoticed in 20 seeds");
     }

@@ -313,12 +313,11 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
             }
             Some((o, etag)) if o == me => etag.clone(),
             Some((o, etag)) if generation == 0 || o.generation < generation => {
-                let if_match = if generation == 0 {
-                    IfMatch::Any
-                } else {
-                    IfMatch::ETag(etag.clone())
-                };
-                // A merge: the checkpoints in the row stay for the new owner.
+                // A merge: the checkpoints in the row stay for the new owner. Conditional on
+                // the row as read, even for generation 0 (which takes the task whoever owns
+                // it): a commit that lands between the read and this merge is read again,
+                // not passed over and then overwritten from an older checkpoint.
+                let if_match = IfMatch::ETag(etag.clone());
                 let etag = self
                     .store
                     .update_entity(&self.table, &owner_entity(key, me), Update::merge(if_match))
@@ -340,8 +339,10 @@ impl<S: TableStore + 'static> CheckpointStore<S> {
     /// wait for hundreds of round trips in a row.
     pub async fn claim_all(&self, tasks: &[String], generation: u64) -> Result<()> {
         use futures::{StreamExt, TryStreamExt};
-        futures::stream::iter(tasks)
-            .map(|t| self.claim(t, generation))
+        // The claims are made before the stream sees them, so that its future stays `Send`
+        // for a spawned caller (a closure over `&String` inside a stream combinator is not).
+        let claims: Vec<_> = tasks.iter().map(|t| self.claim(t, generation)).collect();
+        futures::stream::iter(claims)
             .buffer_unordered(16)
             .try_collect::<Vec<()>>()
             .await
