@@ -402,13 +402,13 @@ fn checkpoint_write(
     entity: &Entity,
     at: Duration,
 ) {
-    let Some(task) = entity.row_key.strip_suffix("|owner") else {
+    let Some((task, claimant)) = container::owner_row_write(entity) else {
         return;
     };
     let writer = s.names.get(&who).cloned().unwrap_or_default();
     let row = s.checkpoint_rows.entry(entity.row_key.clone()).or_default();
     let t = at.as_secs_f64();
-    if let Some(processor) = entity.get_str("processor") {
+    if let Some(processor) = claimant {
         let claimed: u64 = entity
             .get_str("generation")
             .and_then(|g| g.parse().ok())

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use samza_azure_coordinator::checkpoint::CheckpointStore;
 use samza_azure_coordinator::error::{Error, ErrorKind};
+use samza_azure_coordinator::storage::Entity;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
@@ -37,6 +38,13 @@ fn text(offset: u64) -> String {
 /// The offset a checkpoint's text names, if it is one of ours.
 pub fn offset_of(text: &str) -> Option<u64> {
     text.strip_prefix(PREFIX)?.parse().ok()
+}
+
+/// A write to a task's owner row (the layout of `checkpoint/rows.rs`): the task, and who
+/// claims it if it is a claim (a claim names the owner; a checkpoint write never does).
+pub fn owner_row_write(entity: &Entity) -> Option<(&str, Option<&str>)> {
+    let task = entity.row_key.strip_suffix("|owner")?;
+    Some((task, entity.get_str("processor")))
 }
 
 /// The offset of a task's checkpoints as the store reads them.

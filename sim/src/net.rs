@@ -440,7 +440,7 @@ impl Net {
 /// A checkpoint write: a merge of a task's owner row that does not name the owner (a claim
 /// does).
 fn is_checkpoint(entity: &Entity) -> bool {
-    entity.row_key.ends_with("|owner") && entity.get_str("processor").is_none()
+    matches!(crate::container::owner_row_write(entity), Some((_, None)))
 }
 
 /// One processor's storage client: the storage traits over it are [`Endpoint`]'s.
